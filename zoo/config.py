@@ -1,0 +1,68 @@
+"""All environment variables the zoo reads, in one place.
+
+Values are read when asked for (never at import time) so tests and long-running
+programs can change them, and so importing ``zoo`` touches neither disk nor network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_CATALOG = "MOBILENET_ZOO_CATALOG"
+ENV_CACHE = "MOBILENET_ZOO_CACHE"
+ENV_MIRROR = "MOBILENET_ZOO_MIRROR"
+ENV_OFFLINE = "MOBILENET_ZOO_OFFLINE"
+ENV_PROFILE = "MOBILENET_ZOO_PROFILE"
+ENV_DEBUG = "MOBILENET_ZOO_DEBUG"
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def env_flag(name: str) -> bool:
+    """True when the variable is set to 1/true/yes/on (case-insensitive)."""
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def catalog_path() -> Path | None:
+    """The user's catalog override, or None for the catalog shipped with the package."""
+    value = os.environ.get(ENV_CATALOG)
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir() -> Path:
+    """Where fetched models live: $MOBILENET_ZOO_CACHE or the platform's user cache dir."""
+    value = os.environ.get(ENV_CACHE)
+    if value:
+        return Path(value).expanduser()
+    from platformdirs import user_cache_path
+
+    return user_cache_path("mobilenet-zoo", appauthor=False)
+
+
+def mirrors() -> list[str]:
+    """Mirror bases from $MOBILENET_ZOO_MIRROR (several separated by whitespace or ';')."""
+    value = os.environ.get(ENV_MIRROR, "")
+    return [m for m in value.replace(";", " ").split() if m]
+
+
+def offline() -> bool:
+    return env_flag(ENV_OFFLINE)
+
+
+def profile_path() -> Path:
+    """Per-user, per-machine file of latencies measured by `bench` (device `local`).
+
+    Lives under the user *data* dir (honours XDG_DATA_HOME), not in the cache, because
+    a cache may be shared by many machines while a measurement belongs to one.
+    """
+    value = os.environ.get(ENV_PROFILE)
+    if value:
+        return Path(value).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("mobilenet-zoo", appauthor=False) / "profile.json"
+
+
+def debug() -> bool:
+    return env_flag(ENV_DEBUG)

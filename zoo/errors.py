@@ -1,0 +1,112 @@
+"""Every error the zoo raises on purpose.
+
+Each error carries what went wrong and what the user should do next (``hint``).
+The CLI formats them once, in ``cli/app.py``; nothing else prints tracebacks.
+Classes also inherit the closest built-in so ``except FileNotFoundError`` etc. work.
+"""
+
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """Base class: a message for the user plus an optional hint on how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\nHint: {self.hint}"
+
+
+class CatalogError(ZooError, ValueError):
+    """The catalog file is missing, malformed or breaks the schema."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 entry_id: str | None = None, hint: str | None = None):
+        where = []
+        if path:
+            where.append(f"{path}" + (f":{line}" if line else ""))
+        if entry_id:
+            where.append(f"entry {entry_id!r}")
+        prefix = (", ".join(where) + ": ") if where else ""
+        super().__init__(prefix + message, hint)
+        self.path, self.line, self.entry_id = path, line, entry_id
+
+
+class UnknownModelError(ZooError, KeyError):
+    """A model name that matches no catalog id or alias."""
+
+    exit_code = 2
+
+    def __init__(self, name: str, suggestions: list[str]):
+        hint = ("did you mean: " + ", ".join(suggestions) + "?") if suggestions else \
+            "run `mobilenet-zoo list` to see every model id"
+        super().__init__(f"unknown model {name!r}", hint)
+        self.name, self.suggestions = name, suggestions
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return ZooError.__str__(self)
+
+
+class UsageError(ZooError, ValueError):
+    """A flag or argument value that makes no sense (negative budget, bad device...)."""
+
+    exit_code = 2
+
+
+class NothingFitsError(ZooError):
+    """`pick` found no model within the limits."""
+
+
+class DownloadError(ZooError, OSError):
+    """The network or a mirror failed to deliver a file."""
+
+    def __init__(self, message: str, *, model_id: str | None = None, url: str | None = None,
+                 hint: str | None = None):
+        parts = [p for p in (model_id, url) if p]
+        super().__init__((" ".join(f"[{p}]" for p in parts[:1]) + " " if parts else "") + message
+                         + (f" (url: {url})" if url else ""), hint)
+        self.model_id, self.url = model_id, url
+
+
+class IntegrityError(ZooError):
+    """Bytes on disk or on the wire are not the bytes we expected (sha256 / size)."""
+
+
+class UnsafeArchiveError(ZooError):
+    """An archive member that could escape the cache or is not a plain file or directory."""
+
+    def __init__(self, message: str, *, archive: str | None = None, member: str | None = None,
+                 hint: str | None = None):
+        where = f"{archive}: " if archive else ""
+        what = f"member {member!r}: " if member else ""
+        super().__init__(f"refusing to unpack {where}{what}{message}",
+                         hint or "the archive is not a genuine upstream tarball; nothing was unpacked")
+        self.archive, self.member = archive, member
+
+
+class CacheError(ZooError, OSError):
+    """The cache directory cannot be used (unwritable, full, missing entry offline...)."""
+
+
+class OfflineError(CacheError):
+    """--offline was asked for and the model is neither cached nor on a file mirror."""
+
+
+class RestoreError(ZooError):
+    """A checkpoint, frozen graph or TFLite file cannot be turned into a working model."""
+
+
+class MissingDependencyError(ZooError, ImportError):
+    """An optional runtime (TensorFlow, LiteRT, Pillow, matplotlib) is not installed."""
+
+    def __init__(self, package: str, feature: str):
+        super().__init__(f"{feature} needs {package}, which is not installed",
+                         "pip install 'mobilenet-zoo[tf]'")
+        self.package = package
