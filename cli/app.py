@@ -1,0 +1,148 @@
+"""The typer app, its global options, and the one place errors become messages.
+
+Each group of commands lives in its own module and registers itself on ``app``:
+``catalog_cmds`` (list, show, pick, frontier), ``fetch_cmds`` (fetch, verify, cache,
+mirror), ``run_cmds`` (restore, classify, bench, plot). Those modules import the
+heavy parts of ``zoo`` inside the command functions, so `list` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer.core import TyperGroup
+
+from zoo import config
+from zoo.errors import ZooError
+
+app = typer.Typer(
+    name="mobilenet-zoo",
+    help="Find, fetch, verify and run every published TensorFlow MobileNet (v1, v2, v3, EdgeTPU).\n\n"
+         "Example: mobilenet-zoo pick --max-macs 300 --quantized && mobilenet-zoo fetch v1_1.0_224",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class Settings:
+    """Global options, resolved once per invocation and handed to every command."""
+
+    catalog: Optional[Path] = None
+    cache_dir: Optional[Path] = None
+    mirrors: list[str] = field(default_factory=list)
+    offline: bool = False
+    debug: bool = False
+    _catalog_obj: object = None
+
+    def load_catalog(self):
+        """The catalog (loaded once; includes this machine's measured latencies)."""
+        if self._catalog_obj is None:
+            from zoo.catalog import load_catalog
+
+            self._catalog_obj = load_catalog(self.catalog)
+        return self._catalog_obj
+
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir or config.cache_dir()
+
+
+settings = Settings()
+
+
+@app.callback()
+def global_options(
+    catalog: Optional[Path] = typer.Option(
+        None, "--catalog", envvar=config.ENV_CATALOG, metavar="PATH",
+        help="Use another catalog file in the same schema (private mirrors, new models)."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", envvar=config.ENV_CACHE, metavar="DIR",
+        help="Where fetched models live (default: the platform's user cache dir)."),
+    mirror: Optional[list[str]] = typer.Option(
+        None, "--mirror", envvar=config.ENV_MIRROR, metavar="URL",
+        help="Mirror base (http(s)://, file:// or a directory); repeat for several. "
+             "Tried in order before upstream. The env var takes a space-separated list."),
+    offline: bool = typer.Option(
+        False, "--offline", envvar=config.ENV_OFFLINE,
+        help="Never touch the network: use only the cache and file mirrors."),
+    debug: bool = typer.Option(
+        False, "--debug", envvar=config.ENV_DEBUG, help="Show full tracebacks on errors."),
+) -> None:
+    """Find, fetch, verify and run every published TensorFlow MobileNet."""
+    settings.catalog = catalog
+    settings.cache_dir = cache_dir
+    mirrors: list[str] = []
+    for value in mirror or []:
+        mirrors.extend(m for m in value.replace(";", " ").split() if m)
+    settings.mirrors = mirrors
+    settings.offline = offline
+    settings.debug = debug
+    settings._catalog_obj = None
+
+
+def fail(message: str, hint: str | None = None, code: int = 1) -> "typer.Exit":
+    """Print a one-screen error and return the Exit to raise."""
+    _print_error(message, hint)
+    return typer.Exit(code)
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    if hint:
+        console.print(f"[yellow]hint:[/] {escape(hint)}")
+
+
+class _ZooGroup(TyperGroup):
+    """The root command group: turns every ZooError into a one-screen message and exit code.
+
+    Doing it here (not in `main`) means typer's test runner sees exactly what users see.
+    """
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except ZooError as exc:
+            if settings.debug or config.debug():
+                raise
+            _print_error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _print_error("interrupted", None)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own flow and usage errors
+            raise
+        except Exception as exc:
+            if settings.debug or config.debug():
+                raise
+            _print_error(f"unexpected {type(exc).__name__}: {exc}",
+                         "rerun with --debug for the traceback, and please report it")
+            raise typer.Exit(3) from None
+
+
+app.info.cls = _ZooGroup
+
+
+def main() -> None:
+    app(prog_name="mobilenet-zoo")
+
+
+# Command modules register themselves on `app` when imported.
+from . import catalog_cmds  # noqa: E402,F401
+
+for _optional in ("fetch_cmds", "run_cmds"):
+    try:
+        __import__(f"{__name__.rsplit('.', 1)[0]}.{_optional}")
+    except ModuleNotFoundError as _exc:  # module not written yet in this checkout
+        if _exc.name != f"{__name__.rsplit('.', 1)[0]}.{_optional}":
+            raise

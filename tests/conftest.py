@@ -1,0 +1,38 @@
+"""Every test gets its own cache, profile and catalog settings; nothing touches the user's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Point the cache and the bench profile at temp dirs and clear catalog/mirror overrides."""
+    monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MOBILENET_ZOO_PROFILE", str(tmp_path / "profile.json"))
+    for name in ("MOBILENET_ZOO_CATALOG", "MOBILENET_ZOO_MIRROR", "MOBILENET_ZOO_OFFLINE", "MOBILENET_ZOO_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    # Any stray attempt to reach a real host fails fast instead of hanging.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    yield
+
+
+@pytest.fixture
+def cli():
+    """Run the CLI in-process with typer's runner; returns (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from mobilenet_zoo_cli.app import app
+
+    def invoke(*args: str, env: dict | None = None, input: str | None = None):
+        result = CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    return invoke

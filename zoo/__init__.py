@@ -1,0 +1,37 @@
+"""mobilenet-zoo: find, fetch, verify and run every published TensorFlow MobileNet.
+
+    import zoo
+    catalog = zoo.load_catalog()
+    entry = catalog.pick(max_macs=300, quantized=True).chosen
+    path = zoo.fetch(entry.id)                 # verified, unpacked cache entry
+    model = zoo.restore(entry.id, format="tflite")
+
+Importing this package is cheap: heavy parts (requests, TensorFlow, LiteRT) load only
+when a function that needs them is called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .catalog import Catalog, Entry, Release, load_catalog
+from .errors import ZooError
+
+__version__ = "0.1.0"
+__all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "restore", "classify", "bench"]
+
+_LAZY = {
+    "fetch": ("zoo.fetch", "fetch"),
+    "restore": ("zoo.restore.base", "restore"),
+    "classify": ("zoo.classify", "classify"),
+    "bench": ("zoo.bench", "bench"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

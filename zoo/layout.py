@@ -1,0 +1,72 @@
+"""Where things live inside the cache, and how to find a model's files once unpacked.
+
+    <cache>/<model_id>/<release>/            one verified entry (appears by atomic rename)
+        model/                               the tarball's members, exactly as upstream laid them out
+        manifest.json                        url, archive sha256 and size, and every file's size and sha256
+        archive.tgz                          the verified tarball itself (kept unless disabled)
+    <cache>/.partial/<model_id>@<release>.part   a download in progress (resumable), with .part.json
+    <cache>/.staging/                        unpacks in progress (private temp dirs; never trusted)
+    <cache>/.locks/                          file locks
+    <cache>/trusted.json                     digests recorded on first use for models upstream never pinned
+
+Pure path arithmetic plus a glob: no network, no heavy imports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .catalog import Entry, Release
+from .errors import RestoreError
+
+MODEL_DIR = "model"
+MANIFEST = "manifest.json"
+ARCHIVE = "archive.tgz"
+PARTIAL_DIR = ".partial"
+STAGING_DIR = ".staging"
+LOCK_DIR = ".locks"
+TRUST_FILE = "trusted.json"
+
+
+def entry_dir(cache: Path, entry: Entry, release: Release) -> Path:
+    return cache / entry.id / release.release
+
+
+def partial_path(cache: Path, entry: Entry, release: Release) -> Path:
+    return cache / PARTIAL_DIR / f"{entry.id}@{release.release}.part"
+
+
+def lock_path(cache: Path, entry: Entry, release: Release) -> Path:
+    return cache / LOCK_DIR / f"{entry.id}@{release.release}.lock"
+
+
+def find_file(entry: Entry, model_dir: Path, role: str) -> Path:
+    """The unpacked file for ``role`` (checkpoint, frozen_graph, tflite, ...).
+
+    The catalog gives an exact path or a glob (for tarballs whose inner names upstream
+    never documented). A checkpoint is a prefix: ``x.ckpt`` stands for ``x.ckpt.index``
+    and ``x.ckpt.data-*``; the returned path is that prefix.
+    """
+    pattern = entry.files.get(role)
+    if pattern is None:
+        raise RestoreError(f"{entry.id}: the catalog lists no {role} file for this model",
+                           hint=f"files known for it: {', '.join(entry.files) or 'none'}")
+    if role == "checkpoint":
+        matches = sorted(p.with_suffix("") for p in model_dir.glob(pattern + ".index"))
+        if not matches and "*" not in pattern and (model_dir / (pattern + ".index")).exists():
+            matches = [model_dir / pattern]
+    else:
+        matches = sorted(model_dir.glob(pattern))
+        if role == "tflite" and len(matches) > 1:
+            # EdgeTPU-compiled files need the EdgeTPU runtime; prefer the plain CPU file.
+            plain = [m for m in matches if "edgetpu" not in m.name.lower()]
+            matches = plain or matches
+    if not matches:
+        raise RestoreError(f"{entry.id}: no {role} file matching {pattern!r} in {model_dir}",
+                           hint="run `mobilenet-zoo verify --repair " + entry.id + "` to re-fetch it")
+    return matches[-1]  # the newest checkpoint step sorts last
+
+
+def cached_releases(cache: Path, entry: Entry) -> list[str]:
+    """Names of the releases of ``entry`` with a complete entry in ``cache`` (cheap: stat only)."""
+    return [r.release for r in entry.releases if (entry_dir(cache, entry, r) / MANIFEST).is_file()]
