@@ -1,0 +1,271 @@
+"""`fetch`, `verify`, `cache ...` and `mirror`: moving verified bytes into and out of the cache."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app, settings
+
+cache_app = typer.Typer(help="Inspect and clean the model cache.\n\nExample: mobilenet-zoo cache ls",
+                        no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+def _options(require_pinned: bool = False, keep_archive: bool = True):
+    from zoo.fetch import FetchOptions
+
+    return FetchOptions(cache_dir=settings.resolved_cache_dir(), mirrors=list(settings.mirrors),
+                        offline=settings.offline, require_pinned=require_pinned, keep_archive=keep_archive)
+
+
+def _select(names: list[str], family: Optional[list[str]], quantized: Optional[bool], all_models: bool):
+    """Models named on the command line plus those matching the filters."""
+    from zoo.errors import UsageError
+    from zoo.fetch import resolve_many
+    from zoo.selection import Filters
+
+    catalog = settings.load_catalog()
+    pairs = resolve_many(catalog, names)
+    if all_models or family or quantized is not None:
+        chosen = Filters(family=family or None, quantized=quantized).apply(catalog)
+        known = {(e.id, r.release) for e, r in pairs}
+        pairs += [(e, e.default_release) for e in chosen if (e.id, e.default_release.release) not in known]
+    if not pairs:
+        raise UsageError("no model given", "name models (e.g. `fetch 1.0_224`) or use --family / --quantized / --all")
+    return pairs
+
+
+@contextmanager
+def _progress(enabled: bool):
+    """A rich progress bar (bytes, rate, ETA) per model on a terminal; nothing otherwise."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+    tasks: dict[str, int] = {}
+
+    def update(entry, done: int, total: Optional[int]) -> None:
+        if entry.id not in tasks:
+            tasks[entry.id] = progress.add_task(entry.id, total=total)
+        progress.update(tasks[entry.id], completed=done, total=total)
+
+    with progress:
+        yield update
+
+
+def _show_progress(quiet: bool, json_out: bool) -> bool:
+    return not quiet and not json_out and sys.stderr.isatty()
+
+
+@app.command("fetch")
+def fetch(
+    models: Optional[list[str]] = typer.Argument(None, help="Model ids or names; NAME@RELEASE picks a release."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=16, help="Fetch this many models at once."),
+    family: Optional[list[str]] = typer.Option(None, "--family", "-f", help="Also fetch every model of a family."),
+    quantized: Optional[bool] = typer.Option(None, "--quantized/--float", help="With the filters: only these."),
+    all_models: bool = typer.Option(False, "--all", help="Fetch every model in the catalog."),
+    require_pinned: bool = typer.Option(False, "--require-pinned",
+                                        help="Refuse models without a published sha256 (no trust on first use)."),
+    keep_archive: bool = typer.Option(True, "--keep-archive/--drop-archive",
+                                      help="Keep the verified .tgz in the cache entry (verify re-hashes it)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON result per model (a JSON array)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Download, verify and unpack models into the cache; print each entry's path.
+
+    Example: mobilenet-zoo fetch 1.0_224 v2_1.4_224 -j 2
+    """
+    from rich.console import Console
+
+    from zoo.fetch import fetch_many
+
+    pairs = _select(models or [], family, quantized, all_models)
+    opts = _options(require_pinned, keep_archive)
+    if json_out or quiet:
+        opts.warn = lambda msg: None if json_out else print(f"warning: {msg}", file=sys.stderr)
+    err = Console(stderr=True, highlight=False)
+    with _progress(_show_progress(quiet, json_out)) as update:
+        opts.progress = update
+        outcomes = fetch_many(pairs, opts, jobs)
+    failed = 0
+    results = []
+    for entry, result, error in outcomes:
+        if error is not None:
+            failed += 1
+            results.append({"id": entry.id, "path": None, "sha256": None, "bytes_downloaded": 0, "cached": False,
+                            "error": error.message})
+            if not json_out:
+                from rich.markup import escape
+
+                err.print(f"[bold red]error:[/] {escape(error.message)}")
+                if error.hint:
+                    err.print(f"[yellow]hint:[/] {escape(error.hint)}")
+            continue
+        results.append(result.to_json())
+        if not json_out:
+            note = "cached" if result.cached else f"fetched {result.bytes_downloaded:,} bytes from {result.source}"
+            print(result.path)
+            if not quiet:
+                err.print(f"[green]{entry.id}[/] ({note}; sha256 {result.sha256[:16]}...)")
+    if json_out:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("verify")
+def verify(
+    models: Optional[list[str]] = typer.Argument(None, help="Models to check (default: everything cached)."),
+    repair: bool = typer.Option(False, "--repair", help="Fetch again whatever is broken."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON report."),
+) -> None:
+    """Re-hash cached archives and every unpacked file against their manifests.
+
+    Example: mobilenet-zoo verify --repair
+    """
+    from zoo.cache import Cache
+    from zoo.fetch import resolve_many
+    from zoo.verify import cached_pairs, verify_entry
+
+    catalog = settings.load_catalog()
+    opts = _options()
+    pairs = resolve_many(catalog, models) if models else cached_pairs(catalog, Cache(opts.cache_dir))
+    reports = [verify_entry(e, r, opts, repair=repair) for e, r in pairs]
+    if json_out:
+        sys.stdout.write(json.dumps([r.to_json() for r in reports], indent=2) + "\n")
+    else:
+        if not reports:
+            print("nothing cached to verify")
+        for report in reports:
+            print(f"{report.status:13s} {report.id}@{report.release}")
+            for problem in report.problems:
+                print(f"    {problem}")
+    if any(r.status in ("broken", "missing", "repair-failed") for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command("mirror")
+def mirror(
+    directory: Path = typer.Argument(..., help="Directory to fill (served later with any static web server)."),
+    models: Optional[list[str]] = typer.Argument(None, help="Models (default: with --all, every model)."),
+    family: Optional[list[str]] = typer.Option(None, "--family", "-f"),
+    quantized: Optional[bool] = typer.Option(None, "--quantized/--float"),
+    all_models: bool = typer.Option(False, "--all", help="Every model in the catalog."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Download and verify tarballs into DIR/<host>/<path>, the layout --mirror reads.
+
+    Example: mobilenet-zoo mirror /srv/mobilenet --family v1 && mobilenet-zoo --mirror /srv/mobilenet fetch 1.0_224
+    """
+    from zoo.mirroring import mirror_one
+
+    pairs = _select(models or [], family, quantized, all_models)
+    opts = _options()
+    results, failed = [], 0
+    with _progress(_show_progress(False, json_out)) as update:
+        opts.progress = update
+        for entry, release in pairs:
+            try:
+                results.append(mirror_one(directory, entry, release, opts).to_json())
+            except Exception as exc:
+                from zoo.errors import ZooError
+
+                if not isinstance(exc, ZooError):
+                    raise
+                failed += 1
+                results.append({"id": entry.id, "release": release.release, "error": exc.message})
+                print(f"error: {exc.message}", file=sys.stderr)
+    if json_out:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    else:
+        for r in results:
+            if "path" in r:
+                print(r["path"])
+    if failed:
+        raise typer.Exit(1)
+
+
+@cache_app.command("path")
+def cache_path() -> None:
+    """Print the cache directory.
+
+    Example: du -sh "$(mobilenet-zoo cache path)"
+    """
+    print(settings.resolved_cache_dir())
+
+
+@cache_app.command("ls")
+def cache_ls(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Cached models with release, size and whether the last check passed.
+
+    Example: mobilenet-zoo cache ls --json
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from zoo.cache import Cache, cheap_problems
+
+    rows = []
+    for cached in Cache(settings.resolved_cache_dir()).entries():
+        ok = cached.manifest is not None and not cheap_problems(cached.path, cached.manifest)
+        rows.append({"id": cached.model_id, "release": cached.release, "path": str(cached.path),
+                     "size_bytes": cached.size_bytes, "sizes_ok": ok,
+                     "sha256": cached.manifest.archive_sha256 if cached.manifest else None,
+                     "trusted_on_first_use": bool(cached.manifest and cached.manifest.trusted_on_first_use)})
+    if json_out:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not rows:
+        print(f"cache is empty ({settings.resolved_cache_dir()})")
+        return
+    table = Table(header_style="bold")
+    for col in ("id", "release", "size MB", "check", "digest"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        table.add_row(r["id"], r["release"], f"{r['size_bytes'] / 1e6:.1f}",
+                      "sizes ok" if r["sizes_ok"] else "[red]damaged[/]",
+                      "first use" if r["trusted_on_first_use"] else "pinned")
+    Console(highlight=False).print(table)
+
+
+@cache_app.command("rm")
+def cache_rm(models: list[str] = typer.Argument(..., help="Models to remove (NAME@RELEASE for one release).")) -> None:
+    """Remove models from the cache.
+
+    Example: mobilenet-zoo cache rm v1_1.0_224
+    """
+    from zoo import names
+    from zoo.cache import Cache
+
+    catalog = settings.load_catalog()
+    cache = Cache(settings.resolved_cache_dir())
+    for name in models:
+        entry = catalog.get(name)
+        release = entry.release(names.split_release(name)[1]) if "@" in name else None
+        removed = cache.remove(entry, release)
+        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} of {entry.id}")
+
+
+@cache_app.command("prune")
+def cache_prune() -> None:
+    """Remove leftovers of dead processes (partials, staging dirs, stale locks) and outdated releases.
+
+    Example: mobilenet-zoo cache prune
+    """
+    from zoo.cache import Cache
+
+    removed = Cache(settings.resolved_cache_dir()).prune(settings.load_catalog())
+    for path in removed:
+        print(f"removed {path}")
+    print(f"{len(removed)} item(s) removed")
