@@ -331,6 +331,15 @@ class Cache:
         path.mkdir(parents=True)
         return path
 
+    def clear_dead_staging(self, entry: Entry, release: Release) -> None:
+        """Remove staging dirs of this model left by processes that died mid-unpack."""
+        folder = self.root / layout.STAGING_DIR
+        prefix = f"{entry.id}@{release.release}."
+        if folder.is_dir():
+            for item in folder.iterdir():
+                if item.name.startswith(prefix) and not pid_alive(owner_pid(item.name) or 0):
+                    remove_tree(item)
+
     def partials(self, entry: Entry | None = None, release: Release | None = None) -> list[Path]:
         folder = self.root / layout.PARTIAL_DIR
         if not folder.is_dir():

@@ -125,6 +125,7 @@ def fetch_entry(entry: Entry, release: Release, opts: FetchOptions) -> FetchResu
             hit = _cache_hit(cache, entry, release, expected)  # a peer may have finished meanwhile
             if hit is not None:
                 return hit
+            cache.clear_dead_staging(entry, release)
             broken = cache.entry_dir(entry, release)
             if broken.exists():
                 opts.warn(f"{entry.id}@{release.release}: cached copy is damaged or outdated; fetching it again")
