@@ -271,11 +271,12 @@ def pick(
     width: Optional[list[float]] = WidthOpt,
     resolution: Optional[list[int]] = ResOpt,
     show_frontier: bool = typer.Option(False, "--frontier", help="Print the Pareto frontier instead."),
+    fetch: bool = typer.Option(False, "--fetch", help="Also fetch the chosen model into the cache."),
     json_out: bool = typer.Option(False, "--json", help="Print the chosen entry as JSON."),
 ) -> None:
     """The most accurate model within every budget (ties: fewer MACs, params, then id).
 
-    Example: mobilenet-zoo pick --max-latency-ms 10 --device pixel3-cpu4 --quantized
+    Example: mobilenet-zoo pick --max-latency-ms 10 --device pixel3-cpu4 --quantized --fetch
     """
     catalog = settings.load_catalog()
     _check_device(catalog, device)
@@ -287,7 +288,10 @@ def pick(
         return
     result = pick_model(list(catalog), filters)
     if json_out:
-        _print_json(result.chosen.to_dict())
+        data = result.chosen.to_dict()
+        if fetch:
+            data["path"] = str(_fetch_chosen(result.chosen, quiet=True).path)
+        _print_json(data)
         return
     console = _console()
     console.print(f"[bold green]{result.chosen.id}[/]")
@@ -300,7 +304,17 @@ def pick(
         console.print(f"[yellow]note:[/] {len(result.unranked)} model(s) also fit but have no published top-1 "
                       f"and are never picked: {', '.join(e.id for e in result.unranked[:6])}"
                       + (" ..." if len(result.unranked) > 6 else ""))
-    console.print(f"fetch it: mobilenet-zoo fetch {result.chosen.id}")
+    if fetch:
+        print(_fetch_chosen(result.chosen, quiet=False).path)
+    else:
+        console.print(f"fetch it: mobilenet-zoo fetch {result.chosen.id}  (or add --fetch)")
+
+
+def _fetch_chosen(entry: Entry, quiet: bool):
+    """Hand over to the fetch machinery (imported only now: picking stays light)."""
+    from .fetch_cmds import fetch_one
+
+    return fetch_one(entry, quiet)
 
 
 def _print_frontier(entries: list[Entry], cost: Cost, device: Optional[str], json_out: bool) -> None:

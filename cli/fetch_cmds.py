@@ -124,6 +124,18 @@ def fetch(
         raise typer.Exit(1)
 
 
+def fetch_one(entry, quiet: bool):
+    """Fetch one entry's default release with the global options; used by `pick --fetch`."""
+    from zoo.fetch import fetch_entry
+
+    opts = _options()
+    if quiet:
+        opts.warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)
+    with _progress(_show_progress(quiet, False)) as update:
+        opts.progress = update
+        return fetch_entry(entry, entry.default_release, opts)
+
+
 @app.command("verify")
 def verify(
     models: Optional[list[str]] = typer.Argument(None, help="Models to check (default: everything cached)."),
