@@ -300,3 +300,11 @@ def test_cache_commands(cli, fault_server, two_models, tmp_path):
     code, out, _ = cli(*args, "cache", "rm", "v1_a")
     assert code == 0 and not (tmp_path / "cache" / "v1_a").exists()
     assert (tmp_path / "cache" / "v3_b" / "r1" / "manifest.json").is_file()
+
+
+def test_pick_fetch_chooses_and_fetches(cli, two_models, tmp_path):
+    _, served, catalog_path = two_models
+    code, out, err = cli("--catalog", str(catalog_path), "pick", "--max-macs", "1000", "--fetch", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["id"] == "v1_a" and read_manifest(Path(data["path"])).archive_sha256 == served[0].sha256
