@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
@@ -298,7 +297,7 @@ def parse_catalog(text: str, path: str = "<catalog>") -> list[Entry]:
 
 def default_catalog_path() -> Path:
     """The catalog shipped inside the package (the repository's catalog.yaml in a checkout)."""
-    return Path(str(resources.files("zoo") / "catalog.yaml"))
+    return Path(__file__).resolve().parent / "catalog.yaml"  # importlib.resources costs ~7 ms at start-up
 
 
 @dataclass
