@@ -189,8 +189,8 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
 
             remove_tree(staging / layout.MODEL_DIR)
             files = unpack_archive(partial, staging / layout.MODEL_DIR, label=entry.id)
-    except UnsafeArchiveError:
-        remove_partial(partial)
+    except (UnsafeArchiveError, IntegrityError):
+        remove_partial(partial)  # refused or damaged bytes are never resumed from
         remove_tree(staging)
         raise
     except BaseException:
@@ -313,7 +313,7 @@ class _StreamingUnpacker:
         self._pipe.put(None)
         self._thread.join()
         if self._error is not None:
-            if isinstance(self._error, UnsafeArchiveError):
+            if isinstance(self._error, ZooError):  # refused (UnsafeArchiveError) or damaged (IntegrityError)
                 raise self._error
             raise UnsafeArchiveError(str(self._error), archive=self.label)
         return self._result
