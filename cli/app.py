@@ -138,11 +138,4 @@ def main() -> None:
 
 
 # Command modules register themselves on `app` when imported.
-from . import catalog_cmds  # noqa: E402,F401
-
-for _optional in ("fetch_cmds", "run_cmds"):
-    try:
-        __import__(f"{__name__.rsplit('.', 1)[0]}.{_optional}")
-    except ModuleNotFoundError as _exc:  # module not written yet in this checkout
-        if _exc.name != f"{__name__.rsplit('.', 1)[0]}.{_optional}":
-            raise
+from . import catalog_cmds, fetch_cmds, run_cmds  # noqa: E402,F401

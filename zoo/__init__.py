@@ -23,8 +23,8 @@ __all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "
 _LAZY = {
     "fetch": ("zoo.fetch", "fetch"),
     "restore": ("zoo.restore.base", "restore"),
-    "classify": ("zoo.classify", "classify"),
-    "bench": ("zoo.bench", "bench"),
+    "classify": ("zoo.classification", "classify"),
+    "bench": ("zoo.benchmark", "bench"),
 }
 
 

@@ -1,0 +1,141 @@
+"""`bench` times the real vendored model and records it; `plot` draws real PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zoo.catalog import load_catalog
+from zoo.errors import UsageError
+
+DATA = Path(__file__).resolve().parent / "data"
+TFLITE = DATA / "mobilenet_v1_0.25_128_quant.tflite"
+MODEL_ID = "v1_0.25_128_quant"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------ bench
+def test_timing_helpers_count_and_summarize():
+    from zoo.benchmark import summarize, time_calls
+
+    calls = []
+    samples = time_calls(calls.append, "image", runs=7, warmup=3)
+    assert len(calls) == 10 and len(samples) == 7 and all(s >= 0 for s in samples)
+    median, p90 = summarize([float(v) for v in range(1, 11)])
+    assert median == 5.5 and p90 == pytest.approx(9.1)
+
+
+def test_bench_records_local_latency(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from zoo.benchmark import bench
+    from zoo.restore import restore_from_dir
+
+    entry = load_catalog(with_profile=False).get(MODEL_ID)
+    model = restore_from_dir(entry, DATA, "tflite", threads=1)
+    seen = []
+    results = bench([model], runs=5, warmup=1, progress=lambda *a: seen.append(a))
+    assert seen[-1] == (MODEL_ID, 5, 5)
+    (row,) = results
+    assert row["id"] == MODEL_ID and row["format"] == "tflite" and row["threads"] == 1
+    assert 0 < row["median_ms"] <= row["p90_ms"] < 1000
+    # conftest points MOBILENET_ZOO_PROFILE at a temp file; the catalog merges it in.
+    latencies = load_catalog().get(MODEL_ID).latency_ms
+    assert latencies["local"] == pytest.approx(row["median_ms"], rel=1e-3)
+    assert latencies["local-tflite-1t"] == pytest.approx(row["median_ms"], rel=1e-3)
+    assert "pixel3-cpu4" in latencies  # published figures stay
+
+
+def test_bench_local_file_with_two_threads_and_json_cli(cli):
+    pytest.importorskip("ai_edge_litert")
+    code, out, err = cli("bench", str(TFLITE), "--threads", "2", "--runs", "3", "--warmup", "0", "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["threads"] == 2 and row["format"] == "tflite"
+    assert "local-tflite-2t" in load_catalog().get(MODEL_ID).latency_ms
+    code, out, _ = cli("bench", str(TFLITE), "--runs", "2")
+    assert code == 0 and MODEL_ID in out and "median ms" in out
+
+
+def test_bench_argument_errors():
+    from zoo.benchmark import bench
+
+    with pytest.raises(UsageError, match="--runs"):
+        bench([MODEL_ID], runs=0)
+    with pytest.raises(UsageError, match="--warmup"):
+        bench([MODEL_ID], warmup=-1)
+    with pytest.raises(UsageError, match="format"):
+        bench([MODEL_ID], format="onnx")
+
+
+# ------------------------------------------------------------------ plot
+def _check_png(path: Path, min_size=(800, 500)) -> None:
+    from PIL import Image
+
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 10_000
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size[0] >= min_size[0] and img.size[1] >= min_size[1]
+
+
+@pytest.mark.parametrize("cost", ["macs", "params", "size"])
+def test_plot_every_static_cost(tmp_path, cost):
+    pytest.importorskip("matplotlib")
+    from zoo.plot import plot
+    from zoo.selection import frontier
+
+    catalog = load_catalog(with_profile=False)
+    drawn = plot(catalog.entries, x=cost, out=tmp_path / "sub" / f"{cost}.png")
+    _check_png(tmp_path / "sub" / f"{cost}.png")
+    without_top1 = sum(e.top1 is None for e in catalog)
+    assert drawn["plotted"] == len(catalog) - without_top1
+    assert drawn["left_out_no_top1"] == without_top1
+    assert drawn["frontier"] == [e.id for e in frontier(catalog.entries, cost)]
+
+
+def test_plot_fallback_frontier_agrees_with_selection(monkeypatch):
+    import sys
+
+    import zoo.plot as zplot
+    from zoo.selection import frontier
+
+    entries = [e for e in load_catalog(with_profile=False) if e.top1 is not None]
+    expected = [e.id for e in frontier(entries, "params")]
+    monkeypatch.setitem(sys.modules, "zoo.selection", None)  # as in a checkout without it
+    assert [e.id for e in zplot.pareto_frontier(entries, "params", None)] == expected
+
+
+def test_plot_latency_needs_a_device_with_figures(tmp_path):
+    pytest.importorskip("matplotlib")
+    from zoo.plot import plot
+
+    catalog = load_catalog(with_profile=False)
+    with pytest.raises(UsageError, match="--device"):
+        plot(catalog.entries, x="latency", out=tmp_path / "x.png")
+    with pytest.raises(UsageError, match="no model to plot"):
+        plot(catalog.entries, x="latency", device="toaster", out=tmp_path / "x.png")
+    with pytest.raises(UsageError, match=".png"):
+        plot(catalog.entries, x="macs", out=tmp_path / "x.jpg")
+    drawn = plot(catalog.entries, x="latency", device="pixel1", out=tmp_path / "pixel1.png")
+    _check_png(tmp_path / "pixel1.png")
+    assert drawn["left_out_no_cost"] > 0
+    assert drawn["plotted"] + drawn["left_out_no_cost"] + drawn["left_out_no_top1"] == len(catalog)
+
+
+def test_cli_plot_after_bench_uses_local_device(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("ai_edge_litert")
+    code, _, err = cli("plot", "--x", "latency", "--device", "local", "--out", str(tmp_path / "none.png"))
+    assert code == 2 and "bench" in err
+    assert cli("bench", str(TFLITE), "--runs", "2", "--json")[0] == 0
+    out_png = tmp_path / "local.png"
+    code, out, err = cli("plot", "--x", "latency", "--device", "local", "--out", str(out_png))
+    assert code == 0, err
+    assert "1 models" in out
+    _check_png(out_png, min_size=(100, 100))
+    code, out, err = cli("plot", "--family", "v3", "--float", "--x", "params", "--out", str(tmp_path / "v3.png"))
+    assert code == 0, err
+    _check_png(tmp_path / "v3.png")

@@ -1,0 +1,290 @@
+"""One interface for every restored model, and the dispatcher that picks the loader.
+
+Whatever the file format, a restored model is a callable
+``model(images float32 [N, H, W, 3] in [-1, 1]) -> float32 [N, 1001]`` of class
+probabilities (index 0 = background), so `classify`, `bench` and the tests never care
+which runtime answers. Loaders live in ``frozen``, ``tflite`` and ``ckpt`` and are
+imported only when asked for: restoring a .tflite file never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..catalog import Catalog, Entry
+from ..errors import RestoreError, UsageError
+
+FORMATS = ("ckpt", "frozen", "tflite")
+ROLE_OF_FORMAT = {"ckpt": "checkpoint", "frozen": "frozen_graph", "tflite": "tflite"}
+_TOP = __name__.split(".")[0]  # "zoo"
+_FORMAT_ALIASES = {"checkpoint": "ckpt", "pb": "frozen", "frozen_graph": "frozen", "lite": "tflite"}
+
+
+class RestoredModel(ABC):
+    """A model ready to run. Subclasses implement ``_predict`` on a checked batch."""
+
+    format: str = "?"
+
+    def __init__(self, entry: Entry, source: Path):
+        self.entry = entry
+        self.source = Path(source)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """(height, width, channels) the model expects."""
+        return tuple(self.entry.input_size)  # type: ignore[return-value]
+
+    def __call__(self, images: Any) -> np.ndarray:
+        batch = check_images(images, self.input_size, self.entry.id)
+        if batch.shape[0] == 0:
+            return np.zeros((0, self.entry.num_classes), np.float32)
+        probs = np.asarray(self._predict(batch), dtype=np.float32).reshape(batch.shape[0], -1)
+        return align_classes(probs, self.entry)
+
+    @abstractmethod
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        """float32 [N,H,W,3] in [-1,1] -> probabilities [N, classes]."""
+
+    def summary(self) -> dict[str, Any]:
+        """What `restore` prints: shapes, ranges, parameter count against the catalog."""
+        h, w, c = self.input_size
+        info: dict[str, Any] = {
+            "id": self.entry.id,
+            "format": self.format,
+            "source": str(self.source),
+            "input_shape": [None, h, w, c],
+            "input_range": list(self.entry.input_range),
+            "output_shape": [None, self.entry.num_classes],
+            "output": "probabilities (softmax), index 0 = background",
+            "parameters": None,
+            "catalog_params_m": self.entry.params_m,
+        }
+        info.update(self._summary_extra())
+        return info
+
+    def _summary_extra(self) -> dict[str, Any]:
+        return {}
+
+    def export(self, directory: Path) -> Path:
+        """Write the model in a portable form under ``directory``; returns what was written."""
+        raise RestoreError(f"{self.entry.id}: --export is not supported for the {self.format} format",
+                           hint="export works with --format ckpt (SavedModel), frozen and tflite")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.entry.id} ({self.format}) from {self.source}>"
+
+
+def check_images(images: Any, size: tuple[int, int, int], model_id: str) -> np.ndarray:
+    """A float32 [N,H,W,3] batch, or a UsageError that says what shape was expected."""
+    batch = np.asarray(images, dtype=np.float32)
+    if batch.ndim == 3:
+        batch = batch[None]
+    if batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(size):
+        raise UsageError(f"{model_id}: expected images of shape [N, {size[0]}, {size[1]}, {size[2]}], "
+                         f"got {list(batch.shape)}",
+                         hint="zoo.images.load_images(paths, model.input_size) prepares them")
+    return batch
+
+
+def align_classes(probs: np.ndarray, entry: Entry) -> np.ndarray:
+    """Give 1000-class outputs the background column the 1001-label list expects."""
+    if probs.shape[1] == entry.num_classes:
+        return probs
+    if probs.shape[1] == 1000 and entry.num_classes == 1001:
+        return np.concatenate([np.zeros((probs.shape[0], 1), np.float32), probs], axis=1)
+    raise RestoreError(f"{entry.id}: the model answers {probs.shape[1]} classes, the catalog says "
+                       f"{entry.num_classes}", hint="check the catalog entry's num_classes")
+
+
+def normalize_format(fmt: str) -> str:
+    key = (fmt or "").strip().lower()
+    key = _FORMAT_ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise UsageError(f"unknown model format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
+    return key
+
+
+def configure_tf_threads(threads: int | None) -> bool:
+    """Set TensorFlow's intra/inter-op thread pools; True if the request is in force.
+
+    TensorFlow reads these once, when its runtime starts: after the first op has run
+    in this process they can no longer change, and the request is then ignored.
+    Frozen graphs do not depend on this (they get a session with its own pools).
+    """
+    if threads is None:
+        return True
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        return True
+    except RuntimeError:
+        return tf.config.threading.get_intra_op_parallelism_threads() == threads
+
+
+_OPTIONS = {"tflite": {"threads"}, "frozen": {"threads"}, "ckpt": {"threads", "weights", "strict"}}
+
+
+def _check_options(fmt: str, options: Mapping[str, Any]) -> None:
+    """Refuse options the format cannot use, before any file is looked up or fetched."""
+    allowed = _OPTIONS[fmt]
+    unknown = sorted(k for k, v in options.items() if k not in allowed and v is not None)
+    if unknown:
+        raise UsageError(f"option {', '.join(unknown)} does not apply to the {fmt} format",
+                         hint=f"{fmt} accepts: {', '.join(sorted(allowed)) or 'no options'}")
+
+
+def restore_file(entry: Entry, path: Path, fmt: str, **options: Any) -> RestoredModel:
+    """Load one file (a checkpoint prefix for ckpt) with the loader for ``fmt``.
+
+    Options: ``threads`` (all formats; for ckpt it sets TensorFlow's global pools, see
+    ``configure_tf_threads``), ``weights`` ('ema'|'raw') and ``strict`` (ckpt only).
+    """
+    fmt = normalize_format(fmt)
+    _check_options(fmt, options)
+    if fmt == "tflite":
+        from .tflite import load_tflite
+
+        return load_tflite(entry, Path(path), threads=options.get("threads"))
+    if fmt == "frozen":
+        from .frozen import load_frozen_graph
+
+        return load_frozen_graph(entry, Path(path), threads=options.get("threads"))
+    try:
+        from .ckpt import restore_checkpoint
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.ckpt":
+            raise
+        raise RestoreError(f"{entry.id}: restoring checkpoints is not available in this build",
+                           hint="use --format tflite or --format frozen") from None
+    _require_tensorflow("restoring checkpoints")
+    configure_tf_threads(options.get("threads"))
+    kwargs = {k: options[k] for k in ("weights", "strict") if options.get(k) is not None}
+    return restore_checkpoint(entry, Path(path), **kwargs)
+
+
+def restore_from_dir(entry: Entry, model_dir: Path, fmt: str, **options: Any) -> RestoredModel:
+    """Restore ``entry`` from an unpacked model directory (``<entry_dir>/model``) without fetching."""
+    from ..layout import find_file
+
+    fmt = normalize_format(fmt)
+    _check_options(fmt, options)
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise RestoreError(f"{entry.id}: model directory {model_dir} does not exist",
+                           hint=f"run `mobilenet-zoo fetch {entry.id}` first")
+    return restore_file(entry, find_file(entry, model_dir, ROLE_OF_FORMAT[fmt]), fmt, **options)
+
+
+def resolve_entry(name: str | Entry, catalog: Catalog | None = None) -> Entry:
+    if isinstance(name, Entry):
+        return name
+    if catalog is None:
+        from ..catalog import load_catalog
+
+        catalog = load_catalog()
+    return catalog.get(name)
+
+
+def restore(name: str | Entry, format: str = "tflite", *, catalog: Catalog | None = None,
+            cache_dir: Path | None = None, **options: Any) -> RestoredModel:
+    """Fetch (or reuse from the cache) and restore a catalog model: ``restore('v1_0.25_128_quant')``."""
+    fmt = normalize_format(format)
+    _check_options(fmt, options)
+    if catalog is None and isinstance(name, str):
+        from ..catalog import load_catalog
+
+        catalog = load_catalog()
+    entry = resolve_entry(name, catalog)
+    try:
+        from ..fetch import fetch
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{_TOP}.fetch":
+            raise
+        raise RestoreError(f"{entry.id}: fetching is not available in this build",
+                           hint="restore_from_dir(entry, model_dir, fmt) works on a directory you unpacked") from None
+    # A name keeps its `@release` suffix; an Entry means its default release.
+    entry_dir = Path(fetch(name if isinstance(name, str) else entry.id, catalog=catalog, cache_dir=cache_dir))
+    from ..layout import MODEL_DIR
+
+    return restore_from_dir(entry, entry_dir / MODEL_DIR, fmt, **options)
+
+
+def _require_tensorflow(feature: str) -> None:
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError("tensorflow", feature) from None
+
+
+def format_of_file(path: Path) -> str | None:
+    """The format a local file's name implies (.tflite or .pb), or None."""
+    name = Path(path).name
+    if name.endswith(".tflite"):
+        return "tflite"
+    if name.endswith(".pb"):
+        return "frozen"
+    return None
+
+
+def entry_for_file(path: Path, catalog: Catalog, fmt: str) -> Entry:
+    """The catalog entry whose expected file for ``fmt`` has this file's name.
+
+    Lets `classify path/to/mobilenet_v1_0.25_128_quant.tflite cat.jpg` work on files
+    that never went through the cache (only upstream file names can be recognised).
+    """
+    import fnmatch
+
+    name = Path(path).name
+    role = ROLE_OF_FORMAT[fmt]
+    for entry in catalog:
+        pattern = entry.files.get(role)
+        if pattern and "*" not in Path(pattern).name and fnmatch.fnmatch(name, Path(pattern).name):
+            return entry
+    stem = name.rsplit(".", 1)[0].removesuffix("_frozen")
+    if stem in catalog:  # upstream names are catalog aliases: mobilenet_v2_1.0_224_quant
+        return catalog.get(stem)
+    raise UsageError(f"cannot tell which catalog model the file {path} is",
+                     hint="keep the upstream file name (e.g. mobilenet_v1_0.25_128_quant.tflite) "
+                          "or fetch the model and pass its id")
+
+
+def locate(model: str | Path | Entry, format: str = "tflite",
+           catalog: Catalog | None = None) -> tuple[Entry, Path | None, str]:
+    """(entry, local file or None, format) for a catalog name, an Entry or a local upstream file.
+
+    Nothing is loaded or fetched, so callers can check their other inputs first.
+    """
+    fmt = normalize_format(format)
+    if isinstance(model, Entry):
+        return model, None, fmt
+    path = Path(model)
+    if path.is_file():
+        fmt = format_of_file(path) or fmt
+        return entry_for_file(path, catalog if catalog is not None else _default_catalog(), fmt), path, fmt
+    if isinstance(model, Path) or format_of_file(path):
+        raise UsageError(f"model file not found: {model}",
+                         hint="pass an existing .tflite / _frozen.pb file, or a model id from `mobilenet-zoo list`")
+    return resolve_entry(str(model), catalog), None, fmt
+
+
+def restore_any(model: str | Path | Entry, format: str = "tflite", *, catalog: Catalog | None = None,
+                cache_dir: Path | None = None, **options: Any) -> RestoredModel:
+    """A catalog name, an Entry, or a path to a local upstream file -> a restored model."""
+    entry, path, fmt = locate(model, format, catalog)
+    if path is not None:
+        return restore_file(entry, path, fmt, **options)
+    return restore(model, fmt, catalog=catalog, cache_dir=cache_dir, **options)
+
+
+def _default_catalog() -> Catalog:
+    from ..catalog import load_catalog
+
+    return load_catalog()

@@ -1,0 +1,150 @@
+"""Run an upstream ``*_frozen.pb`` GraphDef with TensorFlow's v1 graph runtime.
+
+The graph is imported whole into its own ``tf.Graph`` and run in a session of its
+own, so the thread pools are per model (``threads``) instead of TensorFlow's global
+ones. Input and output are the catalog's ``input_node`` / ``output_node``. Some
+upstream graphs fix the batch at 1 in the placeholder: batches then run in chunks of
+that size, the last chunk padded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..catalog import Entry
+from ..errors import MissingDependencyError, RestoreError, UsageError
+from .base import RestoredModel
+
+
+def _tensorflow():
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise MissingDependencyError("tensorflow", "running frozen graphs") from None
+    return tf
+
+
+class FrozenGraphModel(RestoredModel):
+    """A frozen GraphDef in a private session behind the common float interface."""
+
+    format = "frozen"
+
+    def __init__(self, entry: Entry, source: Path, graph: Any, session: Any, input_tensor: Any,
+                 output_tensor: Any, threads: int | None):
+        super().__init__(entry, source)
+        self.graph, self.session = graph, session
+        self.input_tensor, self.output_tensor = input_tensor, output_tensor
+        self.threads = threads
+        dim = input_tensor.shape[0]
+        self.fixed_batch: int | None = int(dim) if dim is not None else None
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        step = self.fixed_batch
+        if step is None:
+            return self._run(batch)
+        outputs = []
+        for start in range(0, batch.shape[0], step):
+            chunk = batch[start:start + step]
+            n = chunk.shape[0]
+            if n < step:
+                chunk = np.concatenate([chunk, np.zeros((step - n,) + chunk.shape[1:], chunk.dtype)])
+            outputs.append(self._run(chunk)[:n])
+        return np.concatenate(outputs)
+
+    def _run(self, chunk: np.ndarray) -> np.ndarray:
+        out = self.session.run(self.output_tensor, feed_dict={self.input_tensor: chunk})
+        return np.asarray(out).reshape(chunk.shape[0], -1)
+
+    def _summary_extra(self) -> dict[str, Any]:
+        return {
+            "input_tensor": self.input_tensor.name,
+            "input_dtype": self.input_tensor.dtype.name,
+            "output_tensor": self.output_tensor.name,
+            "batch": self.fixed_batch if self.fixed_batch is not None else "dynamic",
+            "threads": self.threads,
+            "parameters": count_graph_weights(self.graph),
+            "graph_nodes": len(self.graph.as_graph_def().node),
+        }
+
+    def export(self, directory: Path) -> Path:
+        """A TF2-loadable SavedModel with a `serving_default` signature (images -> probabilities)."""
+        tf = _tensorflow()
+        directory = Path(directory)
+        if directory.exists() and any(directory.iterdir()):
+            raise UsageError(f"--export directory {directory} is not empty",
+                             hint="pass a new or empty directory")
+        with self.graph.as_default():
+            builder = tf.compat.v1.saved_model.Builder(str(directory))
+            signature = tf.compat.v1.saved_model.predict_signature_def(
+                inputs={"images": self.input_tensor}, outputs={"probabilities": self.output_tensor})
+            builder.add_meta_graph_and_variables(
+                self.session, [tf.compat.v1.saved_model.SERVING],
+                signature_def_map={"serving_default": signature}, strip_default_attrs=True)
+            builder.save()
+        return directory
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def count_graph_weights(graph: Any) -> int:
+    """Elements of floating-point constants: the weights once batch norm is folded in."""
+    total = 0
+    for node in graph.as_graph_def().node:
+        if node.op != "Const":
+            continue
+        value = node.attr["value"].tensor
+        if value.dtype not in (1, 2, 19):  # DT_FLOAT, DT_DOUBLE, DT_HALF
+            continue
+        total += int(np.prod([d.size for d in value.tensor_shape.dim])) if value.tensor_shape.dim else 1
+    return total
+
+
+def _tensor(graph: Any, node: str, role: str, entry: Entry, path: Path) -> Any:
+    name = node if ":" in node else node + ":0"
+    try:
+        return graph.get_tensor_by_name(name)
+    except (KeyError, ValueError):
+        placeholders = [op.name for op in graph.get_operations() if op.type == "Placeholder"]
+        hint = (f"placeholders in the graph: {', '.join(placeholders[:5])}" if role == "input" and placeholders
+                else f"fix the catalog's {role}_node for {entry.id}")
+        raise RestoreError(f"{entry.id}: {path.name} has no {role} tensor {name!r}", hint=hint) from None
+
+
+def load_frozen_graph(entry: Entry, path: Path, *, threads: int | None = None) -> FrozenGraphModel:
+    """Import ``path`` and wire its catalog input/output nodes to the common interface."""
+    tf = _tensorflow()
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(path.read_bytes())
+    except (OSError, DecodeError) as exc:
+        raise RestoreError(f"{entry.id}: cannot read frozen graph {path}: {exc}",
+                           hint=f"`mobilenet-zoo verify --repair {entry.id}` re-fetches damaged files") from None
+    graph = tf.Graph()
+    try:
+        with graph.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+    except (ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise RestoreError(f"{entry.id}: TensorFlow cannot import {path.name}: {first}") from None
+    input_tensor = _tensor(graph, entry.input_node, "input", entry, path)
+    output_tensor = _tensor(graph, entry.output_node, "output", entry, path)
+    shape = input_tensor.shape
+    h, w, c = entry.input_size
+    if shape.rank is not None and (shape.rank != 4 or [shape[1], shape[2], shape[3]] != [h, w, c]):
+        raise RestoreError(f"{entry.id}: {path.name} takes input of shape {shape.as_list()}, "
+                           f"the catalog says [N, {h}, {w}, {c}]", hint="is this the right file for this model?")
+    config = tf.compat.v1.ConfigProto()
+    if threads is not None:
+        config.intra_op_parallelism_threads = threads
+        config.inter_op_parallelism_threads = threads
+    session = tf.compat.v1.Session(graph=graph, config=config)
+    return FrozenGraphModel(entry, path, graph, session, input_tensor, output_tensor, threads)

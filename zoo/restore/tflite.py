@@ -1,0 +1,169 @@
+"""Run a .tflite flatbuffer with LiteRT (``ai_edge_litert``), float or uint8/int8.
+
+Quantized models are fed and read with the quantization parameters the interpreter
+reports for their own input and output tensors, never with constants from the
+catalog, so a re-quantized file still answers in the common float interface.
+Upstream files have a fixed batch of 1: batches run image by image unless the
+model's batch dimension is dynamic, in which case the input is resized once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..catalog import Entry
+from ..errors import MissingDependencyError, RestoreError
+from .base import RestoredModel
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise MissingDependencyError("ai-edge-litert", "running .tflite models") from None
+    return Interpreter
+
+
+def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: Any) -> np.ndarray:
+    """float -> integer tensor values, rounded and clipped to the dtype's range."""
+    info = np.iinfo(dtype)
+    q = np.round(values / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+class TFLiteModel(RestoredModel):
+    """A LiteRT interpreter behind the common float interface."""
+
+    format = "tflite"
+
+    def __init__(self, entry: Entry, source: Path, interpreter: Any, threads: int | None):
+        super().__init__(entry, source)
+        self.interpreter = interpreter
+        self.threads = threads
+        self._input = interpreter.get_input_details()[0]
+        self._output = interpreter.get_output_details()[0]
+        self._batch = int(self._input["shape"][0])
+        self._dynamic_batch = int(self._input["shape_signature"][0]) == -1
+
+    # ---------------------------------------------------------------- running
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        if self._dynamic_batch and batch.shape[0] != self._batch:
+            self._resize(batch.shape[0])
+        step = self._batch
+        outputs = []
+        for start in range(0, batch.shape[0], step):
+            chunk = batch[start:start + step]
+            n = chunk.shape[0]
+            if n < step:  # pad the last chunk of a fixed-batch model
+                chunk = np.concatenate([chunk, np.zeros((step - n,) + chunk.shape[1:], chunk.dtype)])
+            outputs.append(self._invoke(chunk)[:n])
+        return np.concatenate(outputs)
+
+    def _resize(self, n: int) -> None:
+        shape = [n, *(int(d) for d in self._input["shape"][1:])]
+        self.interpreter.resize_tensor_input(self._input["index"], shape, strict=True)
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch = n
+
+    def _invoke(self, chunk: np.ndarray) -> np.ndarray:
+        detail = self._input
+        dtype = np.dtype(detail["dtype"])
+        if np.issubdtype(dtype, np.integer):
+            scale, zero_point = detail["quantization"]
+            chunk = quantize(chunk, scale, zero_point, dtype)
+        else:
+            chunk = chunk.astype(dtype)
+        self.interpreter.set_tensor(detail["index"], chunk)
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self._output["index"])
+        if np.issubdtype(out.dtype, np.integer):
+            scale, zero_point = self._output["quantization"]
+            out = dequantize(out, scale, zero_point)
+        return out.reshape(out.shape[0], -1)
+
+    # ---------------------------------------------------------------- describing
+    def _summary_extra(self) -> dict[str, Any]:
+        inp, out = self._input, self._output
+        return {
+            "input_dtype": np.dtype(inp["dtype"]).name,
+            "input_quantization": _quant(inp),
+            "output_dtype": np.dtype(out["dtype"]).name,
+            "output_quantization": _quant(out),
+            "output_tensor": out["name"],
+            "batch": "dynamic" if self._dynamic_batch else int(inp["shape_signature"][0]),
+            "threads": self.threads,
+            "parameters": count_constants(self.interpreter),
+            "file_bytes": self.source.stat().st_size,
+        }
+
+    def export(self, directory: Path) -> Path:
+        import shutil
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / self.source.name
+        shutil.copyfile(self.source, target)
+        return target
+
+
+def _quant(detail: dict) -> dict[str, float] | None:
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        return None
+    return {"scale": float(scale), "zero_point": int(zero_point)}
+
+
+def count_constants(interpreter: Any) -> int | None:
+    """Elements in tensors no op produces and that are not model inputs: the weights.
+
+    Uses LiteRT's op listing (``_get_ops_details``); None when a runtime lacks it.
+    """
+    try:
+        ops = interpreter._get_ops_details()
+        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    produced = {int(i) for op in ops for i in op["outputs"]}
+    consumed = {int(i) for op in ops for i in op["inputs"] if i >= 0}
+    inputs = {d["index"] for d in interpreter.get_input_details()}
+    constant = consumed - produced - inputs
+    return int(sum(int(np.prod(tensors[i]["shape"])) for i in constant if i in tensors))
+
+
+def load_tflite(entry: Entry, path: Path, *, threads: int | None = None) -> TFLiteModel:
+    """Open ``path`` with LiteRT and check it fits the catalog entry."""
+    Interpreter = _interpreter_class()
+    path = Path(path)
+    if threads is not None and threads < 1:
+        from ..errors import UsageError
+
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ("this file needs the EdgeTPU runtime; use the CPU .tflite of the same model"
+                if "edgetpu" in str(exc).lower() else
+                f"the file may be damaged: `mobilenet-zoo verify --repair {entry.id}`")
+        raise RestoreError(f"{entry.id}: LiteRT cannot load {path}: {first}", hint=hint) from None
+    inputs = interpreter.get_input_details()
+    outputs = interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise RestoreError(f"{entry.id}: {path} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                           "expected one image input and a class output")
+    shape = [int(d) for d in inputs[0]["shape"]]
+    h, w, c = entry.input_size
+    if len(shape) != 4 or shape[1:] != [h, w, c]:
+        raise RestoreError(f"{entry.id}: {path} takes input of shape {shape}, the catalog says "
+                           f"[N, {h}, {w}, {c}]", hint="is this the right file for this model?")
+    return TFLiteModel(entry, path, interpreter, threads)
