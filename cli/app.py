@@ -85,6 +85,8 @@ def global_options(
     settings.offline = offline
     settings.debug = debug
     settings._catalog_obj = None
+    config.apply_overrides(cache_dir=cache_dir, mirrors=mirrors if mirror else None, offline=offline or None,
+                           catalog=catalog)
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> "typer.Exit":

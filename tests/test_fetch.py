@@ -308,3 +308,13 @@ def test_pick_fetch_chooses_and_fetches(cli, two_models, tmp_path):
     assert code == 0, err
     data = json.loads(out)
     assert data["id"] == "v1_a" and read_manifest(Path(data["path"])).archive_sha256 == served[0].sha256
+
+
+def test_global_options_reach_commands_that_fetch(cli, two_models, fault_server):
+    """`--offline` applies to every command that may fetch (classify here), not just `fetch`."""
+    pytest.importorskip("PIL")
+    _, served, catalog_path = two_models
+    image = Path(__file__).parent / "data" / "cat.bmp"
+    code, out, err = cli("--catalog", str(catalog_path), "--offline", "classify", "v1_a", str(image))
+    assert code == 1 and "--offline" in err and "v1_a" in err
+    assert fault_server.stats(served[0].path).requests == 0

@@ -66,3 +66,20 @@ def profile_path() -> Path:
 
 def debug() -> bool:
     return env_flag(ENV_DEBUG)
+
+
+def apply_overrides(*, cache_dir: Path | None = None, mirrors: list[str] | None = None,
+                    offline: bool | None = None, catalog: Path | None = None) -> None:
+    """Make command-line values the process's settings, exactly like the variables above.
+
+    The CLI calls this once per command, so every library call a command makes (restore
+    fetching a missing model, classify, bench...) sees the same cache, mirrors and offline mode.
+    """
+    if cache_dir is not None:
+        os.environ[ENV_CACHE] = str(cache_dir)
+    if mirrors is not None:
+        os.environ[ENV_MIRROR] = " ".join(mirrors)
+    if offline is not None:
+        os.environ[ENV_OFFLINE] = "1" if offline else "0"
+    if catalog is not None:
+        os.environ[ENV_CATALOG] = str(catalog)
