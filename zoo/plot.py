@@ -26,27 +26,16 @@ _STYLE = {  # family -> (marker, colour)
 
 
 def cost_value(entry: Entry, cost: str, device: str | None) -> float | None:
-    """The entry's cost (None when unknown); delegates to ``zoo.selection`` when present."""
-    try:
-        from .selection import cost_of
-    except ImportError:
-        return {"macs": entry.macs_m, "params": entry.params_m, "size": entry.model_size_mb,
-                "latency": entry.latency_ms.get(device or "")}[cost]
+    """The entry's cost (None when unknown), as `pick` and `frontier` see it."""
+    from .selection import cost_of
+
     return cost_of(entry, cost, device)
 
 
 def pareto_frontier(entries: list[Entry], cost: str, device: str | None) -> list[Entry]:
-    """Models nothing beats on both top-1 and cost, cheapest first."""
-    try:
-        from .selection import frontier
-    except ImportError:
-        points = sorted((cost_value(e, cost, device), -e.top1, e.id, e) for e in entries)
-        best, out = float("-inf"), []
-        for _, neg_top1, _, entry in points:
-            if -neg_top1 > best:
-                out.append(entry)
-                best = -neg_top1
-        return out
+    """Models nothing beats on both top-1 and cost, cheapest first (the same frontier `frontier` prints)."""
+    from .selection import frontier
+
     return frontier(entries, cost, device)
 
 

@@ -20,7 +20,6 @@ from ..errors import RestoreError, UsageError
 
 FORMATS = ("ckpt", "frozen", "tflite")
 ROLE_OF_FORMAT = {"ckpt": "checkpoint", "frozen": "frozen_graph", "tflite": "tflite"}
-_TOP = __name__.split(".")[0]  # "zoo"
 _FORMAT_ALIASES = {"checkpoint": "ckpt", "pb": "frozen", "frozen_graph": "frozen", "lite": "tflite"}
 
 
@@ -155,13 +154,8 @@ def restore_file(entry: Entry, path: Path, fmt: str, **options: Any) -> Restored
         from .frozen import load_frozen_graph
 
         return load_frozen_graph(entry, Path(path), threads=options.get("threads"))
-    try:
-        from .ckpt import restore_checkpoint
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.ckpt":
-            raise
-        raise RestoreError(f"{entry.id}: restoring checkpoints is not available in this build",
-                           hint="use --format tflite or --format frozen") from None
+    from .ckpt import restore_checkpoint
+
     _require_tensorflow("restoring checkpoints")
     configure_tf_threads(options.get("threads"))
     kwargs = {k: options[k] for k in ("weights", "strict") if options.get(k) is not None}
@@ -201,13 +195,8 @@ def restore(name: str | Entry, format: str = "tflite", *, catalog: Catalog | Non
 
         catalog = load_catalog()
     entry = resolve_entry(name, catalog)
-    try:
-        from ..fetch import fetch
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{_TOP}.fetch":
-            raise
-        raise RestoreError(f"{entry.id}: fetching is not available in this build",
-                           hint="restore_from_dir(entry, model_dir, fmt) works on a directory you unpacked") from None
+    from ..fetch import fetch
+
     # A name keeps its `@release` suffix; an Entry means its default release.
     entry_dir = Path(fetch(name if isinstance(name, str) else entry.id, catalog=catalog, cache_dir=cache_dir))
     from ..layout import MODEL_DIR
