@@ -96,18 +96,6 @@ def test_plot_every_static_cost(tmp_path, cost):
     assert drawn["frontier"] == [e.id for e in frontier(catalog.entries, cost)]
 
 
-def test_plot_fallback_frontier_agrees_with_selection(monkeypatch):
-    import sys
-
-    import zoo.plot as zplot
-    from zoo.selection import frontier
-
-    entries = [e for e in load_catalog(with_profile=False) if e.top1 is not None]
-    expected = [e.id for e in frontier(entries, "params")]
-    monkeypatch.setitem(sys.modules, "zoo.selection", None)  # as in a checkout without it
-    assert [e.id for e in zplot.pareto_frontier(entries, "params", None)] == expected
-
-
 def test_plot_latency_needs_a_device_with_figures(tmp_path):
     pytest.importorskip("matplotlib")
     from zoo.plot import plot
