@@ -1,0 +1,28 @@
+"""The wheel carries the catalog and the labels, and installs the console script."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_wheel_ships_catalog_labels_and_entry_point(tmp_path):
+    pytest.importorskip("setuptools")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+                           "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    wheel = next(tmp_path.glob("mobilenet_zoo-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert "zoo/catalog.yaml" in names and "zoo/data/imagenet_labels.txt" in names
+        assert zf.read("zoo/catalog.yaml") == (REPO / "catalog.yaml").read_bytes()   # a copy, not a link
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        assert "mobilenet-zoo = mobilenet_zoo_cli.app:main" in zf.read(entry_points).decode()
+        assert not any(n.startswith("tests/") for n in names)
