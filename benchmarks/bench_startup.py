@@ -19,6 +19,19 @@ import time
 from pathlib import Path
 
 
+# What any typer + rich CLI pays before doing work: typer parses options through pydantic
+# (imported on first use since typer 0.2x) and rich.console renders the output.
+TYPER_FLOOR = (
+    "import typer\n"
+    "from rich.console import Console\n"
+    "app = typer.Typer()\n"
+    "@app.command()\n"
+    "def main(n: int = 1):\n"
+    "    Console().print('x' * n)\n"
+    "app()\n"
+)
+
+
 def _time(cmd: list[str], env: dict) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -41,6 +54,7 @@ def main() -> None:
     env = {**os.environ, "MOBILENET_ZOO_CACHE": tempfile.mkdtemp(), "MOBILENET_ZOO_PROFILE": os.devnull + "x"}
     commands = {
         "baseline: python -c 'import typer, rich, yaml'": [sys.executable, "-c", "import typer, rich, yaml"],
+        "floor: a one-option typer app that prints (for scale)": [sys.executable, "-c", TYPER_FLOOR],
         "mobilenet-zoo list": [script, "list"],
         "mobilenet-zoo show 1.0_224": [script, "show", "1.0_224"],
         "mobilenet-zoo pick --max-macs 300": [script, "pick", "--max-macs", "300"],
