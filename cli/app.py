@@ -8,8 +8,6 @@ heavy parts of ``zoo`` inside the command functions, so `list` stays light.
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -19,17 +17,6 @@ from typer.core import TyperGroup
 
 from zoo import config
 from zoo.errors import ZooError
-
-app = typer.Typer(
-    name="mobilenet-zoo",
-    help="Find, fetch, verify and run every published TensorFlow MobileNet (v1, v2, v3, EdgeTPU).\n\n"
-         "Example: mobilenet-zoo pick --max-macs 300 --quantized && mobilenet-zoo fetch v1_1.0_224",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
 
 @dataclass
 class Settings:
@@ -55,6 +42,45 @@ class Settings:
 
 
 settings = Settings()
+
+
+class _ZooGroup(TyperGroup):
+    """The root command group: turns every ZooError into a one-screen message and exit code.
+
+    Doing it here (not in `main`) means typer's test runner sees exactly what users see.
+    """
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except ZooError as exc:
+            if settings.debug or config.debug():
+                raise
+            _print_error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _print_error("interrupted", None)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own flow and usage errors
+            raise
+        except Exception as exc:
+            if settings.debug or config.debug():
+                raise
+            _print_error(f"unexpected {type(exc).__name__}: {exc}",
+                         "rerun with --debug for the traceback, and please report it")
+            raise typer.Exit(3) from None
+
+
+app = typer.Typer(
+    name="mobilenet-zoo",
+    cls=_ZooGroup,
+    help="Find, fetch, verify and run every published TensorFlow MobileNet (v1, v2, v3, EdgeTPU).\n\n"
+         "Example: mobilenet-zoo pick --max-macs 300 --quantized && mobilenet-zoo fetch v1_1.0_224",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 
 @app.callback()
@@ -89,12 +115,6 @@ def global_options(
                            catalog=catalog)
 
 
-def fail(message: str, hint: str | None = None, code: int = 1) -> "typer.Exit":
-    """Print a one-screen error and return the Exit to raise."""
-    _print_error(message, hint)
-    return typer.Exit(code)
-
-
 def _print_error(message: str, hint: str | None) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -105,34 +125,6 @@ def _print_error(message: str, hint: str | None) -> None:
         console.print(f"[yellow]hint:[/] {escape(hint)}")
 
 
-class _ZooGroup(TyperGroup):
-    """The root command group: turns every ZooError into a one-screen message and exit code.
-
-    Doing it here (not in `main`) means typer's test runner sees exactly what users see.
-    """
-
-    def invoke(self, ctx: typer.Context):
-        try:
-            return super().invoke(ctx)
-        except ZooError as exc:
-            if settings.debug or config.debug():
-                raise
-            _print_error(exc.message, exc.hint)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            _print_error("interrupted", None)
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own flow and usage errors
-            raise
-        except Exception as exc:
-            if settings.debug or config.debug():
-                raise
-            _print_error(f"unexpected {type(exc).__name__}: {exc}",
-                         "rerun with --debug for the traceback, and please report it")
-            raise typer.Exit(3) from None
-
-
-app.info.cls = _ZooGroup
 
 
 def main() -> None:
