@@ -32,7 +32,12 @@ def cli():
     from mobilenet_zoo_cli.app import app
 
     def invoke(*args: str, env: dict | None = None, input: str | None = None):
-        result = CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+        saved = dict(os.environ)  # global options become process settings (config.apply_overrides)
+        try:
+            result = CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
         return result.exit_code, result.stdout, result.stderr
 
     return invoke
