@@ -18,7 +18,7 @@ app.add_typer(cache_app, name="cache")
 
 
 def _options(require_pinned: bool = False, keep_archive: bool = True):
-    from zoo.fetch import FetchOptions
+    from zoo.fetching import FetchOptions
 
     return FetchOptions(cache_dir=settings.resolved_cache_dir(), mirrors=list(settings.mirrors),
                         offline=settings.offline, require_pinned=require_pinned, keep_archive=keep_archive)
@@ -27,7 +27,7 @@ def _options(require_pinned: bool = False, keep_archive: bool = True):
 def _select(names: list[str], family: Optional[list[str]], quantized: Optional[bool], all_models: bool):
     """Models named on the command line plus those matching the filters."""
     from zoo.errors import UsageError
-    from zoo.fetch import resolve_many
+    from zoo.fetching import resolve_many
     from zoo.selection import Filters
 
     catalog = settings.load_catalog()
@@ -88,7 +88,7 @@ def fetch(
     """
     from rich.console import Console
 
-    from zoo.fetch import fetch_many
+    from zoo.fetching import fetch_many
 
     pairs = _select(models or [], family, quantized, all_models)
     opts = _options(require_pinned, keep_archive)
@@ -126,7 +126,7 @@ def fetch(
 
 def fetch_one(entry, quiet: bool):
     """Fetch one entry's default release with the global options; used by `pick --fetch`."""
-    from zoo.fetch import fetch_entry
+    from zoo.fetching import fetch_entry
 
     opts = _options()
     if quiet:
@@ -147,7 +147,7 @@ def verify(
     Example: mobilenet-zoo verify --repair
     """
     from zoo.cache import Cache
-    from zoo.fetch import resolve_many
+    from zoo.fetching import resolve_many
     from zoo.verify import cached_pairs, verify_entry
 
     catalog = settings.load_catalog()

@@ -55,7 +55,7 @@ def _print_json(data) -> None:
 
 def _restore(model: str, fmt: Format, **options):
     """A catalog name or a local upstream file -> a restored model (fetching if needed)."""
-    from zoo.restore.base import restore_any
+    from zoo.formats.base import restore_any
 
     return restore_any(model, fmt.value, catalog=settings.load_catalog(),
                        cache_dir=settings.resolved_cache_dir(), **options)

@@ -15,7 +15,7 @@ fixed weights, and writes what an unpacked upstream tarball holds:
 
 The frozen graph and the .tflite carry the weights upstream evaluates with (v1 raw,
 v2/v3/EdgeTPU moving averages), so ``BuiltModel.probabilities`` is what every format should reproduce.
-Nothing here imports ``zoo.restore``: the graph is the independent reference.
+Nothing here imports ``zoo.formats``: the graph is the independent reference.
 Upstream facts (names, layer lists, rounding) come from tensorflow/models
 ``research/slim/nets/mobilenet_v1.py`` and ``research/slim/nets/mobilenet/*.py``.
 """

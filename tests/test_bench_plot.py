@@ -30,7 +30,7 @@ def test_timing_helpers_count_and_summarize():
 def test_bench_records_local_latency(tmp_path):
     pytest.importorskip("ai_edge_litert")
     from zoo.benchmark import bench
-    from zoo.restore import restore_from_dir
+    from zoo.formats import restore_from_dir
 
     entry = load_catalog(with_profile=False).get(MODEL_ID)
     model = restore_from_dir(entry, DATA, "tflite", threads=1)

@@ -159,3 +159,13 @@ def test_schema_lists_every_entry_field():
     from zoo.catalog import Entry
 
     assert {f.name for f in fields(Entry)} == set(SCHEMA)
+
+
+def test_api_functions_survive_their_modules_being_imported():
+    """`zoo.fetch`, `zoo.restore`, ... stay functions even after their modules are loaded."""
+    import importlib
+
+    for module in ("zoo.fetching", "zoo.formats.base", "zoo.classification", "zoo.benchmark"):
+        importlib.import_module(module)
+    for name in ("fetch", "restore", "classify", "bench", "load_catalog"):
+        assert callable(getattr(zoo, name)) and not isinstance(getattr(zoo, name), type(zoo)), name

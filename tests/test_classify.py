@@ -19,7 +19,7 @@ pytest.importorskip("PIL")
 from zoo.catalog import load_catalog  # noqa: E402
 from zoo.classification import classify  # noqa: E402
 from zoo.errors import UnknownModelError, UsageError  # noqa: E402
-from zoo.restore import restore_from_dir  # noqa: E402
+from zoo.formats import restore_from_dir  # noqa: E402
 
 pytestmark = pytest.mark.tf
 DATA = Path(__file__).resolve().parent / "data"
@@ -115,7 +115,7 @@ def served_catalog(tmp_path):
 
 
 def test_restore_and_classify_by_name_fetch_first(served_catalog, tmp_path):
-    from zoo.restore import restore
+    from zoo.formats import restore
 
     catalog = load_catalog(served_catalog)
     cache = tmp_path / "cache"

@@ -15,7 +15,7 @@ from zoo import layout
 from zoo.cache import Cache, read_manifest
 from zoo.catalog import load_catalog
 from zoo.errors import CacheError, IntegrityError, OfflineError, UnsafeArchiveError
-from zoo.fetch import FetchOptions, _fetch_locked, expected_digest, fetch, fetch_entry
+from zoo.fetching import FetchOptions, _fetch_locked, expected_digest, fetch, fetch_entry
 
 from . import archives
 from .fetch_helpers import model_entry, serve_models, snapshot, v1_tarball, v3_tarball, write_catalog

@@ -15,7 +15,7 @@ pytest.importorskip("ai_edge_litert")
 
 from zoo.catalog import load_catalog  # noqa: E402
 from zoo.errors import RestoreError, UsageError  # noqa: E402
-from zoo.restore import restore_file, restore_from_dir  # noqa: E402
+from zoo.formats import restore_file, restore_from_dir  # noqa: E402
 
 pytestmark = pytest.mark.tf
 SIZE = 32
@@ -176,7 +176,7 @@ def test_every_format_reproduces_the_slim_graph(built):
     assert expected.max() < 0.9  # not saturated, so the comparison means something
     formats = ["frozen", "tflite"]
     try:
-        import zoo.restore.ckpt  # noqa: F401
+        import zoo.formats.ckpt  # noqa: F401
         formats.append("ckpt")
     except ImportError:
         pass

@@ -1,4 +1,4 @@
-"""Restoring TF-slim checkpoints into Keras (``zoo.restore.ckpt``).
+"""Restoring TF-slim checkpoints into Keras (``zoo.formats.ckpt``).
 
 The reference is the TF1 graph each tiny checkpoint came from (``slim_builders``): the
 Keras model must give the same probabilities on the same images. Tolerance: atol 2e-5 on
@@ -20,9 +20,9 @@ pytestmark = pytest.mark.tf
 
 from zoo.catalog import default_catalog_path, load_catalog  # noqa: E402
 from zoo.errors import RestoreError  # noqa: E402
-from zoo.restore.base import restore_file, restore_from_dir  # noqa: E402
-from zoo.restore.ckpt import CheckpointModel, restore_checkpoint  # noqa: E402
-from zoo.restore.keras_models import build_keras_model  # noqa: E402
+from zoo.formats.base import restore_file, restore_from_dir  # noqa: E402
+from zoo.formats.ckpt import CheckpointModel, restore_checkpoint  # noqa: E402
+from zoo.formats.keras_models import build_keras_model  # noqa: E402
 
 from . import slim_builders  # noqa: E402
 

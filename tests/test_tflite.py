@@ -14,8 +14,8 @@ pytest.importorskip("ai_edge_litert")
 from zoo.catalog import load_catalog  # noqa: E402
 from zoo.errors import MissingDependencyError, RestoreError, UsageError  # noqa: E402
 from zoo.images import load_images  # noqa: E402
-from zoo.restore import restore_file, restore_from_dir  # noqa: E402
-from zoo.restore.tflite import dequantize, quantize  # noqa: E402
+from zoo.formats import restore_file, restore_from_dir  # noqa: E402
+from zoo.formats.tflite import dequantize, quantize  # noqa: E402
 
 pytestmark = pytest.mark.tf
 DATA = Path(__file__).resolve().parent / "data"

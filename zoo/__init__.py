@@ -21,8 +21,8 @@ __version__ = "0.1.0"
 __all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "restore", "classify", "bench"]
 
 _LAZY = {
-    "fetch": ("zoo.fetch", "fetch"),
-    "restore": ("zoo.restore.base", "restore"),
+    "fetch": ("zoo.fetching", "fetch"),
+    "restore": ("zoo.formats.base", "restore"),
     "classify": ("zoo.classification", "classify"),
     "bench": ("zoo.benchmark", "bench"),
 }

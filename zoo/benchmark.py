@@ -23,7 +23,7 @@ import numpy as np
 
 from .catalog import Catalog, Entry
 from .errors import UsageError
-from .restore.base import RestoredModel, configure_tf_threads, normalize_format, restore_any
+from .formats.base import RestoredModel, configure_tf_threads, normalize_format, restore_any
 
 Progress = Callable[[str, int, int], None]
 

@@ -15,7 +15,7 @@ from .catalog import Catalog, Entry
 from .errors import UsageError
 from .images import DEFAULT_CROP, load_images
 from .labels import label
-from .restore.base import RestoredModel, locate, normalize_format, restore_any
+from .formats.base import RestoredModel, locate, normalize_format, restore_any
 
 
 def top_k(probs: np.ndarray, k: int) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .cache import TrustStore
 from .catalog import Entry, Release
-from .fetch import FetchOptions, expected_digest
+from .fetching import FetchOptions, expected_digest
 from .mirrors import mirror_path, sources_for
 
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from .cache import Cache, deep_problems, read_manifest
 from .catalog import Entry, Release
-from .fetch import FetchOptions, expected_digest, fetch_entry
+from .fetching import FetchOptions, expected_digest, fetch_entry
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""Turn a fetched model (checkpoint, frozen graph or .tflite) into one callable interface.
+"""Each file format of the upstream tarballs, turned into one callable interface.
 
-    from zoo.restore import restore
-    model = restore("v1_0.25_128_quant", format="tflite")
+    import zoo
+    model = zoo.restore("v1_0.25_128_quant", format="tflite")   # zoo.formats.base.restore
     probs = model(images)            # float32 [N,H,W,3] in [-1,1] -> [N,1001]
 
 See ``base`` for the interface; each format has its own loader module.

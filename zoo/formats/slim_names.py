@@ -111,7 +111,7 @@ def bindings_for(entry: Entry, model: Any) -> list[Binding]:
             raise RestoreError(
                 f"{entry.id}: Keras layer {layer.name!r} has no slim counterpart in the mapping",
                 hint="the installed Keras may have renamed its MobileNet layers; "
-                     "see zoo/restore/slim_names.py")
+                     "see zoo/formats/slim_names.py")
         kind = type(layer).__name__
         for var in layer.weights:
             short = var.name.split("/")[-1]

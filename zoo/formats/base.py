@@ -195,7 +195,7 @@ def restore(name: str | Entry, format: str = "tflite", *, catalog: Catalog | Non
 
         catalog = load_catalog()
     entry = resolve_entry(name, catalog)
-    from ..fetch import fetch
+    from ..fetching import fetch
 
     # A name keeps its `@release` suffix; an Entry means its default release.
     entry_dir = Path(fetch(name if isinstance(name, str) else entry.id, catalog=catalog, cache_dir=cache_dir))
