@@ -159,8 +159,11 @@ def classify_cmd(
     from rich.table import Table
 
     console = _console()
+    from rich.markup import escape
+
     for result in results:
-        table = Table(title=result["image"], title_justify="left")
+        console.print(f"[bold]{escape(result['image'])}[/]", soft_wrap=True)  # a title would wrap long paths
+        table = Table()
         table.add_column("#", justify="right")
         table.add_column("label")
         table.add_column("index", justify="right")
