@@ -26,7 +26,8 @@ from zoo.formats.keras_models import build_keras_model  # noqa: E402
 
 from . import slim_builders  # noqa: E402
 
-ATOL = 2e-5
+# float32 through 30-50 layers; the compiled predict graph differs from the TF1 graph by up to ~4e-5.
+ATOL = 5e-5
 V3_VARIANTS = ["large", "small", "large_minimalistic", "small_minimalistic"]
 
 

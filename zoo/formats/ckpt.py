@@ -84,7 +84,8 @@ class CheckpointModel(RestoredModel):
         self.notes = notes
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.keras_model(batch, training=False))
+        # predict_on_batch runs a compiled graph (built once); calling the model eagerly is ~40x slower.
+        return np.asarray(self.keras_model.predict_on_batch(batch))
 
     def _summary_extra(self) -> dict[str, Any]:
         total = int(self.keras_model.count_params())
