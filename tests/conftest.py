@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from .http_server import fault_server  # noqa: F401 - the loopback server fixture, for every test
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 SHARED = REPO.parent / "shared"

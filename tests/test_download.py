@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from tests.http_server import Fault, FaultServer, fault_server  # noqa: F401 - fixture
+from tests.http_server import Fault, FaultServer
 from zoo.download import (Action, DownloadPolicy, PartialState, backoff_delay, decide, download,
                           if_range_value, parse_content_range, parse_retry_after, read_sidecar,
                           redirect_target, resume_offset, sidecar_path, write_sidecar)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from .fetch_helpers import write_catalog
-from .http_server import fault_server  # noqa: F401 - fixture
+
 
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("ai_edge_litert")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 from pathlib import Path
 
@@ -14,12 +13,12 @@ import pytest
 from zoo import layout
 from zoo.cache import Cache, read_manifest
 from zoo.catalog import load_catalog
-from zoo.errors import CacheError, IntegrityError, OfflineError, UnsafeArchiveError
+from zoo.errors import CacheError, IntegrityError, UnsafeArchiveError
 from zoo.fetching import FetchOptions, _fetch_locked, expected_digest, fetch, fetch_entry
 
 from . import archives
 from .fetch_helpers import model_entry, serve_models, snapshot, v1_tarball, v3_tarball, write_catalog
-from .http_server import Fault, fault_server  # noqa: F401 - fixture
+from .http_server import Fault
 
 
 def _members(data: bytes) -> dict[str, bytes]:

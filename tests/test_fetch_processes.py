@@ -16,7 +16,7 @@ from zoo.cache import read_manifest
 
 from .archives import upstream_v1_tarball
 from .fetch_helpers import serve_models
-from .http_server import Fault, fault_server  # noqa: F401 - fixture
+from .http_server import Fault
 
 pytestmark = pytest.mark.slow
 

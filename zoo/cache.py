@@ -14,7 +14,6 @@ Layout: see ``zoo.layout``. The rules that keep it safe:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -23,9 +22,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from . import layout
+from .atomic import atomic_write_json, read_json
 from .catalog import Entry, Release
 from .errors import CacheError
 
@@ -33,31 +33,6 @@ MANIFEST_VERSION = 1
 
 
 # ----------------------------------------------------------------- small primitives
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON next to ``path`` and rename it into place (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return None
-
-
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -8,30 +8,15 @@ final name only after their sha256 matched (pinned, or recorded on first use).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import TrustStore
 from .catalog import Entry, Release
-from .fetching import FetchOptions, expected_digest
+from .fetching import FetchOptions, FetchResult, expected_digest
 from .mirrors import mirror_path, sources_for
 
 
-@dataclass(frozen=True)
-class MirrorResult:
-    id: str
-    release: str
-    path: Path
-    sha256: str
-    bytes_downloaded: int
-    cached: bool
-
-    def to_json(self) -> dict:
-        return {"id": self.id, "release": self.release, "path": str(self.path), "sha256": self.sha256,
-                "bytes_downloaded": self.bytes_downloaded, "cached": self.cached}
-
-
-def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptions) -> MirrorResult:
+def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptions) -> FetchResult:
     from .download import DownloadPolicy, download
     from .hashing import sha256_file
 
@@ -40,7 +25,7 @@ def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptio
     if target.is_file():
         digest = sha256_file(target)
         if expected is None or digest == expected:
-            return MirrorResult(entry.id, release.release, target, digest, 0, True)
+            return FetchResult(entry.id, release.release, target, digest, 0, True, "mirror directory")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.pid{os.getpid()}.part")
     last_error = None
@@ -59,4 +44,5 @@ def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptio
     if expected is None:
         TrustStore(opts.cache_dir).record(entry, release, result.sha256, result.size)
         opts.warn(f"{entry.id}@{release.release}: upstream publishes no sha256; recorded {result.sha256} on first use")
-    return MirrorResult(entry.id, release.release, target, result.sha256, result.bytes_transferred, False)
+    return FetchResult(entry.id, release.release, target, result.sha256, result.bytes_transferred, False,
+                       source.label)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from . import config
+from .atomic import atomic_write_json
 
 LOCAL = "local"
 
@@ -83,14 +83,5 @@ def record(model_id: str, fmt: str, threads: int, median_ms: float, p90_ms: floa
             "format": fmt, "threads": threads, "median_ms": round(median_ms, 4),
             "p90_ms": round(p90_ms, 4), "measured_at": time.time(),
         }
-        fd, tmp = tempfile.mkstemp(prefix=".profile-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_json(target, data)
     return target
