@@ -6,7 +6,6 @@ They must start fast: only typer, rich, yaml and the catalog are imported here
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from typing import Optional
@@ -18,6 +17,7 @@ from zoo.catalog import Entry
 from zoo.selection import COST_LABELS, Filters, frontier as compute_frontier, pick as pick_model, sort_entries
 
 from .app import app, settings
+from .output import print_json, terminal
 
 
 class OutputFormat(str, Enum):
@@ -71,16 +71,6 @@ def _fmt(value, spec: str = "g", suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
-def _console():
-    """A console that never squeezes tables when output goes to a pipe or file."""
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=160)
-    return console
-
-
 def _entries_table(entries: list[Entry], title: str | None = None, device: str | None = None,
                    cached: set[str] | None = None):
     from rich.table import Table
@@ -112,10 +102,6 @@ def _cached_ids(entries: list[Entry]) -> set[str]:
     if not cache.is_dir():
         return set()
     return {e.id for e in entries if layout.cached_releases(cache, e)}
-
-
-def _print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 @app.command("list")
@@ -152,7 +138,7 @@ def list_models(
     entries = sort_entries(filters.apply(catalog), sort, device)
     if json_out or output is OutputFormat.json:
         cached = _cached_ids(entries)
-        _print_json([{**e.to_dict(), "cached": e.id in cached} for e in entries])
+        print_json([{**e.to_dict(), "cached": e.id in cached} for e in entries])
     elif output is OutputFormat.csv:
         import csv
 
@@ -165,7 +151,7 @@ def list_models(
             writer.writerow(["" if d[k] is None else d[k] for k in header]
                             + ([_fmt(e.latency_ms.get(device), "g").replace("-", "")] if device else []))
     else:
-        console = _console()
+        console = terminal()
         if not entries:
             console.print("no model matches these filters", style="yellow")
             raise typer.Exit(1)
@@ -191,11 +177,11 @@ def show(
     data = {**entry.to_dict(), "accepted_names": accepted_names(entry),
             "cached_releases": sorted(cached)}
     if json_out:
-        _print_json(data)
+        print_json(data)
         return
     from rich.table import Table
 
-    console = _console()
+    console = terminal()
     title = f"[bold]{entry.id}[/]  MobileNet {entry.family}" + (f" {entry.variant}" if entry.variant else "") \
             + f", width {entry.width:g}, {entry.resolution}x{entry.resolution}" \
             + (", quantized" if entry.quantized else ", float")
@@ -292,9 +278,9 @@ def pick(
         data = result.chosen.to_dict()
         if fetch:
             data["path"] = str(_fetch_chosen(result.chosen, quiet=True).path)
-        _print_json(data)
+        print_json(data)
         return
-    console = _console()
+    console = terminal()
     console.print(f"[bold green]{result.chosen.id}[/]")
     console.print(f"why: {result.reason}")
     console.print(_entries_table([result.chosen], None, device))
@@ -321,10 +307,10 @@ def _fetch_chosen(entry: Entry, quiet: bool):
 def _print_frontier(entries: list[Entry], cost: Cost, device: Optional[str], json_out: bool) -> None:
     front = compute_frontier(entries, cost.value, device)
     if json_out:
-        _print_json([e.to_dict() for e in front])
+        print_json([e.to_dict() for e in front])
         return
     label = COST_LABELS[cost.value] + (f" on {device}" if cost is Cost.latency else "")
-    _console().print(_entries_table(front, f"Pareto frontier: top-1 against {label} ({len(front)} models)",
+    terminal().print(_entries_table(front, f"Pareto frontier: top-1 against {label} ({len(front)} models)",
                                     device if cost is Cost.latency else None))
 
 

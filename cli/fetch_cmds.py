@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Optional
 import typer
 
 from .app import app, settings
+from .output import print_json
 
 cache_app = typer.Typer(help="Inspect and clean the model cache.\n\nExample: mobilenet-zoo cache ls",
                         no_args_is_help=True)
@@ -119,7 +119,7 @@ def fetch(
             if not quiet:
                 err.print(f"[green]{entry.id}[/] ({note}; sha256 {result.sha256[:16]}...)")
     if json_out:
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        print_json(results)
     if failed:
         raise typer.Exit(1)
 
@@ -155,7 +155,7 @@ def verify(
     pairs = resolve_many(catalog, models) if models else cached_pairs(catalog, Cache(opts.cache_dir))
     reports = [verify_entry(e, r, opts, repair=repair) for e, r in pairs]
     if json_out:
-        sys.stdout.write(json.dumps([r.to_json() for r in reports], indent=2) + "\n")
+        print_json([r.to_json() for r in reports])
     else:
         if not reports:
             print("nothing cached to verify")
@@ -199,7 +199,7 @@ def mirror(
                 results.append({"id": entry.id, "release": release.release, "error": exc.message})
                 print(f"error: {exc.message}", file=sys.stderr)
     if json_out:
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        print_json(results)
     else:
         for r in results:
             if "path" in r:
@@ -236,7 +236,7 @@ def cache_ls(json_out: bool = typer.Option(False, "--json")) -> None:
                      "sha256": cached.manifest.archive_sha256 if cached.manifest else None,
                      "trusted_on_first_use": bool(cached.manifest and cached.manifest.trusted_on_first_use)})
     if json_out:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        print_json(rows)
         return
     if not rows:
         print(f"cache is empty ({settings.resolved_cache_dir()})")

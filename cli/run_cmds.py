@@ -6,7 +6,6 @@ matplotlib are imported inside the command functions, so `list` never pays for t
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Optional
 import typer
 
 from .app import app, settings
+from .catalog_cmds import Cost
+from .output import print_json, terminal
 
 
 class Format(str, Enum):
@@ -28,29 +29,11 @@ class Weights(str, Enum):
     raw = "raw"
 
 
-class Cost(str, Enum):
-    macs = "macs"
-    params = "params"
-    size = "size"
-    latency = "latency"
-
-
 FormatOpt = typer.Option(Format.tflite, "--format", "-F",
                          help="Which file of the model to run: tflite (LiteRT), ckpt (Keras) or frozen (TF graph).")
 ThreadsOpt = typer.Option(None, "--threads", "-t", min=1,
                           help="CPU threads for the runtime (default: the runtime's own choice).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
-def _console():
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=160)
-
-
-def _print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 def _restore(model: str, fmt: Format, **options):
@@ -102,7 +85,7 @@ def restore_cmd(
     if export is not None:
         info["exported_to"] = str(restored.export(export))
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     from rich.table import Table
 
@@ -124,7 +107,7 @@ def restore_cmd(
         table.add_row(f"skipped: {reason}", f"{len(names)}" + (f" (e.g. {names[0]})" if names else ""))
     for note in info.get("notes") or []:
         table.add_row("note", note)
-    _console().print(table)
+    terminal().print(table)
 
 
 # ------------------------------------------------------------------ classify
@@ -154,11 +137,11 @@ def classify_cmd(
     results = classify(model, images, top=top, format=fmt.value, crop=crop, catalog=settings.load_catalog(),
                        cache_dir=settings.resolved_cache_dir(), threads=threads)
     if as_json:
-        _print_json(results)
+        print_json(results)
         return
     from rich.table import Table
 
-    console = _console()
+    console = terminal()
     from rich.markup import escape
 
     for result in results:
@@ -215,7 +198,7 @@ def bench_cmd(
         if bar is not None:
             bar.stop()
     if as_json:
-        _print_json(results)
+        print_json(results)
         return
     from rich.table import Table
 
@@ -225,7 +208,7 @@ def bench_cmd(
         table.add_column(name, justify=justify)
     for r in results:
         table.add_row(r["id"], r["format"], str(r["threads"]), f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}")
-    console = _console()
+    console = terminal()
     console.print(table)
     console.print("recorded as device `local` (and local-<format>-<threads>t)", style="dim")
 
@@ -258,7 +241,7 @@ def plot_cmd(
     if not entries:
         raise UsageError("no model matches these filters")
     drawn = plot(entries, x=x.value, device=device, out=out)
-    console = _console()
+    console = terminal()
     console.print(f"wrote {drawn['out']}: {drawn['plotted']} models, frontier of {len(drawn['frontier'])}"
                   + (f"; left out {drawn['left_out_no_top1']} without top-1" if drawn["left_out_no_top1"] else "")
                   + (f", {drawn['left_out_no_cost']} without a figure" if drawn["left_out_no_cost"] else ""))
