@@ -17,11 +17,17 @@ cache_app = typer.Typer(help="Inspect and clean the model cache.\n\nExample: mob
 app.add_typer(cache_app, name="cache")
 
 
-def _options(require_pinned: bool = False, keep_archive: bool = True):
+def _options(require_pinned: bool = False, keep_archive: bool = True, deadline: Optional[float] = None,
+             min_speed: Optional[float] = None):
+    from zoo.download import DownloadPolicy
     from zoo.fetching import FetchOptions
 
+    policy = DownloadPolicy()
+    if deadline is not None or min_speed is not None:
+        policy = DownloadPolicy(deadline=deadline, min_rate=None if min_speed == 0 else (min_speed or policy.min_rate))
     return FetchOptions(cache_dir=settings.resolved_cache_dir(), mirrors=list(settings.mirrors),
-                        offline=settings.offline, require_pinned=require_pinned, keep_archive=keep_archive)
+                        offline=settings.offline, require_pinned=require_pinned, keep_archive=keep_archive,
+                        policy=policy)
 
 
 def _select(names: list[str], family: Optional[list[str]], quantized: Optional[bool], all_models: bool):
@@ -79,6 +85,11 @@ def fetch(
                                         help="Refuse models without a published sha256 (no trust on first use)."),
     keep_archive: bool = typer.Option(True, "--keep-archive/--drop-archive",
                                       help="Keep the verified .tgz in the cache entry (verify re-hashes it)."),
+    deadline: Optional[float] = typer.Option(None, "--deadline", min=1, metavar="SECONDS",
+                                             help="Give up on a model after this long, retries included."),
+    min_speed: Optional[float] = typer.Option(None, "--min-speed", min=0, metavar="BYTES/S",
+                                              help="Abort a connection slower than this over 30 s "
+                                                   "(default 1024; 0 disables)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON result per model (a JSON array)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -91,7 +102,7 @@ def fetch(
     from zoo.fetching import fetch_many
 
     pairs = _select(models or [], family, quantized, all_models)
-    opts = _options(require_pinned, keep_archive)
+    opts = _options(require_pinned, keep_archive, deadline, min_speed)
     if json_out or quiet:
         opts.warn = lambda msg: None if json_out else print(f"warning: {msg}", file=sys.stderr)
     err = Console(stderr=True, highlight=False)

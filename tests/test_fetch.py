@@ -317,3 +317,14 @@ def test_global_options_reach_commands_that_fetch(cli, two_models, fault_server)
     code, out, err = cli("--catalog", str(catalog_path), "--offline", "classify", "v1_a", str(image))
     assert code == 1 and "--offline" in err and "v1_a" in err
     assert fault_server.stats(served[0].path).requests == 0
+
+
+def test_deadline_flag_stops_a_dripping_server(cli, fault_server, two_models, tmp_path):
+    import time
+
+    _, served, catalog_path = two_models
+    fault_server.set_faults(served[0].path, default=Fault(drip=2000, drip_chunk=100))
+    start = time.monotonic()
+    code, out, err = cli("--catalog", str(catalog_path), "fetch", "v1_a", "--deadline", "2", "-q")
+    assert code == 1 and "v1_a" in err and time.monotonic() - start < 20
+    assert not (tmp_path / "cache" / "v1_a").exists()
