@@ -14,6 +14,18 @@ DATA = Path(__file__).resolve().parent / "data"
 SHARED = REPO.parent / "shared"
 
 
+def console_script() -> str:
+    """The installed `mobilenet-zoo` next to this interpreter (else on PATH); skip if absent."""
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "mobilenet-zoo"
+    path = str(beside) if beside.exists() else shutil.which("mobilenet-zoo")
+    if not path:
+        pytest.skip("the console script is not installed (pip install -e .)")
+    return path
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """Point the cache and the bench profile at temp dirs and clear catalog/mirror overrides."""

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -113,11 +112,7 @@ def test_private_catalog_is_used(cli, tmp_path):
     assert code == 0 and json.loads(out)["id"] == "acme_v1_private"
 
 
-def _script() -> str:
-    path = shutil.which("mobilenet-zoo")
-    if not path:
-        pytest.skip("the console script is not installed (pip install -e .)")
-    return path
+from .conftest import console_script as _script  # noqa: E402
 
 
 def test_console_script_as_real_subprocess(tmp_path):

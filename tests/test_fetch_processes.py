@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -21,11 +20,7 @@ from .http_server import Fault
 pytestmark = pytest.mark.slow
 
 
-def _script() -> str:
-    path = shutil.which("mobilenet-zoo")
-    if not path:
-        pytest.skip("the console script is not installed (pip install -e .)")
-    return path
+from .conftest import console_script as _script  # noqa: E402
 
 
 def _env(tmp_path: Path, catalog: Path) -> dict:
