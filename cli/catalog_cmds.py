@@ -174,7 +174,7 @@ def show(
     cache = settings.resolved_cache_dir()
     if cache.is_dir():
         cached = set(layout.cached_releases(cache, entry))
-    data = {**entry.to_dict(), "accepted_names": accepted_names(entry),
+    data = {**entry.to_dict(), "accepted_names": accepted_names(entry), "preprocessing": entry.preprocessing,
             "cached_releases": sorted(cached)}
     if json_out:
         print_json(data)
@@ -191,7 +191,7 @@ def show(
     facts.add_column()
     facts.add_row("MACs", f"{entry.macs_m:g} M")
     facts.add_row("parameters", f"{entry.params_m:g} M")
-    facts.add_row("model size", f"{entry.model_size_mb:g} MB (derived: params x {1 if entry.quantized else 4} bytes)")
+    facts.add_row("model size", f"{entry.model_size_mb:g} MB (derived: {1 if entry.quantized else 4} byte(s) per parameter)")
     facts.add_row("top-1 / top-5", f"{_fmt(entry.top1, 'g', '%')} / {_fmt(entry.top5, 'g', '%')}"
                   + ("" if entry.top1 is not None else "  (unpublished: `pick` never chooses it)"))
     facts.add_row("input", f"{entry.input_node}: {list(entry.input_size)}, float in "
@@ -199,6 +199,10 @@ def show(
                   + (f"; TFLite uint8 scale {entry.input_quantization['scale']:g} zero point "
                      f"{entry.input_quantization['zero_point']:g}" if entry.input_quantization else ""))
     facts.add_row("output", f"{entry.output_node}: {entry.num_classes} classes (index 0 = background)")
+    prep = entry.preprocessing
+    facts.add_row("preprocessing", f"RGB, central crop {prep['central_crop']:g}, bilinear resize to "
+                  f"{prep['resize'][0]}x{prep['resize'][1]}, {prep['scale']}"
+                  + (f"; TFLite uint8 {prep['tflite_uint8_input']}" if "tflite_uint8_input" in prep else ""))
     facts.add_row("names", ", ".join(accepted_names(entry)))
     facts.add_row("cached", ", ".join(sorted(cached)) or "no")
     console.print(facts)

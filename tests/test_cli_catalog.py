@@ -60,6 +60,8 @@ def test_show(cli):
     data = json.loads(out)
     assert data["id"] == "v2_1.4_224_quant" and "quantized_v2_224_140" in data["accepted_names"]
     assert data["input_quantization"] == {"scale": 0.0078125, "zero_point": 128}
+    assert data["preprocessing"]["central_crop"] == 0.875 and data["preprocessing"]["resize"] == [224, 224]
+    assert "q = x / 0.0078125 + 128" in data["preprocessing"]["tflite_uint8_input"]
 
 
 def test_pick_json_is_the_entry(cli):

@@ -21,6 +21,9 @@ from . import config, names
 from .errors import CatalogError, UnknownModelError
 
 FAMILIES = ("v1", "v2", "v3", "edgetpu")
+# TF-slim's evaluation preprocessing, the setting behind every published top-1: central crop of
+# this fraction, bilinear resize to the input size, then x / 127.5 - 1.
+EVAL_CENTRAL_CROP = 0.875
 V3_VARIANTS = ("large", "small", "large_minimalistic", "small_minimalistic")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -85,6 +88,17 @@ class Entry:
 
     def latency(self, device: str) -> float | None:
         return self.latency_ms.get(device)
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """How images must be prepared for this model (what `classify` does)."""
+        h, w, _ = self.input_size
+        steps = {"color": "RGB", "central_crop": EVAL_CENTRAL_CROP, "resize": [h, w], "resize_method": "bilinear",
+                 "scale": f"x / 127.5 - 1 -> [{self.input_range[0]:g}, {self.input_range[1]:g}]"}
+        if self.input_quantization:
+            steps["tflite_uint8_input"] = (f"q = x / {self.input_quantization['scale']:g} + "
+                                           f"{self.input_quantization['zero_point']:g}")
+        return steps
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape used by `list --json`, `show --json` and `pick --json`."""

@@ -20,10 +20,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .catalog import EVAL_CENTRAL_CROP
 from .errors import MissingDependencyError, UsageError
 
-DEFAULT_CROP = 0.875  # TF-slim eval: central_crop(0.875) then bilinear resize
-SLIM_EVAL_CROP = 0.875
+DEFAULT_CROP = EVAL_CENTRAL_CROP  # TF-slim eval: central_crop(0.875) then bilinear resize
+SLIM_EVAL_CROP = EVAL_CENTRAL_CROP
 
 
 def _pil():
