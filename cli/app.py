@@ -83,6 +83,14 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from zoo import __version__
+
+        print(f"mobilenet-zoo {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def global_options(
     catalog: Optional[Path] = typer.Option(
@@ -100,6 +108,8 @@ def global_options(
         help="Never touch the network: use only the cache and file mirrors."),
     debug: bool = typer.Option(
         False, "--debug", envvar=config.ENV_DEBUG, help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
 ) -> None:
     """Find, fetch, verify and run every published TensorFlow MobileNet."""
     settings.catalog = catalog

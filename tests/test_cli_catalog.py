@@ -28,6 +28,13 @@ def test_help_on_every_command_shows_an_example(cli):
         assert flag in out
 
 
+def test_version(cli):
+    import zoo
+
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"mobilenet-zoo {zoo.__version__}"
+
+
 def test_list_json_has_entry_keys(cli):
     code, out, _ = cli("list", "--json")
     data = json.loads(out)
