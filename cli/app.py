@@ -8,7 +8,7 @@ heavy parts of ``zoo`` inside the command functions, so `list` stays light.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -20,12 +20,9 @@ from zoo.errors import ZooError
 
 @dataclass
 class Settings:
-    """Global options, resolved once per invocation and handed to every command."""
+    """Per-invocation state. The global options themselves live in the environment
+    (``config.apply_overrides``), so the library sees exactly what the commands see."""
 
-    catalog: Optional[Path] = None
-    cache_dir: Optional[Path] = None
-    mirrors: list[str] = field(default_factory=list)
-    offline: bool = False
     debug: bool = False
     _catalog_obj: object = None
 
@@ -34,11 +31,12 @@ class Settings:
         if self._catalog_obj is None:
             from zoo.catalog import load_catalog
 
-            self._catalog_obj = load_catalog(self.catalog)
+            self._catalog_obj = load_catalog()
         return self._catalog_obj
 
-    def resolved_cache_dir(self) -> Path:
-        return self.cache_dir or config.cache_dir()
+    @staticmethod
+    def resolved_cache_dir() -> Path:
+        return config.cache_dir()
 
 
 settings = Settings()
@@ -112,17 +110,11 @@ def global_options(
         False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
 ) -> None:
     """Find, fetch, verify and run every published TensorFlow MobileNet."""
-    settings.catalog = catalog
-    settings.cache_dir = cache_dir
-    mirrors: list[str] = []
-    for value in mirror or []:
-        mirrors.extend(m for m in value.replace(";", " ").split() if m)
-    settings.mirrors = mirrors
-    settings.offline = offline
-    settings.debug = debug
-    settings._catalog_obj = None
+    mirrors = [m for value in mirror or [] for m in value.replace(";", " ").split() if m]
     config.apply_overrides(cache_dir=cache_dir, mirrors=mirrors if mirror else None, offline=offline or None,
                            catalog=catalog)
+    settings.debug = debug
+    settings._catalog_obj = None
 
 
 def _print_error(message: str, hint: str | None) -> None:

@@ -20,14 +20,12 @@ app.add_typer(cache_app, name="cache")
 def _options(require_pinned: bool = False, keep_archive: bool = True, deadline: Optional[float] = None,
              min_speed: Optional[float] = None):
     from zoo.download import DownloadPolicy
-    from zoo.fetching import FetchOptions
+    from zoo.fetching import options_from_env
 
     policy = DownloadPolicy()
     if deadline is not None or min_speed is not None:
         policy = DownloadPolicy(deadline=deadline, min_rate=None if min_speed == 0 else (min_speed or policy.min_rate))
-    return FetchOptions(cache_dir=settings.resolved_cache_dir(), mirrors=list(settings.mirrors),
-                        offline=settings.offline, require_pinned=require_pinned, keep_archive=keep_archive,
-                        policy=policy)
+    return options_from_env(require_pinned=require_pinned, keep_archive=keep_archive, policy=policy)
 
 
 def _select(names: list[str], family: Optional[list[str]], quantized: Optional[bool], all_models: bool):
