@@ -40,16 +40,9 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def timed(cmd, **kw) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
-    return time.perf_counter() - start
 
 
-def console_script() -> str | None:
-    """The installed entry point next to this interpreter (a pyenv/asdf shim would add ~100 ms)."""
-    beside = Path(sys.executable).parent / "mobilenet-zoo"
-    return str(beside) if beside.exists() else shutil.which("mobilenet-zoo")
+from common import console_script, timed  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 
 def main() -> None:

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
 
 # What any typer + rich CLI pays before doing work: typer parses options through pydantic
@@ -32,16 +28,9 @@ TYPER_FLOOR = (
 )
 
 
-def _time(cmd: list[str], env: dict) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - start
 
 
-def console_script() -> str | None:
-    """The installed entry point next to this interpreter (a pyenv/asdf shim would add ~100 ms)."""
-    beside = Path(sys.executable).parent / "mobilenet-zoo"
-    return str(beside) if beside.exists() else shutil.which("mobilenet-zoo")
+from common import console_script, timed  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -61,10 +50,10 @@ def main() -> None:
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
     for name, cmd in commands.items():  # warm the OS caches once
-        _time(cmd, env)
+        timed(cmd, env=env)
     for _ in range(args.runs):
         for name, cmd in commands.items():
-            times[name].append(_time(cmd, env))
+            times[name].append(timed(cmd, env=env))
     base = statistics.median(next(iter(times.values())))
     for name, values in times.items():
         med = statistics.median(values)

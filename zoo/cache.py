@@ -120,9 +120,6 @@ class Manifest:
             created_at=float(data.get("created_at", 0)), archive_kept=bool(data["archive"].get("kept")),
         )
 
-    @property
-    def unpacked_bytes(self) -> int:
-        return sum(s for _, s, _ in self.files)
 
 
 def read_manifest(entry_dir: Path) -> Manifest | None:
@@ -135,18 +132,17 @@ def read_manifest(entry_dir: Path) -> Manifest | None:
         return None
 
 
+def _listed_files(manifest: Manifest):
+    from .unpack import ManifestFile
+
+    return [ManifestFile(path, size, sha) for path, size, sha in manifest.files]
+
+
 def cheap_problems(entry_dir: Path, manifest: Manifest) -> list[str]:
     """Size-only check of every file (stat calls, no hashing): run on every cache hit."""
-    problems = []
-    model_dir = entry_dir / layout.MODEL_DIR
-    for path, size, _ in manifest.files:
-        try:
-            actual = (model_dir / path).stat().st_size
-        except OSError:
-            problems.append(f"{path}: missing")
-            continue
-        if actual != size:
-            problems.append(f"{path}: {actual} bytes, expected {size}")
+    from .unpack import verify_tree
+
+    problems = verify_tree(entry_dir / layout.MODEL_DIR, _listed_files(manifest), deep=False, report_extra=False)
     if manifest.archive_kept:
         try:
             if (entry_dir / layout.ARCHIVE).stat().st_size != manifest.archive_size:
@@ -159,6 +155,7 @@ def cheap_problems(entry_dir: Path, manifest: Manifest) -> list[str]:
 def deep_problems(entry_dir: Path, manifest: Manifest, expected_sha256: str | None) -> list[str]:
     """Re-hash the archive and every unpacked file against the manifest (what `verify` does)."""
     from .hashing import sha256_file
+    from .unpack import verify_tree
 
     problems = cheap_problems(entry_dir, manifest)
     if problems:
@@ -169,16 +166,7 @@ def deep_problems(entry_dir: Path, manifest: Manifest, expected_sha256: str | No
         actual = sha256_file(entry_dir / layout.ARCHIVE)
         if actual != manifest.archive_sha256:
             problems.append(f"{layout.ARCHIVE}: sha256 {actual}, expected {manifest.archive_sha256}")
-    model_dir = entry_dir / layout.MODEL_DIR
-    for path, _, sha in manifest.files:
-        actual = sha256_file(model_dir / path)
-        if actual != sha:
-            problems.append(f"{path}: sha256 {actual}, expected {sha}")
-    listed = {p for p, _, _ in manifest.files}
-    for file in sorted(model_dir.rglob("*")):
-        if file.is_file() and file.relative_to(model_dir).as_posix() not in listed:
-            problems.append(f"{file.relative_to(model_dir).as_posix()}: not in the manifest")
-    return problems
+    return problems + verify_tree(entry_dir / layout.MODEL_DIR, _listed_files(manifest), deep=True)
 
 
 # ----------------------------------------------------------------- trust on first use
@@ -205,14 +193,6 @@ class TrustStore:
                 return  # the first use wins; a later different digest is a mismatch, not an update
             data[key] = {"url": release.url, "sha256": sha256, "size": size, "recorded_at": time.time()}
             atomic_write_json(self.path, data)
-
-    def forget(self, entry: Entry, release: Release) -> None:
-        from filelock import FileLock
-
-        with FileLock(str(self.path) + ".lock", timeout=60):
-            data = read_json(self.path) or {}
-            if data.pop(f"{entry.id}@{release.release}", None) is not None:
-                atomic_write_json(self.path, data)
 
 
 # ----------------------------------------------------------------- the cache as a whole

@@ -9,8 +9,11 @@ CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read into one reused buffer (no per-chunk allocation)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            digest.update(view[:n])
     return digest.hexdigest()

@@ -4,8 +4,9 @@
         model/                               the tarball's members, exactly as upstream laid them out
         manifest.json                        url, archive sha256 and size, and every file's size and sha256
         archive.tgz                          the verified tarball itself (kept unless disabled)
-    <cache>/.partial/<model_id>@<release>.part   a download in progress (resumable), with .part.json
-    <cache>/.staging/                        unpacks in progress (private temp dirs; never trusted)
+    <cache>/.partial/<model_id>@<release>.pid<N>.<tag>.part   a download in progress (resumable,
+                                             adopted by a later run once process N is gone), with .part.json
+    <cache>/.staging/<model_id>@<release>.pid<N>.<tag>/       an unpack in progress (never trusted)
     <cache>/.locks/                          file locks
     <cache>/trusted.json                     digests recorded on first use for models upstream never pinned
 
@@ -30,10 +31,6 @@ TRUST_FILE = "trusted.json"
 
 def entry_dir(cache: Path, entry: Entry, release: Release) -> Path:
     return cache / entry.id / release.release
-
-
-def partial_path(cache: Path, entry: Entry, release: Release) -> Path:
-    return cache / PARTIAL_DIR / f"{entry.id}@{release.release}.part"
 
 
 def lock_path(cache: Path, entry: Entry, release: Release) -> Path:

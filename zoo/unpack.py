@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from .errors import CacheError, IntegrityError, UnsafeArchiveError
+from .hashing import sha256_file
 
 CHUNK = 1 << 20                  # copy / inflate / hash granularity
 _MAX_META_READ = 4 << 20         # largest single read tarfile may ask for (PAX / GNU long names)
@@ -94,13 +95,14 @@ def unpack_stream(fileobj: BinaryIO, dest: Path, *, limits: UnpackLimits = Unpac
 
 
 def verify_tree(root: Path, manifest: Iterable[ManifestFile], *, deep: bool,
-                ignore: Iterable[str] = ()) -> list[str]:
+                ignore: Iterable[str] = (), report_extra: bool = True) -> list[str]:
     """Problems found comparing the tree under ``root`` with ``manifest`` (empty: all good).
 
     Cheap (``deep=False``): every listed file exists as a regular file of the listed size.
     Deep: its sha256 is recomputed too. Files (or symlinks, fifos...) that the manifest does
     not list are reported, except paths in ``ignore`` (relative POSIX paths such as
-    ``manifest.json``; an ignored directory hides its whole subtree).
+    ``manifest.json``; an ignored directory hides its whole subtree), unless ``report_extra``
+    is False (the cheap check on every cache hit only asks whether the listed files are intact).
     """
     root = Path(root)
     ignored = {p.strip("/") for p in ignore}
@@ -129,15 +131,16 @@ def verify_tree(root: Path, manifest: Iterable[ManifestFile], *, deep: bool,
             problems.append(f"size mismatch: {item.path} (expected {item.size} bytes, found {st.st_size})")
         elif deep:
             try:
-                digest = _sha256_file(path)
+                digest = sha256_file(path)
             except OSError as exc:
                 problems.append(f"unreadable: {item.path} ({exc.strerror})")
                 continue
             if digest != item.sha256:
                 problems.append(f"sha256 mismatch: {item.path} (expected {item.sha256}, found {digest})")
-    for rel, kind in _walk(root, ignored):
-        if kind != "file" or rel not in listed:
-            problems.append(f"unexpected {kind}: {rel}")
+    if report_extra:
+        for rel, kind in _walk(root, ignored):
+            if kind != "file" or rel not in listed:
+                problems.append(f"unexpected {kind}: {rel}")
     return problems
 
 
@@ -630,18 +633,6 @@ def _copy_member(tar: tarfile.TarFile, info: tarfile.TarInfo, writer: _Writer, p
 
 
 # ----------------------------------------------------------------------------- helpers
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while True:
-            n = fh.readinto(buf)
-            if not n:
-                return digest.hexdigest()
-            digest.update(view[:n])
-
-
 def _walk(root: Path, ignored: set[str], prefix: str = "") -> Iterator[tuple[str, str]]:
     """(relative path, kind) of every non-directory under ``root``, symlinks not followed."""
     with os.scandir(root) as it:
