@@ -47,6 +47,34 @@ def test_bench_records_local_latency(tmp_path):
     assert "pixel3-cpu4" in latencies  # published figures stay
 
 
+def test_local_is_the_latest_measurement_whatever_the_file_order(tmp_path):
+    """`local` is the newest figure by `measured_at`, not the first or last key in the file."""
+    from zoo.profile import read_local_latencies
+
+    profile = tmp_path / "profile.json"
+    records = {"local-tflite-2t": {"median_ms": 3.0, "measured_at": 2000.0},   # newest, listed first
+               "local-ckpt-1t": {"median_ms": 9.0, "measured_at": 1000.0},
+               "local-tflite-1t": {"median_ms": 5.0, "measured_at": 1500.0}}
+    profile.write_text(json.dumps({"version": 1, "measurements": {MODEL_ID: records}}))
+    devices = read_local_latencies(profile)[MODEL_ID]
+    assert devices["local"] == 3.0
+    assert devices["local-ckpt-1t"] == 9.0 and devices["local-tflite-1t"] == 5.0
+
+
+def test_bench_records_the_models_own_thread_count(tmp_path):
+    """A restored model keeps its threads: the row and the profile say 2, not the requested 1."""
+    pytest.importorskip("ai_edge_litert")
+    from zoo.benchmark import bench
+    from zoo.formats import restore_from_dir
+
+    entry = load_catalog(with_profile=False).get(MODEL_ID)
+    model = restore_from_dir(entry, DATA, "tflite", threads=2)
+    (row,) = bench([model], threads=1, runs=2, warmup=0)
+    assert row["threads"] == 2
+    latencies = load_catalog().get(MODEL_ID).latency_ms
+    assert "local-tflite-2t" in latencies and "local-tflite-1t" not in latencies
+
+
 def test_bench_local_file_with_two_threads_and_json_cli(cli):
     pytest.importorskip("ai_edge_litert")
     code, out, err = cli("bench", str(TFLITE), "--threads", "2", "--runs", "3", "--warmup", "0", "--json")

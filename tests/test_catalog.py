@@ -94,8 +94,10 @@ def _error(text: str, tmp_path: Path) -> CatalogError:
     path.write_text(text)
     with pytest.raises(CatalogError) as info:
         load_catalog(path, with_profile=False)
-    assert str(path) in str(info.value)
-    return info.value
+    err = info.value
+    where = f"{path}:{err.line}" if err.line else str(path)
+    assert str(err).startswith(where), str(err)  # the `file:line` users click on comes first
+    return err
 
 
 def test_malformed_yaml_names_file_and_line(tmp_path):
@@ -114,6 +116,18 @@ def test_unknown_family_names_entry_and_line(tmp_path):
     err = _error(text, tmp_path)
     assert "unknown family 'v9'" in err.message and err.entry_id == "v1_1.0_224"
     assert err.line == text.splitlines().index("  family: v9") + 1
+
+
+def test_cli_shows_file_line_and_entry_of_a_catalog_error(tmp_path, cli):
+    """What the user sees through the CLI: `FILE:LINE, entry 'ID': problem`, exit 2, no traceback."""
+    text = _one_entry_catalog(family="v9")
+    bad = tmp_path / "mine.yaml"
+    bad.write_text(text)
+    line = text.splitlines().index("  family: v9") + 1
+    code, out, err = cli("--catalog", str(bad), "list")
+    assert code == 2 and out == ""
+    assert f"{bad}:{line}, entry 'v1_1.0_224': unknown family 'v9'" in err
+    assert "Traceback" not in err
 
 
 def test_missing_field(tmp_path):

@@ -17,6 +17,8 @@ from zoo.catalog import load_catalog  # noqa: E402
 from zoo.errors import RestoreError, UsageError  # noqa: E402
 from zoo.formats import restore_file, restore_from_dir  # noqa: E402
 
+from tests import slim_builders  # noqa: E402  (a broken builder must fail loudly, not skip)
+
 pytestmark = pytest.mark.tf
 SIZE = 32
 OUTPUT = "MobilenetV1/Predictions/Reshape_1"
@@ -159,7 +161,6 @@ def test_missing_file_and_bad_options(entry, tmp_path):
 
 
 # ------------------------------------------------------------------ upstream-shaped tiny models
-slim_builders = pytest.importorskip("tests.slim_builders", reason="tests/slim_builders.py not in this checkout")
 
 
 @pytest.fixture(scope="module", params=[
@@ -170,17 +171,11 @@ def built(request, tmp_path_factory):
 
 
 def test_every_format_reproduces_the_slim_graph(built):
-    """frozen == reference == tflite (== ckpt when its loader is present), on a batch of 2."""
+    """frozen == reference == tflite == ckpt, on a batch of 2."""
     expected = built.probabilities
     assert expected.shape == (slim_builders.BATCH, 1001)
     assert expected.max() < 0.9  # not saturated, so the comparison means something
-    formats = ["frozen", "tflite"]
-    try:
-        import zoo.formats.ckpt  # noqa: F401
-        formats.append("ckpt")
-    except ImportError:
-        pass
-    for fmt in formats:
+    for fmt in ("frozen", "tflite", "ckpt"):
         model = restore_from_dir(built.entry, built.directory, fmt)
         got = model(built.images)
         np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=fmt)
