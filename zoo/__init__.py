@@ -12,10 +12,16 @@ when a function that needs them is called.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, Entry, Release, load_catalog
 from .errors import ZooError
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
+    from .benchmark import bench
+    from .classification import classify
+    from .fetching import fetch
+    from .formats.base import restore
 
 __version__ = "0.1.0"
 __all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "restore", "classify", "bench"]
@@ -35,3 +41,8 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """List the lazily loaded functions too, so `dir(zoo)` and tab completion find them."""
+    return sorted(set(__all__) | {"__version__"})

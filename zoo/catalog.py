@@ -13,12 +13,17 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
 
 import yaml
 
 from . import config, names
 from .errors import CatalogError, UnknownModelError
+
+if TYPE_CHECKING:
+    from .selection import PickResult
+
+Cost = Literal["macs", "params", "size", "latency"]
 
 FAMILIES = ("v1", "v2", "v3", "edgetpu")
 # TF-slim's evaluation preprocessing, the setting behind every published top-1: central crop of
@@ -373,23 +378,57 @@ class Catalog:
                 out.append(model_id)
         return out[:n]
 
-    def filter(self, **criteria: Any) -> list[Entry]:
-        """Entries matching every given criterion (see ``zoo.selection.Filters``)."""
+    def list(self, pattern: str = "*") -> list[str]:
+        """Ids matching a shell-style ``pattern`` (``"v2_*_quant"``), in natural order.
+
+        Like ``timm.list_models``: case-insensitive fnmatch over canonical ids, sorted so that
+        ``v1_0.25_128`` comes before ``v1_0.25_160`` and ``v2_1.0_96`` before ``v2_1.0_128``.
+        """
+        import fnmatch
+
+        wanted = pattern.strip().lower()
+        return sorted((e.id for e in self.entries if fnmatch.fnmatchcase(e.id.lower(), wanted)),
+                      key=_natural_key)
+
+    def filter(self, *, family: str | Sequence[str] | None = None, quantized: bool | None = None,
+               width: float | Sequence[float] | None = None, resolution: int | Sequence[int] | None = None,
+               variant: str | None = None, max_macs: float | None = None, max_params: float | None = None,
+               max_size_mb: float | None = None, min_top1: float | None = None,
+               max_latency_ms: float | None = None, device: str | None = None) -> list[Entry]:
+        """Entries matching every given criterion (budgets in Million MACs / params, MB, %, ms)."""
         from .selection import Filters
 
-        return Filters(**criteria).apply(self.entries)
+        return Filters(family=family, quantized=quantized, width=width, resolution=resolution,
+                       variant=variant, max_macs=max_macs, max_params=max_params, max_size_mb=max_size_mb,
+                       min_top1=min_top1, max_latency_ms=max_latency_ms, device=device).apply(self.entries)
 
-    def pick(self, **limits: Any):
-        """The best entry within the limits: see ``zoo.selection.pick``."""
-        from .selection import Limits, pick
+    def pick(self, *, family: str | Sequence[str] | None = None, quantized: bool | None = None,
+             width: float | Sequence[float] | None = None, resolution: int | Sequence[int] | None = None,
+             variant: str | None = None, max_macs: float | None = None, max_params: float | None = None,
+             max_size_mb: float | None = None, min_top1: float | None = None,
+             max_latency_ms: float | None = None, device: str | None = None,
+             runners_up: int = 3) -> "PickResult":
+        """The most accurate entry within every limit (``.chosen``, ``.reason``, ``.runners_up``).
 
-        return pick(self.entries, Limits(**limits))
+        Raises ``NothingFitsError`` naming the nearest models when none fits.
+        """
+        from .selection import Filters, pick
 
-    def frontier(self, cost: str = "macs", device: str | None = None, **criteria: Any) -> list[Entry]:
-        """Pareto frontier of top-1 against a cost: see ``zoo.selection.frontier``."""
+        limits = Filters(family=family, quantized=quantized, width=width, resolution=resolution,
+                         variant=variant, max_macs=max_macs, max_params=max_params, max_size_mb=max_size_mb,
+                         min_top1=min_top1, max_latency_ms=max_latency_ms, device=device)
+        return pick(self.entries, limits, runners_up=runners_up)
+
+    def frontier(self, cost: Cost = "macs", device: str | None = None, *,
+                 family: str | Sequence[str] | None = None, quantized: bool | None = None,
+                 width: float | Sequence[float] | None = None, resolution: int | Sequence[int] | None = None,
+                 variant: str | None = None) -> list[Entry]:
+        """Pareto frontier of top-1 against ``cost`` ("macs", "params", "size" or "latency" on ``device``)."""
         from .selection import frontier
 
-        return frontier(self.filter(**criteria) if criteria else list(self.entries), cost, device)
+        entries = self.filter(family=family, quantized=quantized, width=width, resolution=resolution,
+                              variant=variant)
+        return frontier(entries, cost, device)
 
     def with_latencies(self, measured: Mapping[str, Mapping[str, float]]) -> "Catalog":
         """A copy whose entries also carry latencies measured on this machine (device `local...`)."""
@@ -407,6 +446,12 @@ class Catalog:
     def devices(self) -> list[str]:
         """Every device name that has at least one latency figure."""
         return sorted({d for e in self.entries for d in e.latency_ms})
+
+
+def _natural_key(model_id: str) -> tuple:
+    """Sort key that compares the numbers inside an id as numbers (96 < 128 < 224)."""
+    return tuple((0, float(part), "") if re.fullmatch(r"\d+(\.\d+)?", part) else (1, 0.0, part)
+                 for part in re.split(r"(\d+(?:\.\d+)?)", model_id) if part)
 
 
 def load_catalog(path: str | Path | None = None, *, with_profile: bool = True) -> Catalog:

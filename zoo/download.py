@@ -53,7 +53,13 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"
-USER_AGENT = "mobilenet-zoo/0.1 (+resumable downloader)"
+def _user_agent() -> str:
+    from . import __version__
+
+    return f"mobilenet-zoo/{__version__} (+resumable downloader)"
+
+
+USER_AGENT = _user_agent()
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _RETRY_STATUSES = frozenset({408, 429})
 _rng = random.Random()  # module level so a test can seed or replace it
