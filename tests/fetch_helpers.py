@@ -37,7 +37,7 @@ def model_entry(model_id: str, url: str, data: bytes | None, *, pinned: bool = T
     base = next(m for m in _template() if m["id"] == template_id)
     sha = hashlib.sha256(data).hexdigest() if (pinned and data is not None) else None
     size = len(data) if (known_size and data is not None) else None
-    entry = dict(base, id=model_id, url=url, sha256=sha, size_bytes=size, aliases=[])
+    entry = dict(base, id=model_id, aliases=[])
     entry["releases"] = [{"release": "r1", "url": url, "sha256": sha, "size_bytes": size}]
     return entry
 

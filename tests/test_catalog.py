@@ -147,9 +147,42 @@ def test_mistyped_field(tmp_path):
     ({"quantized": "yes"}, "true/false"),
     ({"surprise": 1}, "unknown field 'surprise'"),
     ({"url": "ftp://x/y.tgz"}, "http(s) or file URL"),
+    ({"size_bytes": 0}, "positive integer"),
 ])
 def test_other_schema_errors(tmp_path, overrides, words):
-    assert words in _error(_one_entry_catalog(**overrides), tmp_path).message
+    assert words in _error(_shorthand_catalog(**overrides), tmp_path).message
+
+
+URL = "https://example.org/models/my_v1.tgz"
+
+
+def _shorthand_catalog(**overrides) -> str:
+    """One model whose download is given by the url/sha256/size_bytes shorthand."""
+    return _one_entry_catalog(releases=..., **{"url": URL, **overrides})
+
+
+@pytest.mark.parametrize("release, words", [
+    ({"release": "r1", "url": URL, "sha256": "ABC"}, "release 'r1': sha256 must be 64 lowercase hex"),
+    ({"release": "r1", "url": "ftp://x/y.tgz"}, "release 'r1': url must be an http(s) or file URL"),
+    ({"release": "r1", "url": URL, "size_bytes": -5}, "release 'r1': size_bytes must be a positive integer"),
+    ({"release": "r1"}, "each release needs release and url"),
+    ({"release": "r1", "url": URL, "mirror": "x"}, "each release needs release and url"),
+])
+def test_release_list_errors_name_the_release(tmp_path, release, words):
+    assert words in _error(_one_entry_catalog(releases=[release]), tmp_path).message
+
+
+def test_download_is_given_exactly_one_way(tmp_path):
+    """The release list is the one form; the url shorthand may replace it, never repeat it."""
+    both = _one_entry_catalog(url=URL)
+    err = _error(both, tmp_path)
+    assert "either as `releases:` or as url/sha256/size_bytes, not both" in err.message
+    assert err.line == both.splitlines().index(f"  url: {URL}") + 1
+    neither = _one_entry_catalog(releases=...)
+    assert "missing the download" in _error(neither, tmp_path).message
+    assert "at least one tarball" in _error(_one_entry_catalog(releases=[]), tmp_path).message
+    twice = [{"release": "a", "url": URL}, {"release": "a", "url": URL}]
+    assert "share one name" in _error(_one_entry_catalog(releases=twice), tmp_path).message
 
 
 def test_duplicate_key_in_mapping(tmp_path):
@@ -163,8 +196,11 @@ def test_missing_catalog_file(tmp_path):
 
 
 def test_parse_accepts_a_minimal_private_catalog():
-    entries = parse_catalog(_one_entry_catalog(id="my_private_v1", releases=...))
-    assert entries[0].id == "my_private_v1" and entries[0].releases[0].release == "default"
+    entries = parse_catalog(_shorthand_catalog(id="my_private_v1", sha256=None))
+    (release,) = entries[0].releases
+    assert entries[0].id == "my_private_v1" and release.release == "default"
+    assert (release.url, release.sha256, release.size_bytes) == (URL, None, None)
+    assert (entries[0].url, entries[0].sha256, entries[0].size_bytes) == (URL, None, None)
 
 
 def test_schema_lists_every_entry_field():
@@ -172,7 +208,8 @@ def test_schema_lists_every_entry_field():
 
     from zoo.catalog import Entry
 
-    assert {f.name for f in fields(Entry)} == set(SCHEMA)
+    shorthand = {"url", "sha256", "size_bytes"}  # kept on Entry as properties of the default release
+    assert {f.name for f in fields(Entry)} | shorthand == set(SCHEMA)
 
 
 def test_api_functions_survive_their_modules_being_imported():

@@ -42,8 +42,7 @@ def test_fetch_then_restore_and_classify_every_format(cli, fault_server, tiny_v1
     entry = tiny_v1.entry.to_dict()
     entry.pop("model_size_mb")  # derived, not a catalog field
     sha = hashlib.sha256(data).hexdigest()
-    entry.update(url=url, sha256=sha, size_bytes=len(data),
-                 releases=[{"release": "r1", "url": url, "sha256": sha, "size_bytes": len(data)}])
+    entry.update(releases=[{"release": "r1", "url": url, "sha256": sha, "size_bytes": len(data)}])
     catalog = write_catalog(tmp_path / "catalog.yaml", [entry])
     args = ("--catalog", str(catalog))
 

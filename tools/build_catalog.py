@@ -110,8 +110,6 @@ def build(reference: Path) -> str:
             ("width", float(first["width"])), ("resolution", res), ("quantized", quantized),
             ("macs_m", _num(first["macs_m"])), ("params_m", _num(first["params_m"])),
             ("top1", _num(first["top1"])), ("top5", _num(first["top5"])),
-            ("url", first["url"]), ("sha256", first["sha256"] or None),
-            ("size_bytes", _num(first["size_bytes"])),
         ]
         out.append(f"  - id: {_q(model_id)}")
         for key, value in fields[1:]:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import yaml
 
@@ -58,10 +58,7 @@ class Entry:
     params_m: float
     top1: float | None
     top5: float | None
-    url: str
-    sha256: str | None
-    size_bytes: int | None
-    releases: tuple[Release, ...]
+    releases: tuple[Release, ...]  # the default (newest) first; the only home of url/sha256/size
     latency_ms: Mapping[str, float]
     input_size: tuple[int, int, int]
     input_range: tuple[float, float]
@@ -81,6 +78,21 @@ class Entry:
     @property
     def default_release(self) -> Release:
         return self.releases[0]
+
+    @property
+    def url(self) -> str:
+        """The default release's tarball URL."""
+        return self.releases[0].url
+
+    @property
+    def sha256(self) -> str | None:
+        """The default release's pinned sha256 (None: trusted on first use)."""
+        return self.releases[0].sha256
+
+    @property
+    def size_bytes(self) -> int | None:
+        """The default release's tarball size, when published."""
+        return self.releases[0].size_bytes
 
     def release(self, name: str | None) -> Release:
         """The release called ``name`` (None: the default one)."""
@@ -141,10 +153,12 @@ SCHEMA: dict[str, tuple[tuple, bool]] = {
     "params_m": (_NUM, True),
     "top1": (_NUM + (type(None),), True),
     "top5": (_NUM + (type(None),), True),
-    "url": ((str,), True),
-    "sha256": ((str, type(None)), True),
-    "size_bytes": ((int, type(None)), True),
+    # The download is given as `releases:` (the canonical form) or, for a model with one
+    # tarball, as the url/sha256/size_bytes shorthand; never both.
     "releases": ((list,), False),
+    "url": ((str,), False),
+    "sha256": ((str, type(None)), False),
+    "size_bytes": ((int, type(None)), False),
     "latency_ms": ((dict,), True),
     "input_size": ((list,), True),
     "input_range": ((list,), True),
@@ -229,12 +243,6 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
     for key in ("top1", "top5"):
         if raw[key] is not None and not 0 <= raw[key] <= 100:
             raise fail(f"field {key!r} is a percentage, got {raw[key]!r}", key)
-    if raw["sha256"] is not None and not _SHA256.fullmatch(raw["sha256"]):
-        raise fail("field 'sha256' must be 64 lowercase hex digits", "sha256")
-    if raw["size_bytes"] is not None and raw["size_bytes"] <= 0:
-        raise fail("field 'size_bytes' must be positive", "size_bytes")
-    if not raw["url"].startswith(("http://", "https://", "file://")):
-        raise fail(f"field 'url' must be an http(s) or file URL, got {raw['url']!r}", "url")
     for device, ms in raw["latency_ms"].items():
         if not isinstance(device, str) or not _check_type(ms, _NUM) or ms <= 0:
             raise fail(f"latency_ms must map device names to positive milliseconds, got {device!r}: {ms!r}",
@@ -253,29 +261,12 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in raw["files"].items()):
         raise fail("files must map roles (checkpoint, frozen_graph, tflite, ...) to paths", "files")
 
-    releases = []
-    for rel in raw.get("releases") or [{"release": "default", "url": raw["url"],
-                                        "sha256": raw["sha256"], "size_bytes": raw["size_bytes"]}]:
-        if not isinstance(rel, dict) or not {"release", "url"} <= set(rel) or set(rel) - _RELEASE_KEYS:
-            raise fail("each release needs release and url (optional: sha256, size_bytes, digest_source)",
-                       "releases")
-        sha, size_b = rel.get("sha256"), rel.get("size_bytes")
-        if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
-            raise fail(f"release {rel['release']!r}: sha256 must be 64 lowercase hex digits", "releases")
-        if size_b is not None and (not isinstance(size_b, int) or isinstance(size_b, bool) or size_b <= 0):
-            raise fail(f"release {rel['release']!r}: size_bytes must be a positive integer", "releases")
-        releases.append(Release(str(rel["release"]), rel["url"], sha, size_b, rel.get("digest_source")))
-    if len({r.release for r in releases}) != len(releases):
-        raise fail("two releases share one name", "releases")
-    first = releases[0]
-    if (first.url, first.sha256, first.size_bytes) != (raw["url"], raw["sha256"], raw["size_bytes"]):
-        raise fail("url/sha256/size_bytes must repeat the first (default) release's values", "url")
-
+    releases = _releases(raw, fail)
     return Entry(
         id=raw["id"], family=family, variant=variant, width=float(raw["width"]),
         resolution=raw["resolution"], quantized=raw["quantized"],
         macs_m=raw["macs_m"], params_m=raw["params_m"], top1=raw["top1"], top5=raw["top5"],
-        url=raw["url"], sha256=raw["sha256"], size_bytes=raw["size_bytes"], releases=tuple(releases),
+        releases=releases,
         latency_ms=MappingProxyType(dict(raw["latency_ms"])),
         input_size=tuple(size), input_range=(float(rng[0]), float(rng[1])),
         input_quantization=MappingProxyType(dict(quant)) if quant else None,
@@ -283,6 +274,38 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
         archive_root=raw.get("archive_root", "."), files=MappingProxyType(dict(raw["files"])),
         aliases=tuple(raw.get("aliases") or ()),
     )
+
+
+def _releases(raw: _LineMap, fail: Callable[..., CatalogError]) -> tuple[Release, ...]:
+    """The entry's tarballs: its `releases:` list, or one release "default" from the shorthand."""
+    shorthand = [key for key in ("url", "sha256", "size_bytes") if key in raw]
+    if "releases" in raw:
+        if shorthand:
+            raise fail(f"give the download either as `releases:` or as url/sha256/size_bytes, not both "
+                       f"(found {', '.join(shorthand)} beside releases)", shorthand[0])
+        listed = raw["releases"]
+        if not listed:
+            raise fail("releases must list at least one tarball", "releases")
+    elif "url" in raw:
+        listed = [{"release": "default", **{key: raw[key] for key in shorthand}}]
+    else:
+        raise fail("missing the download: a `releases:` list, or a `url:` (with optional sha256, size_bytes)")
+    key = "releases" if "releases" in raw else "url"
+    releases = []
+    for rel in listed:
+        if not isinstance(rel, dict) or not {"release", "url"} <= set(rel) or set(rel) - _RELEASE_KEYS:
+            raise fail("each release needs release and url (optional: sha256, size_bytes, digest_source)", key)
+        name, url, sha, size_b = rel["release"], rel["url"], rel.get("sha256"), rel.get("size_bytes")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://", "file://")):
+            raise fail(f"release {name!r}: url must be an http(s) or file URL, got {url!r}", key)
+        if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+            raise fail(f"release {name!r}: sha256 must be 64 lowercase hex digits", key)
+        if size_b is not None and (not isinstance(size_b, int) or isinstance(size_b, bool) or size_b <= 0):
+            raise fail(f"release {name!r}: size_bytes must be a positive integer", key)
+        releases.append(Release(str(name), url, sha, size_b, rel.get("digest_source")))
+    if len({r.release for r in releases}) != len(releases):
+        raise fail("two releases share one name", key)
+    return tuple(releases)
 
 
 def parse_catalog(text: str, path: str = "<catalog>") -> list[Entry]:
