@@ -89,8 +89,8 @@ def tiny_entry(family: str, width: float, resolution: int, variant: str | None =
     return dataclasses.replace(
         base, id=f"tiny_{family}{tag}_{width}_{resolution}" + ("_quant" if quantized else ""),
         variant=variant, width=float(width), resolution=resolution, quantized=quantized,
-        input_size=(resolution, resolution, 3), files=files, aliases=(), sha256=None,
-        size_bytes=None)
+        input_size=(resolution, resolution, 3), files=files, aliases=(),
+        releases=(dataclasses.replace(base.default_release, sha256=None, size_bytes=None),))
 
 
 # ----------------------------------------------------------------------------- slim ops

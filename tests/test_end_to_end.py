@@ -40,7 +40,8 @@ def test_fetch_then_restore_and_classify_every_format(cli, fault_server, tiny_v1
     data = _tarball(tiny_v1.directory)
     url = fault_server.add(f"/models/{tiny_v1.entry.id}.tgz", data)
     entry = tiny_v1.entry.to_dict()
-    entry.pop("model_size_mb")  # derived, not a catalog field
+    for derived in ("model_size_mb", "url", "sha256", "size_bytes"):  # JSON conveniences, not catalog fields
+        entry.pop(derived)
     sha = hashlib.sha256(data).hexdigest()
     entry.update(releases=[{"release": "r1", "url": url, "sha256": sha, "size_bytes": len(data)}])
     catalog = write_catalog(tmp_path / "catalog.yaml", [entry])
