@@ -65,3 +65,14 @@ def test_user_agent_carries_the_package_version(fault_server, tmp_path):
     download(url, part)
     (record,) = fault_server.stats("/ua.bin").records
     assert record.headers["User-Agent"].startswith(f"mobilenet-zoo/{zoo.__version__} ")
+
+
+def test_errors_spell_hint_the_way_the_cli_does(cli):
+    """`str(error)` in a notebook and the CLI's message use the same `hint:` line."""
+    from zoo.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError) as info:
+        CATALOG.get("v1_1.0_22")
+    assert "\nhint: " in str(info.value)
+    code, _, err = cli("show", "v1_1.0_22")
+    assert code == 2 and "hint: " in err and "Hint:" not in err

@@ -19,7 +19,7 @@ class ZooError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\nHint: {self.hint}"
+        return self.message if not self.hint else f"{self.message}\nhint: {self.hint}"
 
 
 class CatalogError(ZooError, ValueError):
