@@ -16,6 +16,8 @@ import typer
 from typer.core import TyperGroup
 
 from zoo import config
+
+import mobilenet_zoo_cli as _package
 from zoo.errors import ZooError
 
 @dataclass
@@ -133,5 +135,9 @@ def main() -> None:
     app(prog_name="mobilenet-zoo")
 
 
-# Command modules register themselves on `app` when imported.
-from . import catalog_cmds, fetch_cmds, run_cmds  # noqa: E402,F401
+# Command modules register themselves on `app` when imported. The console script
+# (`launch.main`) may ask for the light commands only, so `list` never builds `fetch`.
+from . import catalog_cmds  # noqa: E402,F401
+
+if not _package.LIGHT_ONLY:
+    from . import fetch_cmds, run_cmds  # noqa: E402,F401
