@@ -63,6 +63,15 @@ class _ZooGroup(TyperGroup):
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own flow and usage errors
             raise
+        except ModuleNotFoundError as exc:
+            from zoo.errors import TF_EXTRA_MODULES, tf_extra_hint
+
+            root = (exc.name or "").split(".")[0]
+            if root not in TF_EXTRA_MODULES or settings.debug or config.debug():
+                raise
+            command = ctx.invoked_subcommand or "this command"
+            _print_error(f"`{command}` needs {TF_EXTRA_MODULES[root]}, which is not installed", tf_extra_hint())
+            raise typer.Exit(1) from None
         except Exception as exc:
             if settings.debug or config.debug():
                 raise
@@ -91,8 +100,12 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+_LIGHT_COMMANDS = frozenset({"list", "show", "frontier"})
+
+
 @app.callback()
 def global_options(
+    ctx: typer.Context,
     catalog: Optional[Path] = typer.Option(
         None, "--catalog", envvar=config.ENV_CATALOG, metavar="PATH",
         help="Use another catalog file in the same schema (private mirrors, new models)."),
@@ -108,15 +121,30 @@ def global_options(
         help="Never touch the network: use only the cache and file mirrors."),
     debug: bool = typer.Option(
         False, "--debug", envvar=config.ENV_DEBUG, help="Show full tracebacks on errors."),
+    quiet: bool = typer.Option(
+        False, "--quiet", envvar=config.ENV_QUIET,
+        help="No progress bars or notes; warnings and errors only."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v",
+        help="More detail, including TensorFlow's and LiteRT's own logs (hidden otherwise). "
+             f"${config.ENV_LOG_LEVEL}=debug|info|warning|error sets the level too."),
     version: bool = typer.Option(
         False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
 ) -> None:
     """Find, fetch, verify and run every published TensorFlow MobileNet."""
     mirrors = [m for value in mirror or [] for m in value.replace(";", " ").split() if m]
+    if quiet and verbose:
+        raise typer.BadParameter("--quiet and --verbose contradict each other", param_hint="--quiet")
+    level = "debug" if verbose else ("warning" if quiet else None)
     config.apply_overrides(cache_dir=cache_dir, mirrors=mirrors if mirror else None, offline=offline or None,
-                           catalog=catalog)
+                           catalog=catalog, log_level=level)
     settings.debug = debug
     settings._catalog_obj = None
+    if ctx.invoked_subcommand not in _LIGHT_COMMANDS:  # progress, notes, runtime logs (not needed by `list`)
+        from . import feedback
+
+        feedback.setup()
+        ctx.call_on_close(feedback.close)
 
 
 def _print_error(message: str, hint: str | None) -> None:

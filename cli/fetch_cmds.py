@@ -47,29 +47,14 @@ def _select(names: list[str], family: Optional[list[str]], quantized: Optional[b
 
 @contextmanager
 def _progress(enabled: bool):
-    """A rich progress bar (bytes, rate, ETA) per model on a terminal; nothing otherwise."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    """The shared download progress (a bar on a terminal, lines in logs; see feedback), or None."""
+    from . import feedback
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-    tasks: dict[str, int] = {}
-
-    def update(entry, done: int, total: Optional[int]) -> None:
-        if entry.id not in tasks:
-            tasks[entry.id] = progress.add_task(entry.id, total=total)
-        progress.update(tasks[entry.id], completed=done, total=total)
-
-    with progress:
-        yield update
+    yield feedback.reporter() if enabled else None
 
 
 def _show_progress(quiet: bool, json_out: bool) -> bool:
-    return not quiet and not json_out and sys.stderr.isatty()
+    return not quiet and not json_out
 
 
 @app.command("fetch")

@@ -688,6 +688,11 @@ class _HttpDownload:
                 self._sync()
                 if self.size != offset:  # _sync found the file damaged and restarted
                     return _Outcome("refetch", "partial file changed on disk")
+                if offset > 0:
+                    from .units import format_bytes
+
+                    log.info("%s: resuming at %s of %s", self.label or self.url, format_bytes(offset),
+                             format_bytes(d.total if d.total is not None else self.total))
                 self.resumed = self.resumed or offset > 0
             if d.total is not None:
                 self.total = d.total

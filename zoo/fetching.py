@@ -70,6 +70,10 @@ class FetchResult:
 def options_from_env(**overrides) -> FetchOptions:
     """Options for API callers: environment variables first, keyword arguments win."""
     opts = FetchOptions(cache_dir=config.cache_dir(), mirrors=config.mirrors(), offline=config.offline())
+    from . import progress
+
+    opts.progress = progress.default_progress()  # e.g. the CLI's bar, for downloads inside restore/classify
+    opts.warn = progress.default_warn() or opts.warn
     for key, value in overrides.items():
         if value is not None:
             setattr(opts, key, Path(value) if key == "cache_dir" else value)

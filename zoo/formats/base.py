@@ -116,7 +116,9 @@ def configure_tf_threads(threads: int | None) -> bool:
     """
     if threads is None:
         return True
-    import tensorflow as tf
+    from ..runtime_logs import import_tensorflow
+
+    tf = import_tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -205,8 +207,10 @@ def restore(name: str | Entry, format: str = "tflite", *, catalog: Catalog | Non
 
 
 def _require_tensorflow(feature: str) -> None:
+    from ..runtime_logs import import_tensorflow
+
     try:
-        import tensorflow  # noqa: F401
+        import_tensorflow()
     except ImportError:
         from ..errors import MissingDependencyError
 

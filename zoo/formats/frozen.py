@@ -20,8 +20,10 @@ from .base import RestoredModel
 
 
 def _tensorflow():
+    from ..runtime_logs import import_tensorflow
+
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
     except ImportError:
         raise MissingDependencyError("tensorflow", "running frozen graphs") from None
     return tf

@@ -147,9 +147,12 @@ def load_tflite(entry: Entry, path: Path, *, threads: int | None = None) -> TFLi
         from ..errors import UsageError
 
         raise UsageError(f"--threads must be at least 1, got {threads}")
+    from ..runtime_logs import native_stderr_hidden
+
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
+        with native_stderr_hidden():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ("this file needs the EdgeTPU runtime; use the CPU .tflite of the same model"
