@@ -30,7 +30,7 @@ class LineProgress:
     """Progress as occasional plain lines (for logs): start, every 10% or 5 s, end."""
 
     def __init__(self, stream=None, clock=time.monotonic):
-        self.stream = stream or sys.stderr
+        self.stream = stream  # None: whatever sys.stderr is at the time
         self.clock = clock
         self._lock = threading.Lock()
         self._last: dict[str, tuple[float, int]] = {}  # id -> (time, percent step) of the last line
@@ -50,7 +50,7 @@ class LineProgress:
             self._last[name] = (now, -1 if finished else step)
             size = format_bytes(done) + (f" of {format_bytes(total)} ({pct}%)" if total else "")
             verb = "downloaded" if finished else "downloading"
-            print(f"{name}: {verb} {size}", file=self.stream, flush=True)
+            print(f"{name}: {verb} {size}", file=self.stream or sys.stderr, flush=True)
 
     def close(self) -> None:
         pass
@@ -111,19 +111,16 @@ def _stderr_is_terminal() -> bool:
 
 
 def setup() -> None:
-    """Apply the current level (config.log_level) to progress, notes and runtime logs. Idempotent."""
+    """Apply the current level (config.log_level) to progress, notes and runtime logs, for one command."""
     global _reporter
     from zoo import progress
 
+    close()
     level = config.log_level()
     logger = logging.getLogger("zoo")
-    for handler in [h for h in logger.handlers if isinstance(h, _NoteHandler)]:
-        logger.removeHandler(handler)
-    handler = _NoteHandler()
-    logger.addHandler(handler)
+    logger.addHandler(_NoteHandler())
     logger.setLevel(getattr(logging, level.upper()))
     logger.propagate = False
-    close()
     _reporter = None if config.quiet() else (BarProgress() if _stderr_is_terminal() else LineProgress())
     progress.install(_reporter, lambda msg: print(f"warning: {msg}", file=sys.stderr))
     quiet_runtimes(not config.verbose())
@@ -135,9 +132,19 @@ def reporter():
 
 
 def close() -> None:
-    """Stop a live bar (end of a command)."""
+    """End of a command: stop a live bar and take the CLI's hooks out of the library again."""
+    global _reporter
+    from zoo import progress
+
     if _reporter is not None:
         _reporter.close()
+        _reporter = None
+    progress.install(None, None)
+    logger = logging.getLogger("zoo")
+    for handler in [h for h in logger.handlers if isinstance(h, _NoteHandler)]:
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
 
 
 def quiet_runtimes(on: bool = True) -> None:

@@ -132,3 +132,19 @@ def test_catalog_copy_is_used_and_untrusted(tmp_path):
     os.environ["MOBILENET_ZOO_CACHE"] = str(tmp_path / "file-not-dir")
     (tmp_path / "file-not-dir").write_text("")
     assert len(load_catalog(source, with_profile=False)) == len(first)
+
+
+def test_hints_keep_the_release_and_never_suggest_fetching_a_cached_model(cli, fault_server, tmp_path):
+    code, _, err = cli("--offline", "fetch", "v1_1.0_224@2018_02_22")
+    assert code != 0 and "mobilenet-zoo fetch v1_1.0_224@2018_02_22`" in err
+    code, _, err = cli("--offline", "fetch", "v1_1.0_224")
+    assert "mobilenet-zoo fetch v1_1.0_224`" in err  # the default release needs no suffix
+
+    from .fetch_helpers import serve_models, v1_tarball
+
+    catalog, _ = serve_models(fault_server, tmp_path, [("v1_x", v1_tarball("x"))])
+    code, out, err = cli("--catalog", str(catalog), "pick")
+    assert code == 0 and "fetch it: mobilenet-zoo fetch v1_x" in err
+    assert cli("--catalog", str(catalog), "fetch", "v1_x")[0] == 0
+    code, out, err = cli("--catalog", str(catalog), "pick")
+    assert code == 0 and "fetch" not in err and "cached: " in err

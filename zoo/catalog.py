@@ -86,6 +86,12 @@ class Entry:
                 return rel
         raise UnknownModelError(f"{self.id}@{name}", [f"{self.id}@{r.release}" for r in self.releases])
 
+    def spec(self, release: "Release | str | None" = None) -> str:
+        """How to name this model and release on a command line: ``id``, or ``id@release``
+        when the release is not the default (so suggested commands fetch the right bytes)."""
+        name = release.release if isinstance(release, Release) else release
+        return self.id if name in (None, self.releases[0].release) else f"{self.id}@{name}"
+
     def latency(self, device: str) -> float | None:
         return self.latency_ms.get(device)
 

@@ -117,7 +117,7 @@ def fetch_entry(entry: Entry, release: Release, opts: FetchOptions) -> FetchResu
     if not sources:
         raise OfflineError(f"{entry.id}@{release.release} is not in the cache ({cache.root}) and --offline "
                            "allows no network",
-                           f"run `mobilenet-zoo fetch {entry.id}` while online, or add a file mirror "
+                           f"run `mobilenet-zoo fetch {entry.spec(release)}` while online, or add a file mirror "
                            "(--mirror DIR) made with `mobilenet-zoo mirror`")
     cache.ensure_writable()
 

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from ..catalog import Entry
+from ..layout import spec_for_path
 from ..errors import RestoreError
 from .base import RestoredModel
 from .keras_models import build_keras_model, import_tensorflow
@@ -132,7 +133,7 @@ def restore_checkpoint(entry: Entry, checkpoint_prefix: Path, *, weights: str | 
         reader = tf.train.load_checkpoint(str(prefix))
     except Exception as exc:  # DataLossError, NotFoundError...: unreadable or truncated files
         raise RestoreError(f"{entry.id}: cannot read checkpoint {prefix}: {exc}".strip(),
-                           hint=f"run `mobilenet-zoo verify --repair {entry.id}`") from None
+                           hint=f"run `mobilenet-zoo verify --repair {spec_for_path(entry, prefix)}`") from None
     shapes = {name: tuple(int(d) for d in shape)
               for name, shape in reader.get_variable_to_shape_map().items()}
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..catalog import Entry
+from ..layout import spec_for_path
 from ..errors import MissingDependencyError, RestoreError, UsageError
 from .base import RestoredModel
 
@@ -129,7 +130,7 @@ def load_frozen_graph(entry: Entry, path: Path, *, threads: int | None = None) -
         graph_def.ParseFromString(path.read_bytes())
     except (OSError, DecodeError) as exc:
         raise RestoreError(f"{entry.id}: cannot read frozen graph {path}: {exc}",
-                           hint=f"`mobilenet-zoo verify --repair {entry.id}` re-fetches damaged files") from None
+                           hint=f"`mobilenet-zoo verify --repair {spec_for_path(entry, path)}` re-fetches damaged files") from None
     graph = tf.Graph()
     try:
         with graph.as_default():
