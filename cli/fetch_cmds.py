@@ -75,10 +75,19 @@ def fetch(
                                                    "(default 1024; 0 disables)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON result per model (a JSON array)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    from_file: Optional[Path] = typer.Option(
+        None, "--from", metavar="FILE.tgz", dir_okay=False,
+        help="Take the model's tarball from this file (copied by hand) instead of the network; "
+             "verified and unpacked exactly like a download."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Say what would be downloaded, from where, and the total size; "
+                                      "change nothing."),
 ) -> None:
     """Download, verify and unpack models into the cache; print each entry's path.
 
     Example: mobilenet-zoo fetch 1.0_224 v2_1.4_224 -j 2
+
+    Air-gapped: mobilenet-zoo fetch --from ./mobilenet_v1_1.0_224.tgz v1_1.0_224
     """
     from rich.console import Console
 
@@ -86,6 +95,16 @@ def fetch(
 
     pairs = _select(models or [], family, quantized, all_models)
     opts = _options(require_pinned, keep_archive, deadline, min_speed)
+    if dry_run or from_file is not None:
+        from . import airgap
+
+        if dry_run:
+            airgap.dry_run_fetch(pairs, opts, json_out)
+        else:
+            with _progress(_show_progress(quiet, json_out)) as update:
+                opts.progress = update
+                airgap.fetch_from_file(from_file, pairs, opts, json_out)
+        return
     if json_out or quiet:
         opts.warn = lambda msg: None if json_out else print(f"warning: {msg}", file=sys.stderr)
     err = Console(stderr=True, highlight=False)
@@ -165,10 +184,12 @@ def verify(
 def mirror(
     directory: Path = typer.Argument(..., help="Directory to fill (served later with any static web server)."),
     models: Optional[list[str]] = typer.Argument(None, help="Models (default: with --all, every model)."),
-    family: Optional[list[str]] = typer.Option(None, "--family", "-f"),
-    quantized: Optional[bool] = typer.Option(None, "--quantized/--float"),
+    family: Optional[list[str]] = typer.Option(None, "--family", "-f", help="Every model of a family; repeatable."),
+    quantized: Optional[bool] = typer.Option(None, "--quantized/--float", help="With the filters: only these."),
     all_models: bool = typer.Option(False, "--all", help="Every model in the catalog."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON array of results."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Say what would be downloaded into DIR and the total size; change nothing."),
 ) -> None:
     """Download and verify tarballs into DIR/<host>/<path>, the layout --mirror reads.
 
@@ -178,6 +199,11 @@ def mirror(
 
     pairs = _select(models or [], family, quantized, all_models)
     opts = _options()
+    if dry_run:
+        from .airgap import dry_run_mirror
+
+        dry_run_mirror(directory, pairs, opts, json_out)
+        return
     results, failed = [], 0
     with _progress(_show_progress(False, json_out)) as update:
         opts.progress = update

@@ -17,7 +17,6 @@ ENV_PROFILE = "MOBILENET_ZOO_PROFILE"
 ENV_DEBUG = "MOBILENET_ZOO_DEBUG"
 ENV_QUIET = "MOBILENET_ZOO_QUIET"
 ENV_LOG_LEVEL = "MOBILENET_ZOO_LOG_LEVEL"
-ENV_CA_BUNDLE = "MOBILENET_ZOO_CA_BUNDLE"
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -96,12 +95,12 @@ def verbose() -> bool:
 
 
 def ca_bundle() -> str | None:
-    """A CA bundle for HTTPS: $MOBILENET_ZOO_CA_BUNDLE, $REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE or $SSL_CERT_FILE.
+    """A CA bundle for HTTPS: $REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE or $SSL_CERT_FILE (first set wins).
 
-    requests itself honours only the middle two; corporate TLS inspection usually sets the
-    OpenSSL one (SSL_CERT_FILE), so every variable a user may have set is respected.
+    requests itself honours only the first two (in that order); corporate TLS inspection is
+    often set up through the OpenSSL one (SSL_CERT_FILE), so that one is honoured too.
     """
-    for name in (ENV_CA_BUNDLE, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
         value = os.environ.get(name, "").strip()
         if value:
             return value

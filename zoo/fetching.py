@@ -102,7 +102,9 @@ def expected_digest(entry: Entry, release: Release, cache: Path) -> tuple[str | 
     return recorded, recorded is not None
 
 
-def fetch_entry(entry: Entry, release: Release, opts: FetchOptions) -> FetchResult:
+def fetch_entry(entry: Entry, release: Release, opts: FetchOptions,
+                sources: list[Source] | None = None) -> FetchResult:
+    """Fetch one release into the cache; ``sources`` replaces mirrors + upstream (``fetch --from``)."""
     cache = Cache(opts.cache_dir)
     expected, from_tofu = expected_digest(entry, release, cache.root)
     if opts.require_pinned and not release.sha256:
@@ -113,7 +115,8 @@ def fetch_entry(entry: Entry, release: Release, opts: FetchOptions) -> FetchResu
     if hit is not None:
         return hit
 
-    sources = sources_for(release.url, opts.mirrors, offline=opts.offline)
+    if sources is None:
+        sources = sources_for(release.url, opts.mirrors, offline=opts.offline)
     if not sources:
         raise OfflineError(f"{entry.id}@{release.release} is not in the cache ({cache.root}) and --offline "
                            "allows no network",
