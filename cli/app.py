@@ -50,6 +50,12 @@ class _ZooGroup(TyperGroup):
     Doing it here (not in `main`) means typer's test runner sees exactly what users see.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .help_text import tidy
+
+        tidy(self)  # plain placeholders in --help (TEXT, N, PATH), never typer's type names
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
@@ -61,6 +67,9 @@ class _ZooGroup(TyperGroup):
         except KeyboardInterrupt:
             _print_error("interrupted", None)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # `mobilenet-zoo list | head`: the reader left; stop quietly, like `ls`
+            _silence_stdout()
+            raise typer.Exit(141) from None
         except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own flow and usage errors
             raise
         except ModuleNotFoundError as exc:
@@ -159,8 +168,24 @@ def _print_error(message: str, hint: str | None) -> None:
 
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush cannot fail again on a closed pipe."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main() -> None:
-    app(prog_name="mobilenet-zoo")
+    try:
+        app(prog_name="mobilenet-zoo")
+    except BrokenPipeError:
+        _silence_stdout()
+        raise SystemExit(141) from None
 
 
 # Command modules register themselves on `app` when imported. The console script

@@ -229,24 +229,55 @@ def mirror(
 
 
 @cache_app.command("path")
-def cache_path() -> None:
-    """Print the cache directory.
+def cache_path(
+    model: Optional[str] = typer.Argument(None, help="A cached model (NAME@RELEASE for one release): print its "
+                                                     "files instead of the cache directory."),
+    role: Optional[str] = typer.Option(None, "--file", metavar="ROLE",
+                                       help="Only this file: tflite, checkpoint (the prefix), frozen_graph, ..."),
+) -> None:
+    """Print the cache directory, or the paths of a cached model's files (one `ROLE<TAB>PATH` a line).
 
-    Example: du -sh "$(mobilenet-zoo cache path)"
+    Example: du -sh "$(mobilenet-zoo cache path)"; mobilenet-zoo cache path v1_1.0_224 --file tflite
     """
-    print(settings.resolved_cache_dir())
+    if model is None:
+        if role is not None:
+            from zoo.errors import UsageError
+
+            raise UsageError("--file needs a MODEL", hint="e.g. `mobilenet-zoo cache path v1_1.0_224 --file tflite`")
+        print(settings.resolved_cache_dir())
+        return
+    from zoo import layout
+    from zoo.cache import Cache
+    from zoo.errors import CacheError, RestoreError, UsageError
+
+    entry, release = settings.load_catalog().resolve(model)
+    found = Cache(settings.resolved_cache_dir()).lookup(entry, release)
+    if found is None:
+        raise CacheError(f"{entry.spec(release)} is not in the cache ({settings.resolved_cache_dir()})",
+                         hint=f"run `mobilenet-zoo fetch {entry.spec(release)}` first")
+    model_dir = found[0] / layout.MODEL_DIR
+    if role and role not in entry.files:
+        raise UsageError(f"{entry.id} has no {role!r} file", hint="files: " + ", ".join(entry.files))
+    for name in [role] if role else list(entry.files):
+        try:
+            path = layout.find_file(entry, model_dir, name)
+        except RestoreError:
+            if role:
+                raise
+            continue  # a file this tarball does not have
+        print(path if role else f"{name}\t{path}")
 
 
 @cache_app.command("ls")
-def cache_ls(json_out: bool = typer.Option(False, "--json")) -> None:
-    """Cached models with release, size and whether the last check passed.
+def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print a JSON array instead of a table.")) -> None:
+    """Cached models with release, size and whether the last check passed, and the total size.
 
     Example: mobilenet-zoo cache ls --json
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from zoo.cache import Cache, cheap_problems
+    from zoo.units import format_bytes
+
+    from .output import Column, print_table
 
     rows = []
     for cached in Cache(settings.resolved_cache_dir()).entries():
@@ -261,14 +292,14 @@ def cache_ls(json_out: bool = typer.Option(False, "--json")) -> None:
     if not rows:
         print(f"cache is empty ({settings.resolved_cache_dir()})")
         return
-    table = Table(header_style="bold")
-    for col in ("id", "release", "size MB", "check", "digest"):
-        table.add_column(col, no_wrap=True)
-    for r in rows:
-        table.add_row(r["id"], r["release"], f"{r['size_bytes'] / 1e6:.1f}",
-                      "sizes ok" if r["sizes_ok"] else "[red]damaged[/]",
-                      "first use" if r["trusted_on_first_use"] else "pinned")
-    Console(highlight=False).print(table)
+    columns = [Column("id"), Column("release", keep=3), Column("size", "right", keep=4), Column("check", keep=2),
+               Column("digest", keep=1)]
+    print_table(columns, [[r["id"], r["release"], format_bytes(r["size_bytes"]),
+                           "sizes ok" if r["sizes_ok"] else "DAMAGED",
+                           "first use" if r["trusted_on_first_use"] else "pinned"] for r in rows])
+    total = sum(r["size_bytes"] for r in rows)
+    print(f"total: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}, {format_bytes(total)} in "
+          f"{settings.resolved_cache_dir()}")
 
 
 @cache_app.command("rm")

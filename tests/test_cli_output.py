@@ -148,3 +148,52 @@ def test_hints_keep_the_release_and_never_suggest_fetching_a_cached_model(cli, f
     assert cli("--catalog", str(catalog), "fetch", "v1_x")[0] == 0
     code, out, err = cli("--catalog", str(catalog), "pick")
     assert code == 0 and "fetch" not in err and "cached: " in err
+
+
+def test_help_has_plain_placeholders_and_text_for_every_option(cli):
+    import re
+
+    import typer.main
+
+    from mobilenet_zoo_cli.app import app
+
+    group = typer.main.get_command(app)
+    internal = re.compile(r"(?<!/)<(str|int|float|bool|path|list|text|int range|float range|tuple)[^>]*>", re.I)
+
+    def walk(command, path):
+        code, out, _ = cli(*path, "--help", env={"COLUMNS": "120"})
+        assert code == 0 and not internal.search(out), (path, internal.search(out))
+        for param in command.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert (param.help or "").strip(), f"{' '.join(path) or 'global'} {param.opts} has no help"
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(group, [])
+
+
+def test_output_into_a_closed_pipe_is_quiet():
+    proc = subprocess.run(f"'{console_script()}' list | head -1", shell=True, capture_output=True, text=True)
+    assert proc.stdout.startswith("id ") and proc.stderr == ""
+
+
+def test_cache_ls_total_and_cache_path_of_a_model(cli, fault_server, tmp_path):
+    from .fetch_helpers import serve_models, v1_tarball
+
+    # file names as upstream's v1_1.0_224 (the catalog entries are copies of it)
+    catalog, _ = serve_models(fault_server, tmp_path, [("v1_a", v1_tarball("1.0_224")), ("v1_b", v1_tarball("b"))])
+    base = ("--catalog", str(catalog))
+    assert cli(*base, "fetch", "v1_a", "v1_b")[0] == 0
+    code, out, _ = cli(*base, "cache", "ls")
+    sizes = [row["size_bytes"] for row in json.loads(cli(*base, "cache", "ls", "--json")[1])]
+    from zoo.units import format_bytes
+
+    assert code == 0 and f"total: 2 entries, {format_bytes(sum(sizes))} in " in out
+    code, out, _ = cli(*base, "cache", "path", "v1_a")
+    files = dict(line.split("\t") for line in out.splitlines())
+    assert code == 0 and files["checkpoint"].endswith(".ckpt") and os.path.exists(files["checkpoint"] + ".index")
+    assert os.path.isfile(files["frozen_graph"])
+    code, out, _ = cli(*base, "cache", "path", "v1_a", "--file", "frozen_graph")
+    assert code == 0 and out.strip() == files["frozen_graph"]
+    code, _, err = cli(*base, "cache", "path", "v1_1.0_224@2018_02_22")
+    assert code == 1 and "fetch v1_1.0_224@2018_02_22`" in err
