@@ -195,5 +195,5 @@ def test_cache_ls_total_and_cache_path_of_a_model(cli, fault_server, tmp_path):
     assert os.path.isfile(files["frozen_graph"])
     code, out, _ = cli(*base, "cache", "path", "v1_a", "--file", "frozen_graph")
     assert code == 0 and out.strip() == files["frozen_graph"]
-    code, _, err = cli(*base, "cache", "path", "v1_1.0_224@2018_02_22")
+    code, _, err = cli("cache", "path", "v1_1.0_224@2018_02_22")
     assert code == 1 and "fetch v1_1.0_224@2018_02_22`" in err
