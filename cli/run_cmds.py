@@ -114,13 +114,19 @@ def restore_cmd(
 @app.command("classify")
 def classify_cmd(
     model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file)."),
-    images: list[Path] = typer.Argument(..., help="JPEG, PNG or BMP files.", show_default=False),
+    images: list[Path] = typer.Argument(..., help="JPEG, PNG or BMP files, or directories of them "
+                                                  "(their images, sorted by name).", show_default=False),
     fmt: Format = FormatOpt,
     top: int = typer.Option(5, "--top", "-k", min=1, help="How many classes to show per image."),
     crop: float = typer.Option(
         0.875, "--crop", metavar="F",
         help="Central-crop fraction before resizing: 0.875 is TF-slim's eval preprocessing, 1.0 no crop."),
     threads: Optional[int] = ThreadsOpt,
+    skip_errors: bool = typer.Option(False, "--skip-errors",
+                                     help="Report unreadable images and go on with the others "
+                                          "(exit code 1 at the end if any failed)."),
+    compact: bool = typer.Option(False, "--compact", "-1",
+                                 help="One line per image: path, then label (score) for each of the top classes."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Top-K ImageNet classes for each image.
@@ -128,32 +134,39 @@ def classify_cmd(
     Images are cropped to their central 87.5% and resized as TF-slim evaluates
     (the setting behind the catalog's top-1); --crop 1.0 keeps the whole picture.
 
-    Example: mobilenet-zoo classify v1_0.25_128_quant cat.jpg bird.png --top 3
+    Example: mobilenet-zoo classify v1_0.25_128_quant cat.jpg photos/ --top 3 --compact --skip-errors
     """
-    from zoo.classification import classify
+    from zoo.classification import classify, expand_image_paths
     from zoo.images import check_crop
 
+    from .output import Column, print_table, style
+
     check_crop(crop)
-    results = classify(model, images, top=top, format=fmt.value, crop=crop, catalog=settings.load_catalog(),
-                       cache_dir=settings.resolved_cache_dir(), threads=threads)
+    paths = expand_image_paths(images)
+    results = classify(model, paths, top=top, format=fmt.value, crop=crop, catalog=settings.load_catalog(),
+                       cache_dir=settings.resolved_cache_dir(), threads=threads, skip_errors=skip_errors)
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        print(f"error: {r['error']}", file=sys.stderr)
     if as_json:
         print_json(results)
-        return
-    from rich.table import Table
-
-    console = terminal()
-    from rich.markup import escape
-
-    for result in results:
-        console.print(f"[bold]{escape(result['image'])}[/]", soft_wrap=True)  # a title would wrap long paths
-        table = Table()
-        table.add_column("#", justify="right")
-        table.add_column("label")
-        table.add_column("index", justify="right")
-        table.add_column("score", justify="right")
-        for rank, pred in enumerate(result["predictions"], 1):
-            table.add_row(str(rank), pred["label"], str(pred["index"]), f"{pred['score']:.4f}")
-        console.print(table)
+    elif compact:
+        width = max((len(r["image"]) for r in results if "error" not in r), default=0)
+        for r in results:
+            if "error" not in r:
+                print(f"{r['image']:{width}}  " + "; ".join(f"{p['label']} ({p['score']:.3f})"
+                                                         for p in r["predictions"]))
+    else:
+        columns = [Column("#", "right"), Column("label", keep=2), Column("index", "right", keep=1),
+                   Column("score", "right", keep=3)]
+        for i, r in enumerate(r for r in results if "error" not in r):
+            print(("\n" if i else "") + style(r["image"], "bold"))  # a path of its own: never wrapped
+            print_table(columns, [[str(rank), p["label"], str(p["index"]), f"{p['score']:.4f}"]
+                                  for rank, p in enumerate(r["predictions"], 1)])
+    if failed:
+        print(f"{len(failed)} of {len(results)} image{'s' if len(results) != 1 else ''} could not be read",
+              file=sys.stderr)
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------ bench

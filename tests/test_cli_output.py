@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -197,3 +198,35 @@ def test_cache_ls_total_and_cache_path_of_a_model(cli, fault_server, tmp_path):
     assert code == 0 and out.strip() == files["frozen_graph"]
     code, _, err = cli("cache", "path", "v1_1.0_224@2018_02_22")
     assert code == 1 and "fetch v1_1.0_224@2018_02_22`" in err
+
+
+@pytest.mark.tf
+def test_classify_directories_skip_errors_and_compact(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("PIL")
+    import shutil
+
+    from .conftest import DATA
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(DATA / "cat.bmp", photos / "b_cat.bmp")
+    shutil.copy(DATA / "bird.bmp", photos / "a_bird.bmp")
+    (photos / "c_broken.png").write_bytes(b"not a png")
+    (photos / "notes.txt").write_text("ignored: not an image suffix")
+    model = str(DATA / "mobilenet_v1_0.25_128_quant.tflite")
+
+    strict = run("classify", model, str(photos))
+    assert strict.returncode == 2 and "c_broken.png" in strict.stderr and strict.stdout == ""
+
+    result = run("classify", model, str(photos), "--skip-errors", "--compact", "-k", "2")
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1 and len(lines) == 2  # one line per readable image, sorted by name
+    assert lines[0].startswith(str(photos / "a_bird.bmp")) and "chickadee (0." in lines[0]
+    assert lines[1].startswith(str(photos / "b_cat.bmp")) and lines[1].count("(") == 2
+    assert "c_broken.png is not an image" in result.stderr and "1 of 3 images could not be read" in result.stderr
+
+    data = json.loads(run("classify", model, str(photos), "--skip-errors", "--json").stdout)
+    assert [Path(d["image"]).name for d in data] == ["a_bird.bmp", "b_cat.bmp", "c_broken.png"]
+    assert "error" in data[2] and data[0]["predictions"][0]["label"] == "chickadee"
+    assert run("classify", model, str(tmp_path / "empty-dir-missing")).returncode == 2
