@@ -95,7 +95,7 @@ app = typer.Typer(
     help="Find, fetch, verify and run every published TensorFlow MobileNet (v1, v2, v3, EdgeTPU).\n\n"
          "Example: mobilenet-zoo pick --max-macs 300 --quantized && mobilenet-zoo fetch v1_1.0_224",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (model names too)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

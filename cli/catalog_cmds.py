@@ -18,6 +18,7 @@ from zoo.catalog import Entry
 from zoo.selection import COST_LABELS, Filters, frontier as compute_frontier, pick as pick_model, sort_entries
 
 from .app import app, settings
+from .completion import complete_model
 from .output import Column, print_json, print_table, style
 
 
@@ -160,7 +161,7 @@ def list_models(
 @app.command("show")
 def show(
     model: str = typer.Argument(..., help="Model id or any accepted name (1.0_224, mobilenet_v2_1.4_224, ...); "
-                                          "NAME@RELEASE for one release."),
+                                          "NAME@RELEASE for one release.", autocompletion=complete_model),
     json_out: bool = JsonOpt,
 ) -> None:
     """Everything about one model: figures, releases, latencies, files, names, preprocessing.

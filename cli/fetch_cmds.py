@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from .app import app, settings
+from .completion import complete_model
 from .output import print_json
 
 cache_app = typer.Typer(help="Inspect and clean the model cache.\n\nExample: mobilenet-zoo cache ls",
@@ -59,7 +60,8 @@ def _show_progress(quiet: bool, json_out: bool) -> bool:
 
 @app.command("fetch")
 def fetch(
-    models: Optional[list[str]] = typer.Argument(None, help="Model ids or names; NAME@RELEASE picks a release."),
+    models: Optional[list[str]] = typer.Argument(None, help="Model ids or names; NAME@RELEASE picks a release.",
+                                                 autocompletion=complete_model),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=16, help="Fetch this many models at once."),
     family: Optional[list[str]] = typer.Option(None, "--family", "-f", help="Also fetch every model of a family."),
     quantized: Optional[bool] = typer.Option(None, "--quantized/--float", help="With the filters: only these."),
@@ -151,7 +153,8 @@ def fetch_one(entry, quiet: bool):
 
 @app.command("verify")
 def verify(
-    models: Optional[list[str]] = typer.Argument(None, help="Models to check (default: everything cached)."),
+    models: Optional[list[str]] = typer.Argument(None, help="Models to check (default: everything cached).",
+                                                 autocompletion=complete_model),
     repair: bool = typer.Option(False, "--repair", help="Fetch again whatever is broken."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON report."),
 ) -> None:
@@ -183,7 +186,8 @@ def verify(
 @app.command("mirror")
 def mirror(
     directory: Path = typer.Argument(..., help="Directory to fill (served later with any static web server)."),
-    models: Optional[list[str]] = typer.Argument(None, help="Models (default: with --all, every model)."),
+    models: Optional[list[str]] = typer.Argument(None, help="Models (default: with --all, every model).",
+                                                 autocompletion=complete_model),
     family: Optional[list[str]] = typer.Option(None, "--family", "-f", help="Every model of a family; repeatable."),
     quantized: Optional[bool] = typer.Option(None, "--quantized/--float", help="With the filters: only these."),
     all_models: bool = typer.Option(False, "--all", help="Every model in the catalog."),
@@ -231,7 +235,8 @@ def mirror(
 @cache_app.command("path")
 def cache_path(
     model: Optional[str] = typer.Argument(None, help="A cached model (NAME@RELEASE for one release): print its "
-                                                     "files instead of the cache directory."),
+                                                     "files instead of the cache directory.",
+                                    autocompletion=complete_model),
     role: Optional[str] = typer.Option(None, "--file", metavar="ROLE",
                                        help="Only this file: tflite, checkpoint (the prefix), frozen_graph, ..."),
 ) -> None:
@@ -303,7 +308,8 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print a JSON a
 
 
 @cache_app.command("rm")
-def cache_rm(models: list[str] = typer.Argument(..., help="Models to remove (NAME@RELEASE for one release).")) -> None:
+def cache_rm(models: list[str] = typer.Argument(..., help="Models to remove (NAME@RELEASE for one release).",
+                                                autocompletion=complete_model)) -> None:
     """Remove models from the cache.
 
     Example: mobilenet-zoo cache rm v1_1.0_224

@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from .app import app, settings
+from .completion import complete_model
 from .catalog_cmds import Cost
 from .output import print_json, terminal
 
@@ -64,7 +65,8 @@ def _fmt_value(value) -> str:
 
 @app.command("restore")
 def restore_cmd(
-    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file)."),
+    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file).",
+                                autocompletion=complete_model),
     fmt: Format = FormatOpt,
     weights: Optional[Weights] = typer.Option(
         None, "--weights", help="ckpt only: moving averages (ema) or raw variables (default: upstream's choice)."),
@@ -113,7 +115,8 @@ def restore_cmd(
 # ------------------------------------------------------------------ classify
 @app.command("classify")
 def classify_cmd(
-    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file)."),
+    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file).",
+                                autocompletion=complete_model),
     images: list[Path] = typer.Argument(..., help="JPEG, PNG or BMP files, or directories of them "
                                                   "(their images, sorted by name).", show_default=False),
     fmt: Format = FormatOpt,
@@ -173,7 +176,7 @@ def classify_cmd(
 @app.command("bench")
 def bench_cmd(
     models: list[str] = typer.Argument(..., help="Model ids or aliases (or local upstream files).",
-                                       show_default=False),
+                                       show_default=False, autocompletion=complete_model),
     fmt: Format = FormatOpt,
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="CPU threads for the runtime."),
     runs: int = typer.Option(50, "--runs", "-n", min=1, help="Timed runs per model."),

@@ -230,3 +230,16 @@ def test_classify_directories_skip_errors_and_compact(tmp_path):
     assert [Path(d["image"]).name for d in data] == ["a_bird.bmp", "b_cat.bmp", "c_broken.png"]
     assert "error" in data[2] and data[0]["predictions"][0]["label"] == "chickadee"
     assert run("classify", model, str(tmp_path / "empty-dir-missing")).returncode == 2
+
+
+def test_shell_completion_completes_commands_and_model_names():
+    def complete(words: str, cword: int) -> list[str]:
+        env = {**os.environ, "_MOBILENET_ZOO_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+        return subprocess.run([console_script()], env=env, capture_output=True, text=True).stdout.split()
+
+    assert complete("mobilenet-zoo show v2_1.4", 2) == ["v2_1.4_224", "v2_1.4_224_quant"]
+    assert complete("mobilenet-zoo fetch v1_1.0_224@2018_0", 2) == ["v1_1.0_224@2018_08_02", "v1_1.0_224@2018_02_22"]
+    assert "v3_small_1.0_224" in complete("mobilenet-zoo classify v3_sm", 2)
+    assert complete("mobilenet-zoo cac", 1) == ["cache"]
+    help_text = subprocess.run([console_script(), "--help"], capture_output=True, text=True).stdout
+    assert "--install-completion" in help_text
