@@ -46,21 +46,52 @@ def _restore(model: str, fmt: Format, **options):
 
 
 # ------------------------------------------------------------------ restore
-_SUMMARY_LABELS = {
-    "id": "model", "format": "format", "source": "file", "input_shape": "input shape",
-    "input_range": "input range", "input_dtype": "input dtype", "input_quantization": "input quantization",
-    "output_shape": "output shape", "output": "output", "output_dtype": "output dtype",
-    "output_quantization": "output quantization", "parameters": "parameters",
-    "catalog_params_m": "catalog params (M)", "weights": "weights", "batch": "batch", "threads": "threads",
-}
+def _quant_words(q: Optional[dict]) -> str:
+    return f"real value = (q - {q['zero_point']}) x {q['scale']:g}" if q else "none"
 
 
-def _fmt_value(value) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join("N" if v is None else str(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    return "-" if value is None else str(value)
+def summary_lines(info: dict) -> list[tuple[str, str]]:
+    """`restore`'s summary as (label, sentence) pairs: words, not the JSON keys."""
+    h, w, c = info["input_shape"][1:]
+    dtype = info.get("input_dtype", "float32")
+    lines = [("model", f"{info['id']} ({info['format']})"), ("file", info["source"])]
+    lines.append(("input", f"images, batch x {h} x {w} x {c} (RGB), {dtype}"
+                  + (f" ({_quant_words(info.get('input_quantization'))})" if info.get("input_quantization") else "")
+                  + f"; pass floats in [{info['input_range'][0]:g}, {info['input_range'][1]:g}]"))
+    lines.append(("output", f"{info['output_shape'][1]} class {info['output']}"
+                  + (f", {info['output_dtype']}" if info.get("output_dtype") else "")
+                  + (f" ({_quant_words(info.get('output_quantization'))})" if info.get("output_quantization") else "")))
+    batch = info.get("batch")
+    if batch is not None:
+        lines.append(("batch size", "any (dynamic)" if batch == "dynamic" else
+                      f"{batch} in the file (larger batches run "
+                      + ("image by image)" if batch == 1 else f"{batch} images at a time)")))
+    params = info.get("parameters")
+    if params:
+        diff = params / 1e6 - info["catalog_params_m"]
+        lines.append(("parameters", f"{params:,} ({params / 1e6:.3f} M); the catalog says "
+                      f"{info['catalog_params_m']} M ({diff:+.3f} M)"))
+    if info.get("weights"):
+        lines.append(("weights", "exponential moving averages (what upstream evaluates)" if info["weights"] == "ema"
+                      else "raw trained variables"))
+    if "used" in info:
+        lines.append(("variables", f"{len(info['used'])} read from the checkpoint"))
+    for reason, names in (info.get("skipped") or {}).items():
+        lines.append(("not used", f"{len(names)} {reason}" + (f" (e.g. {names[0]})" if names else "")))
+    if "threads" in info:
+        lines.append(("threads", "the runtime's default" if info["threads"] is None else str(info["threads"])))
+    if info.get("file_bytes"):
+        from zoo.units import format_bytes
+
+        lines.append(("file size", format_bytes(info["file_bytes"])))
+    for key in ("input_tensor", "output_tensor"):
+        if info.get(key):
+            lines.append((key.replace("_", " "), info[key]))
+    for note in info.get("notes") or []:
+        lines.append(("note", note))
+    if info.get("exported_to"):
+        lines.append(("exported to", info["exported_to"]))
+    return lines
 
 
 @app.command("restore")
@@ -89,27 +120,12 @@ def restore_cmd(
     if as_json:
         print_json(info)
         return
-    from rich.table import Table
+    from .output import style
 
-    table = Table(title=f"{info['id']} ({info['format']})", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    params = info.get("parameters")
-    for key, value in info.items():
-        if key in ("used", "skipped", "notes", "id", "format", "catalog_params_m"):
-            continue
-        text = "runtime default" if key == "threads" and value is None else _fmt_value(value)
-        if key == "parameters" and params:
-            diff = params / 1e6 - info["catalog_params_m"]
-            text = f"{params:,} ({params / 1e6:.3f} M; catalog {info['catalog_params_m']} M, diff {diff:+.3f} M)"
-        table.add_row(_SUMMARY_LABELS.get(key, key.replace("_", " ")), text)
-    if "used" in info:
-        table.add_row("variables used", str(len(info["used"])))
-    for reason, names in (info.get("skipped") or {}).items():
-        table.add_row(f"skipped: {reason}", f"{len(names)}" + (f" (e.g. {names[0]})" if names else ""))
-    for note in info.get("notes") or []:
-        table.add_row("note", note)
-    terminal().print(table)
+    lines = summary_lines(info)
+    width = max(len(label) for label, _ in lines)
+    for label, text in lines:  # one fact a line, never hard-wrapped (paths stay copy-pasteable)
+        print(f"{style(f'{label:{width}}', 'bold')}  {text}")
 
 
 # ------------------------------------------------------------------ classify
