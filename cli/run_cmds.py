@@ -274,6 +274,7 @@ def plot_cmd(
         raise UsageError("no model matches these filters")
     drawn = plot(entries, x=x.value, device=device, out=out)
     console = terminal()
-    console.print(f"wrote {drawn['out']}: {drawn['plotted']} models, frontier of {len(drawn['frontier'])}"
+    console.print(f"wrote {drawn['out']}: {drawn['plotted']} model{'' if drawn['plotted'] == 1 else 's'}, "
+                  f"frontier of {len(drawn['frontier'])}"
                   + (f"; left out {drawn['left_out_no_top1']} without top-1" if drawn["left_out_no_top1"] else "")
                   + (f", {drawn['left_out_no_cost']} without a figure" if drawn["left_out_no_cost"] else ""))
