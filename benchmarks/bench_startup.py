@@ -71,7 +71,7 @@ def main() -> None:
     pty_list, pty_base = _pty_command([script, "list"]), _pty_command(base_cmd)
     if pty_list and pty_base:  # `script` itself costs a few ms: compare like with like
         commands["pty: baseline under `script`"] = pty_base
-        commands["pty: mobilenet-zoo list (rich table)"] = pty_list
+        commands["pty: mobilenet-zoo list (terminal table)"] = pty_list
     times: dict[str, list[float]] = {name: [] for name in commands}
     for name, cmd in commands.items():  # warm the OS caches and the catalog's parsed copy
         timed(cmd, env=env, stderr=subprocess.DEVNULL)
