@@ -109,7 +109,7 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-_LIGHT_COMMANDS = frozenset({"list", "show", "frontier"})
+_LIGHT_COMMANDS = frozenset({"list", "show", "pick", "frontier"})  # `pick --fetch` sets up feedback itself
 
 
 @app.callback()

@@ -319,9 +319,17 @@ def pick(
 
 def _fetch_chosen(entry: Entry, quiet: bool):
     """Hand over to the fetch machinery (imported only now: picking stays light)."""
+    from . import feedback
     from .fetch_cmds import fetch_one
 
-    return fetch_one(entry, quiet)
+    own = feedback.reporter() is None and not quiet
+    if own:
+        feedback.setup()  # progress and notes, as for any download (skipped at start-up for speed)
+    try:
+        return fetch_one(entry, quiet)
+    finally:
+        if own:
+            feedback.close()
 
 
 def _print_frontier(entries: list[Entry], cost: Cost, device: Optional[str], json_out: bool) -> None:

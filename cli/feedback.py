@@ -71,10 +71,14 @@ class BarProgress:
                 from rich.console import Console
                 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                            TransferSpeedColumn)
+                from rich.table import Column
 
-                self._bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                      TransferSpeedColumn(), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=False)
+                console = Console(stderr=True)
+                columns = [TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+                           BarColumn(bar_width=None), DownloadColumn()]
+                if console.width >= len(name) + 50:  # room for speed and ETA; else never squeeze the id
+                    columns += [TransferSpeedColumn(), TimeRemainingColumn()]
+                self._bars = Progress(*columns, console=console, transient=False)
                 self._bars.start()
             if name not in self._tasks:
                 self._tasks[name] = self._bars.add_task(name, total=total)
@@ -162,4 +166,3 @@ def quiet_runtimes(on: bool = True) -> None:
 
         for module in ("tensorflow", "keras", "tf_keras", "absl", "ai_edge_litert", "google.protobuf"):
             warnings.filterwarnings("ignore", module=module + r"(\..*)?")
-    os.environ["MOBILENET_ZOO_RUNTIME_LOGS"] = "0" if on else "1"

@@ -232,17 +232,17 @@ def bench_cmd(
     if as_json:
         print_json(results)
         return
-    from rich.table import Table
+    from zoo.units import format_ms
 
-    table = Table(title=f"latency on this machine ({runs} runs after {warmup} warm-up)", title_justify="left")
-    for name, justify in (("model", "left"), ("format", "left"), ("threads", "right"),
-                          ("median ms", "right"), ("p90 ms", "right")):
-        table.add_column(name, justify=justify)
-    for r in results:
-        table.add_row(r["id"], r["format"], str(r["threads"]), f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}")
-    console = terminal()
-    console.print(table)
-    console.print("recorded as device `local` (and local-<format>-<threads>t)", style="dim")
+    from .output import Column, print_table, style
+
+    columns = [Column("model"), Column("format", keep=2), Column("threads", "right", keep=1),
+               Column("median ms", "right", keep=4), Column("p90 ms", "right", keep=3)]
+    # rounded like the published figures (one decimal), so `list --device local` reads the same
+    print_table(columns, [[r["id"], r["format"], str(r["threads"]), format_ms(r["median_ms"]),
+                           format_ms(r["p90_ms"])] for r in results],
+                title=f"latency on this machine ({runs} runs after {warmup} warm-up)")
+    print(style("recorded as device `local` (and local-<format>-<threads>t)", "dim"), file=sys.stderr)
 
 
 # ------------------------------------------------------------------ plot

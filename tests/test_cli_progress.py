@@ -107,3 +107,28 @@ def test_missing_tf_extra_ends_with_the_install_hint(tmp_path):
         assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
         assert "pip install '.[tf]'" in result.stderr or "pip install 'mobilenet-zoo[tf]'" in result.stderr, \
             result.stderr
+
+
+def test_line_progress_is_occasional():
+    """Lines at the start, per 10% step or 5 s without one, and once at the end."""
+    import io
+
+    from mobilenet_zoo_cli.feedback import LineProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    lines = LineProgress(out, clock=lambda: now[0])
+    total = 1_000_000
+    for done in range(0, total + 1, 1000):  # 1001 calls, 1 ms apart
+        now[0] += 0.001
+        lines("m", done, total)
+    lines("m", total, total)  # a repeated final call says nothing new
+    text = out.getvalue().splitlines()
+    assert text[0] == "m: downloading 0 B of 1.0 MB (0%)" and text[-1] == "m: downloaded 1.0 MB of 1.0 MB (100%)"
+    assert len(text) == 11  # 0%, 10%, ..., 90%, done
+    slow = io.StringIO()
+    lines = LineProgress(slow, clock=lambda: now[0])
+    for step in range(13):  # unknown size, a call every second: a line every 5 s
+        now[0] += 1.0
+        lines("n", step * 10, None)
+    assert len(slow.getvalue().splitlines()) == 3
