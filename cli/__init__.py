@@ -3,3 +3,7 @@
 Installed as the package `mobilenet_zoo_cli` (see pyproject.toml) so it cannot
 collide with other distributions' top-level `cli` packages.
 """
+
+# Set by the console script (``launch.main``) before the app is imported, when the
+# command line runs one of the light commands: then only their module is loaded.
+LIGHT_ONLY = False

@@ -16,6 +16,8 @@ import typer
 from typer.core import TyperGroup
 
 from zoo import config
+
+import mobilenet_zoo_cli as _package
 from zoo.errors import ZooError
 
 @dataclass
@@ -48,6 +50,12 @@ class _ZooGroup(TyperGroup):
     Doing it here (not in `main`) means typer's test runner sees exactly what users see.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .help_text import tidy
+
+        tidy(self)  # plain placeholders in --help (TEXT, N, PATH), never typer's type names
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
@@ -59,8 +67,20 @@ class _ZooGroup(TyperGroup):
         except KeyboardInterrupt:
             _print_error("interrupted", None)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # `mobilenet-zoo list | head`: the reader left; stop quietly, like `ls`
+            _silence_stdout()
+            raise typer.Exit(141) from None
         except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own flow and usage errors
             raise
+        except ModuleNotFoundError as exc:
+            from zoo.errors import TF_EXTRA_MODULES, tf_extra_hint
+
+            root = (exc.name or "").split(".")[0]
+            if root not in TF_EXTRA_MODULES or settings.debug or config.debug():
+                raise
+            command = ctx.invoked_subcommand or "this command"
+            _print_error(f"`{command}` needs {TF_EXTRA_MODULES[root]}, which is not installed", tf_extra_hint())
+            raise typer.Exit(1) from None
         except Exception as exc:
             if settings.debug or config.debug():
                 raise
@@ -75,7 +95,7 @@ app = typer.Typer(
     help="Find, fetch, verify and run every published TensorFlow MobileNet (v1, v2, v3, EdgeTPU).\n\n"
          "Example: mobilenet-zoo pick --max-macs 300 --quantized && mobilenet-zoo fetch v1_1.0_224",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (model names too)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -89,8 +109,12 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+_LIGHT_COMMANDS = frozenset({"list", "show", "pick", "frontier"})  # `pick --fetch` sets up feedback itself
+
+
 @app.callback()
 def global_options(
+    ctx: typer.Context,
     catalog: Optional[Path] = typer.Option(
         None, "--catalog", envvar=config.ENV_CATALOG, metavar="PATH",
         help="Use another catalog file in the same schema (private mirrors, new models)."),
@@ -106,15 +130,30 @@ def global_options(
         help="Never touch the network: use only the cache and file mirrors."),
     debug: bool = typer.Option(
         False, "--debug", envvar=config.ENV_DEBUG, help="Show full tracebacks on errors."),
+    quiet: bool = typer.Option(
+        False, "--quiet", envvar=config.ENV_QUIET,
+        help="No progress bars or notes; warnings and errors only."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v",
+        help="More detail, including TensorFlow's and LiteRT's own logs (hidden otherwise). "
+             f"${config.ENV_LOG_LEVEL}=debug|info|warning|error sets the level too."),
     version: bool = typer.Option(
         False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
 ) -> None:
     """Find, fetch, verify and run every published TensorFlow MobileNet."""
     mirrors = [m for value in mirror or [] for m in value.replace(";", " ").split() if m]
+    if quiet and verbose:
+        raise typer.BadParameter("--quiet and --verbose contradict each other", param_hint="--quiet")
+    level = "debug" if verbose else ("warning" if quiet else None)
     config.apply_overrides(cache_dir=cache_dir, mirrors=mirrors if mirror else None, offline=offline or None,
-                           catalog=catalog)
+                           catalog=catalog, log_level=level)
     settings.debug = debug
     settings._catalog_obj = None
+    if ctx.invoked_subcommand not in _LIGHT_COMMANDS:  # progress, notes, runtime logs (not needed by `list`)
+        from . import feedback
+
+        feedback.setup()
+        ctx.call_on_close(feedback.close)
 
 
 def _print_error(message: str, hint: str | None) -> None:
@@ -129,9 +168,29 @@ def _print_error(message: str, hint: str | None) -> None:
 
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush cannot fail again on a closed pipe."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main() -> None:
-    app(prog_name="mobilenet-zoo")
+    try:
+        app(prog_name="mobilenet-zoo")
+    except BrokenPipeError:
+        _silence_stdout()
+        raise SystemExit(141) from None
 
 
-# Command modules register themselves on `app` when imported.
-from . import catalog_cmds, fetch_cmds, run_cmds  # noqa: E402,F401
+# Command modules register themselves on `app` when imported. The console script
+# (`launch.main`) may ask for the light commands only, so `list` never builds `fetch`.
+from . import catalog_cmds  # noqa: E402,F401
+
+if not _package.LIGHT_ONLY:
+    from . import fetch_cmds, run_cmds  # noqa: E402,F401

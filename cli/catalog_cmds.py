@@ -13,17 +13,19 @@ from typing import Optional
 import typer
 
 from zoo import layout
+from zoo.units import format_bytes, format_count, format_ms, format_percent, format_width
 from zoo.catalog import Entry
 from zoo.selection import COST_LABELS, Filters, frontier as compute_frontier, pick as pick_model, sort_entries
 
 from .app import app, settings
-from .output import print_json, terminal
+from .completion import complete_model
+from .output import Column, print_json, print_table, style
 
 
 class OutputFormat(str, Enum):
     table = "table"
-    json = "json"
     csv = "csv"
+    tsv = "tsv"
 
 
 class Cost(str, Enum):
@@ -67,34 +69,29 @@ def _check_device(catalog, device: Optional[str]) -> None:
         raise UsageError(f"no model has a latency figure for device {device!r}", hint)
 
 
-def _fmt(value, spec: str = "g", suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
-
-
-def _entries_table(entries: list[Entry], title: str | None = None, device: str | None = None,
-                   cached: set[str] | None = None):
-    from rich.table import Table
-
-    headers = ["id", "family", "width", "res", "quant", "MACs M", "params M", "MB", "top1", "top5"]
-    rows = [[e.id, e.family, f"{e.width:g}", str(e.resolution), "yes" if e.quantized else "", _fmt(e.macs_m),
-             _fmt(e.params_m), _fmt(e.model_size_mb), _fmt(e.top1), _fmt(e.top5)] for e in entries]
+def entry_columns(entries: list[Entry], device: str | None = None, cached: set[str] | None = None):
+    """Columns and rows for a list of models; ``keep`` ranks what survives a narrow terminal."""
+    columns = [Column("id"), Column("family", keep=1), Column("width", "right", keep=2),
+               Column("res", "right", keep=3), Column("quant", "center", keep=6), Column("MACs M", "right", keep=9),
+               Column("params M", "right", keep=5), Column("MB", "right", keep=7), Column("top1", "right", keep=11),
+               Column("top5", "right", keep=4)]
+    rows = [[e.id, e.family, format_width(e.width), str(e.resolution), "yes" if e.quantized else "",
+             format_count(e.macs_m), f"{e.params_m:.2f}", f"{e.model_size_mb:.1f}",
+             format_percent(e.top1), format_percent(e.top5)] for e in entries]
     if device:
-        headers.append(f"{device} ms")
+        columns.append(Column(f"{device} ms", "right", keep=10))
         for row, e in zip(rows, entries):
-            row.append(_fmt(e.latency_ms.get(device)))
+            row.append(format_ms(e.latency_ms.get(device)))
     if cached is not None:
-        headers.append("cached")
+        columns.append(Column("cached", "center", keep=8))
         for row, e in zip(rows, entries):
             row.append("yes" if e.id in cached else "")
-    table = Table(title=title, header_style="bold")
-    for i, name in enumerate(headers):
-        # Fixed widths spare rich from measuring every cell (a third of `list`'s rendering time).
-        width = max(len(name), *(len(r[i]) for r in rows)) if rows else len(name)
-        table.add_column(name, justify="left" if i < 2 else ("center" if name in ("quant", "cached") else "right"),
-                         no_wrap=True, width=width)
-    for row in rows:
-        table.add_row(*row)
-    return table
+    return columns, rows
+
+
+def print_entries(entries: list[Entry], title: str | None = None, device: str | None = None,
+                  cached: set[str] | None = None) -> None:
+    print_table(*entry_columns(entries, device, cached), title=title)
 
 
 def _cached_ids(entries: list[Entry]) -> set[str]:
@@ -119,10 +116,12 @@ def list_models(
     sort: str = typer.Option("id", "--sort", "-s",
                              help="id, family, width, resolution, macs, params, size, top1, top5, latency."),
     json_out: bool = JsonOpt,
-    output: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json or csv."),
+    output: OutputFormat = typer.Option(OutputFormat.table, "--format",
+                                        help="table (plain aligned text when piped), csv or tsv; "
+                                             "for JSON use --json."),
     devices: bool = typer.Option(False, "--devices", help="List the devices that have latency figures."),
 ) -> None:
-    """List models, filtered and sorted.
+    """List models, filtered and sorted. Exits 1 when no model matches, whatever the format.
 
     Example: mobilenet-zoo list --family v2 --quantized --max-macs 100 --sort top1
     """
@@ -136,98 +135,102 @@ def list_models(
     filters = _filters(family, quantized, width, resolution, max_macs, max_params, max_size_mb, min_top1,
                        max_latency_ms, device)
     entries = sort_entries(filters.apply(catalog), sort, device)
-    if json_out or output is OutputFormat.json:
+    if json_out:
         cached = _cached_ids(entries)
         print_json([{**e.to_dict(), "cached": e.id in cached} for e in entries])
-    elif output is OutputFormat.csv:
+    elif output in (OutputFormat.csv, OutputFormat.tsv):
         import csv
 
-        writer = csv.writer(sys.stdout)
+        writer = csv.writer(sys.stdout, dialect="excel-tab" if output is OutputFormat.tsv else "excel",
+                            lineterminator="\n")
         header = ["id", "family", "variant", "width", "resolution", "quantized", "macs_m", "params_m",
                   "model_size_mb", "top1", "top5", "url", "sha256", "size_bytes"]
         writer.writerow(header + ([f"latency_ms_{device}"] if device else []))
         for e in entries:
             d = e.to_dict()
+            latency = e.latency_ms.get(device) if device else None
             writer.writerow(["" if d[k] is None else d[k] for k in header]
-                            + ([_fmt(e.latency_ms.get(device), "g").replace("-", "")] if device else []))
-    else:
-        console = terminal()
-        if not entries:
-            console.print("no model matches these filters", style="yellow")
-            raise typer.Exit(1)
-        console.print(_entries_table(entries, f"{len(entries)} of {len(catalog)} models", device,
-                                     _cached_ids(entries)))
+                            + (["" if latency is None else f"{latency:g}"] if device else []))
+    elif entries:
+        print_entries(entries, f"{len(entries)} of {len(catalog)} models", device, _cached_ids(entries))
+    if not entries:
+        print("no model matches these filters", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command("show")
 def show(
-    model: str = typer.Argument(..., help="Model id or any accepted name (1.0_224, mobilenet_v2_1.4_224, ...)."),
+    model: str = typer.Argument(..., help="Model id or any accepted name (1.0_224, mobilenet_v2_1.4_224, ...); "
+                                          "NAME@RELEASE for one release.", autocompletion=complete_model),
     json_out: bool = JsonOpt,
 ) -> None:
     """Everything about one model: figures, releases, latencies, files, names, preprocessing.
 
+    URLs and digests are printed whole, one per line (the terminal may wrap them visually,
+    but copy and paste gets them intact).
+
     Example: mobilenet-zoo show 1.0_224
     """
     catalog = settings.load_catalog()
-    entry = catalog.get(model)
+    entry, chosen = catalog.resolve(model)  # an unknown @release fails here, as in `fetch`
     cached = set()
     cache = settings.resolved_cache_dir()
     if cache.is_dir():
         cached = set(layout.cached_releases(cache, entry))
     data = {**entry.to_dict(), "accepted_names": accepted_names(entry), "preprocessing": entry.preprocessing,
             "cached_releases": sorted(cached)}
+    if "@" in model:
+        data["release"] = chosen.release
     if json_out:
         print_json(data)
         return
-    from rich.table import Table
-
-    console = terminal()
-    title = f"[bold]{entry.id}[/]  MobileNet {entry.family}" + (f" {entry.variant}" if entry.variant else "") \
-            + f", width {entry.width:g}, {entry.resolution}x{entry.resolution}" \
-            + (", quantized" if entry.quantized else ", float")
-    console.print(title)
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
-    facts.add_row("MACs", f"{entry.macs_m:g} M")
-    facts.add_row("parameters", f"{entry.params_m:g} M")
-    facts.add_row("model size", f"{entry.model_size_mb:g} MB (derived: {1 if entry.quantized else 4} byte(s) per parameter)")
-    facts.add_row("top-1 / top-5", f"{_fmt(entry.top1, 'g', '%')} / {_fmt(entry.top5, 'g', '%')}"
-                  + ("" if entry.top1 is not None else "  (unpublished: `pick` never chooses it)"))
-    facts.add_row("input", f"{entry.input_node}: {list(entry.input_size)}, float in "
+    title = f"{entry.id}  MobileNet {entry.family}" + (f" {entry.variant}" if entry.variant else "") \
+        + f", width {format_width(entry.width)}, {entry.resolution}x{entry.resolution}" \
+        + (", quantized" if entry.quantized else ", float")
+    prep = entry.preprocessing
+    facts = [
+        ("MACs", f"{format_count(entry.macs_m)} M"),
+        ("parameters", f"{format_count(entry.params_m)} M"),
+        ("model size", f"{format_count(entry.model_size_mb)} MB (derived: {1 if entry.quantized else 4} "
+                       f"byte{'' if entry.quantized else 's'} per parameter)"),
+        ("top-1 / top-5", f"{format_percent(entry.top1)}% / {format_percent(entry.top5)}%"
+         + ("" if entry.top1 is not None else "  (unpublished: `pick` never chooses it)")),
+        ("input", f"{entry.input_node}: {list(entry.input_size)}, float in "
                   f"[{entry.input_range[0]:g}, {entry.input_range[1]:g}]"
                   + (f"; TFLite uint8 scale {entry.input_quantization['scale']:g} zero point "
-                     f"{entry.input_quantization['zero_point']:g}" if entry.input_quantization else ""))
-    facts.add_row("output", f"{entry.output_node}: {entry.num_classes} classes (index 0 = background)")
-    prep = entry.preprocessing
-    facts.add_row("preprocessing", f"RGB, central crop {prep['central_crop']:g}, bilinear resize to "
-                  f"{prep['resize'][0]}x{prep['resize'][1]}, {prep['scale']}"
-                  + (f"; TFLite uint8 {prep['tflite_uint8_input']}" if "tflite_uint8_input" in prep else ""))
-    facts.add_row("names", ", ".join(accepted_names(entry)))
-    facts.add_row("cached", ", ".join(sorted(cached)) or "no")
-    console.print(facts)
-
-    releases = Table(title="releases (first is the default)", header_style="bold", title_justify="left")
-    for col in ("release", "url", "sha256", "size"):
-        releases.add_column(col, overflow="fold")
-    for rel in entry.releases:
-        releases.add_row(rel.release, rel.url, rel.sha256 or "[yellow]none published (trust on first use)[/]",
-                         f"{rel.size_bytes:,}" if rel.size_bytes else "-")
-    console.print(releases)
+                     f"{entry.input_quantization['zero_point']:g}" if entry.input_quantization else "")),
+        ("output", f"{entry.output_node}: {entry.num_classes} classes (index 0 = background)"),
+        ("preprocessing", f"RGB, central crop {prep['central_crop']:g}, bilinear resize to "
+                          f"{prep['resize'][0]}x{prep['resize'][1]}, {prep['scale']}"
+                          + (f"; TFLite uint8 {prep['tflite_uint8_input']}" if "tflite_uint8_input" in prep else "")),
+        ("names", ", ".join(accepted_names(entry))),
+        ("cached", ", ".join(sorted(cached)) or "no"),
+    ]
+    sections: list[tuple[str, list[tuple[str, str]]]] = [("", facts)]
+    for i, rel in enumerate(entry.releases):
+        marks = [m for m, on in (("default", i == 0), ("chosen", "@" in model and rel is chosen),
+                                 ("cached", rel.release in cached)) if on]
+        sections.append((f"release {rel.release}" + (f" ({', '.join(marks)})" if marks else ""), [
+            ("url", rel.url),
+            ("sha256", rel.sha256 or "none published (trusted on first use)"),
+            ("size", f"{format_bytes(rel.size_bytes)} ({rel.size_bytes:,} bytes)" if rel.size_bytes else "unknown"),
+        ]))
     if entry.latency_ms:
-        lat = Table(title="latency", header_style="bold", title_justify="left")
-        lat.add_column("device")
-        lat.add_column("ms", justify="right")
-        for device, ms in entry.latency_ms.items():
-            lat.add_row(device, f"{ms:g}")
-        console.print(lat)
-    files = Table(title=f"files (inside the archive, root {entry.archive_root})", header_style="bold",
-                  title_justify="left")
-    files.add_column("role")
-    files.add_column("path")
-    for role, path in entry.files.items():
-        files.add_row(role, path)
-    console.print(files)
+        sections.append(("latency (ms)", [(device, format_ms(ms)) for device, ms in entry.latency_ms.items()]))
+    sections.append((f"files inside the archive (root {entry.archive_root})", list(entry.files.items())))
+    _print_sections(title, sections)
+
+
+def _print_sections(title: str, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+    """Label/value lines, one per fact, never hard-wrapped (long values stay copy-pasteable);
+    bold labels on a terminal, plain text into a pipe."""
+    width = max(len(label) for _, rows in sections for label, _ in rows)
+    lines = [style(title, "bold")]
+    for heading, rows in sections:
+        if heading:
+            lines.append("\n" + style(heading, "bold"))
+        lines.extend(f"  {style(f'{label:{width}}', 'bold')}  {value}" for label, value in rows)
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def accepted_names(entry: Entry) -> list[str]:
@@ -245,10 +248,6 @@ def accepted_names(entry: Entry) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _pick_table(entries: list[Entry], title: str, device: Optional[str]):
-    return _entries_table(entries, title, device)
-
-
 @app.command("pick")
 def pick(
     max_macs: Optional[float] = MaxMacsOpt,
@@ -263,9 +262,14 @@ def pick(
     resolution: Optional[list[int]] = ResOpt,
     show_frontier: bool = typer.Option(False, "--frontier", help="Print the Pareto frontier instead."),
     fetch: bool = typer.Option(False, "--fetch", help="Also fetch the chosen model into the cache."),
-    json_out: bool = typer.Option(False, "--json", help="Print the chosen entry as JSON."),
+    json_out: bool = typer.Option(False, "--json", help="Print the chosen entry, the reason, the runners-up "
+                                                        "and any note as JSON."),
+    id_only: bool = typer.Option(False, "--id-only", "-q", help="Print only the chosen model's id "
+                                                                 "(with --fetch: only its path)."),
 ) -> None:
     """The most accurate model within every budget (ties: fewer MACs, params, then id).
+
+    Exits 1 when nothing fits, whatever the output format.
 
     Example: mobilenet-zoo pick --max-latency-ms 10 --device pixel3-cpu4 --quantized --fetch
     """
@@ -278,34 +282,54 @@ def pick(
         _print_frontier(filters.apply(catalog), cost, device, json_out)
         return
     result = pick_model(list(catalog), filters)
+    chosen = result.chosen
+    note = None
+    if result.unranked:
+        note = (f"{len(result.unranked)} model(s) also fit but have no published top-1 and are never picked: "
+                + ", ".join(e.id for e in result.unranked[:6]) + (" ..." if len(result.unranked) > 6 else ""))
+    cache = settings.resolved_cache_dir()
+    cached = layout.cached_releases(cache, chosen) if cache.is_dir() else []
     if json_out:
-        data = result.chosen.to_dict()
+        data = {**chosen.to_dict(), "reason": result.reason,
+                "runners_up": [e.to_dict() for e in result.runners_up],
+                "unranked": [e.id for e in result.unranked], "note": note,
+                "cached": chosen.default_release.release in cached}
         if fetch:
-            data["path"] = str(_fetch_chosen(result.chosen, quiet=True).path)
+            data["path"] = str(_fetch_chosen(chosen, quiet=True).path)
         print_json(data)
         return
-    console = terminal()
-    console.print(f"[bold green]{result.chosen.id}[/]")
-    console.print(f"why: {result.reason}")
-    console.print(_entries_table([result.chosen], None, device))
+    if id_only:
+        print(_fetch_chosen(chosen, quiet=True).path if fetch else chosen.id)
+        return
+    print(style(chosen.id, "bold green"))
+    print(f"why: {result.reason}")
+    print_entries([chosen], None, device)
     if result.runners_up:
-        console.print(_pick_table(list(result.runners_up),
-                                  "runners-up: cheaper models on the accuracy/cost frontier", device))
-    if result.unranked:
-        console.print(f"[yellow]note:[/] {len(result.unranked)} model(s) also fit but have no published top-1 "
-                      f"and are never picked: {', '.join(e.id for e in result.unranked[:6])}"
-                      + (" ..." if len(result.unranked) > 6 else ""))
+        print("\n" + style("runners-up: cheaper models on the accuracy/cost frontier", "italic"))
+        print_entries(list(result.runners_up), None, device)
+    if note:
+        print(f"{style('note:', 'yellow')} {note}")
     if fetch:
-        print(_fetch_chosen(result.chosen, quiet=False).path)
+        print(_fetch_chosen(chosen, quiet=False).path)
+    elif chosen.default_release.release in cached:
+        print(f"cached: {layout.entry_dir(cache, chosen, chosen.default_release)}", file=sys.stderr)
     else:
-        console.print(f"fetch it: mobilenet-zoo fetch {result.chosen.id}  (or add --fetch)")
+        print(f"fetch it: mobilenet-zoo fetch {chosen.id}  (or add --fetch)", file=sys.stderr)
 
 
 def _fetch_chosen(entry: Entry, quiet: bool):
     """Hand over to the fetch machinery (imported only now: picking stays light)."""
+    from . import feedback
     from .fetch_cmds import fetch_one
 
-    return fetch_one(entry, quiet)
+    own = feedback.reporter() is None and not quiet
+    if own:
+        feedback.setup()  # progress and notes, as for any download (skipped at start-up for speed)
+    try:
+        return fetch_one(entry, quiet)
+    finally:
+        if own:
+            feedback.close()
 
 
 def _print_frontier(entries: list[Entry], cost: Cost, device: Optional[str], json_out: bool) -> None:
@@ -314,8 +338,8 @@ def _print_frontier(entries: list[Entry], cost: Cost, device: Optional[str], jso
         print_json([e.to_dict() for e in front])
         return
     label = COST_LABELS[cost.value] + (f" on {device}" if cost is Cost.latency else "")
-    terminal().print(_entries_table(front, f"Pareto frontier: top-1 against {label} ({len(front)} models)",
-                                    device if cost is Cost.latency else None))
+    print_entries(front, f"Pareto frontier: top-1 against {label} ({len(front)} models)",
+                  device if cost is Cost.latency else None)
 
 
 @app.command("frontier")

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from .app import app, settings
+from .completion import complete_model
 from .output import print_json
 
 cache_app = typer.Typer(help="Inspect and clean the model cache.\n\nExample: mobilenet-zoo cache ls",
@@ -47,34 +48,20 @@ def _select(names: list[str], family: Optional[list[str]], quantized: Optional[b
 
 @contextmanager
 def _progress(enabled: bool):
-    """A rich progress bar (bytes, rate, ETA) per model on a terminal; nothing otherwise."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    """The shared download progress (a bar on a terminal, lines in logs; see feedback), or None."""
+    from . import feedback
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-    tasks: dict[str, int] = {}
-
-    def update(entry, done: int, total: Optional[int]) -> None:
-        if entry.id not in tasks:
-            tasks[entry.id] = progress.add_task(entry.id, total=total)
-        progress.update(tasks[entry.id], completed=done, total=total)
-
-    with progress:
-        yield update
+    yield feedback.reporter() if enabled else None
 
 
 def _show_progress(quiet: bool, json_out: bool) -> bool:
-    return not quiet and not json_out and sys.stderr.isatty()
+    return not quiet and not json_out
 
 
 @app.command("fetch")
 def fetch(
-    models: Optional[list[str]] = typer.Argument(None, help="Model ids or names; NAME@RELEASE picks a release."),
+    models: Optional[list[str]] = typer.Argument(None, help="Model ids or names; NAME@RELEASE picks a release.",
+                                                 autocompletion=complete_model),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=16, help="Fetch this many models at once."),
     family: Optional[list[str]] = typer.Option(None, "--family", "-f", help="Also fetch every model of a family."),
     quantized: Optional[bool] = typer.Option(None, "--quantized/--float", help="With the filters: only these."),
@@ -90,10 +77,19 @@ def fetch(
                                                    "(default 1024; 0 disables)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON result per model (a JSON array)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    from_file: Optional[Path] = typer.Option(
+        None, "--from", metavar="FILE.tgz", dir_okay=False,
+        help="Take the model's tarball from this file (copied by hand) instead of the network; "
+             "verified and unpacked exactly like a download."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Say what would be downloaded, from where, and the total size; "
+                                      "change nothing."),
 ) -> None:
     """Download, verify and unpack models into the cache; print each entry's path.
 
     Example: mobilenet-zoo fetch 1.0_224 v2_1.4_224 -j 2
+
+    Air-gapped: mobilenet-zoo fetch --from ./mobilenet_v1_1.0_224.tgz v1_1.0_224
     """
     from rich.console import Console
 
@@ -101,6 +97,16 @@ def fetch(
 
     pairs = _select(models or [], family, quantized, all_models)
     opts = _options(require_pinned, keep_archive, deadline, min_speed)
+    if dry_run or from_file is not None:
+        from . import airgap
+
+        if dry_run:
+            airgap.dry_run_fetch(pairs, opts, json_out)
+        else:
+            with _progress(_show_progress(quiet, json_out)) as update:
+                opts.progress = update
+                airgap.fetch_from_file(from_file, pairs, opts, json_out)
+        return
     if json_out or quiet:
         opts.warn = lambda msg: None if json_out else print(f"warning: {msg}", file=sys.stderr)
     err = Console(stderr=True, highlight=False)
@@ -147,7 +153,8 @@ def fetch_one(entry, quiet: bool):
 
 @app.command("verify")
 def verify(
-    models: Optional[list[str]] = typer.Argument(None, help="Models to check (default: everything cached)."),
+    models: Optional[list[str]] = typer.Argument(None, help="Models to check (default: everything cached).",
+                                                 autocompletion=complete_model),
     repair: bool = typer.Option(False, "--repair", help="Fetch again whatever is broken."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON report."),
 ) -> None:
@@ -179,11 +186,14 @@ def verify(
 @app.command("mirror")
 def mirror(
     directory: Path = typer.Argument(..., help="Directory to fill (served later with any static web server)."),
-    models: Optional[list[str]] = typer.Argument(None, help="Models (default: with --all, every model)."),
-    family: Optional[list[str]] = typer.Option(None, "--family", "-f"),
-    quantized: Optional[bool] = typer.Option(None, "--quantized/--float"),
+    models: Optional[list[str]] = typer.Argument(None, help="Models (default: with --all, every model).",
+                                                 autocompletion=complete_model),
+    family: Optional[list[str]] = typer.Option(None, "--family", "-f", help="Every model of a family; repeatable."),
+    quantized: Optional[bool] = typer.Option(None, "--quantized/--float", help="With the filters: only these."),
     all_models: bool = typer.Option(False, "--all", help="Every model in the catalog."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON array of results."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Say what would be downloaded into DIR and the total size; change nothing."),
 ) -> None:
     """Download and verify tarballs into DIR/<host>/<path>, the layout --mirror reads.
 
@@ -193,6 +203,11 @@ def mirror(
 
     pairs = _select(models or [], family, quantized, all_models)
     opts = _options()
+    if dry_run:
+        from .airgap import dry_run_mirror
+
+        dry_run_mirror(directory, pairs, opts, json_out)
+        return
     results, failed = [], 0
     with _progress(_show_progress(False, json_out)) as update:
         opts.progress = update
@@ -218,24 +233,56 @@ def mirror(
 
 
 @cache_app.command("path")
-def cache_path() -> None:
-    """Print the cache directory.
+def cache_path(
+    model: Optional[str] = typer.Argument(None, help="A cached model (NAME@RELEASE for one release): print its "
+                                                     "files instead of the cache directory.",
+                                    autocompletion=complete_model),
+    role: Optional[str] = typer.Option(None, "--file", metavar="ROLE",
+                                       help="Only this file: tflite, checkpoint (the prefix), frozen_graph, ..."),
+) -> None:
+    """Print the cache directory, or the paths of a cached model's files (one `ROLE<TAB>PATH` a line).
 
-    Example: du -sh "$(mobilenet-zoo cache path)"
+    Example: du -sh "$(mobilenet-zoo cache path)"; mobilenet-zoo cache path v1_1.0_224 --file tflite
     """
-    print(settings.resolved_cache_dir())
+    if model is None:
+        if role is not None:
+            from zoo.errors import UsageError
+
+            raise UsageError("--file needs a MODEL", hint="e.g. `mobilenet-zoo cache path v1_1.0_224 --file tflite`")
+        print(settings.resolved_cache_dir())
+        return
+    from zoo import layout
+    from zoo.cache import Cache
+    from zoo.errors import CacheError, RestoreError, UsageError
+
+    entry, release = settings.load_catalog().resolve(model)
+    found = Cache(settings.resolved_cache_dir()).lookup(entry, release)
+    if found is None:
+        raise CacheError(f"{entry.spec(release)} is not in the cache ({settings.resolved_cache_dir()})",
+                         hint=f"run `mobilenet-zoo fetch {entry.spec(release)}` first")
+    model_dir = found[0] / layout.MODEL_DIR
+    if role and role not in entry.files:
+        raise UsageError(f"{entry.id} has no {role!r} file", hint="files: " + ", ".join(entry.files))
+    for name in [role] if role else list(entry.files):
+        try:
+            path = layout.find_file(entry, model_dir, name)
+        except RestoreError:
+            if role:
+                raise
+            continue  # a file this tarball does not have
+        print(path if role else f"{name}\t{path}")
 
 
 @cache_app.command("ls")
-def cache_ls(json_out: bool = typer.Option(False, "--json")) -> None:
-    """Cached models with release, size and whether the last check passed.
+def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print a JSON array instead of a table.")) -> None:
+    """Cached models with release, size and whether the last check passed, and the total size.
 
     Example: mobilenet-zoo cache ls --json
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from zoo.cache import Cache, cheap_problems
+    from zoo.units import format_bytes
+
+    from .output import Column, print_table
 
     rows = []
     for cached in Cache(settings.resolved_cache_dir()).entries():
@@ -250,18 +297,19 @@ def cache_ls(json_out: bool = typer.Option(False, "--json")) -> None:
     if not rows:
         print(f"cache is empty ({settings.resolved_cache_dir()})")
         return
-    table = Table(header_style="bold")
-    for col in ("id", "release", "size MB", "check", "digest"):
-        table.add_column(col, no_wrap=True)
-    for r in rows:
-        table.add_row(r["id"], r["release"], f"{r['size_bytes'] / 1e6:.1f}",
-                      "sizes ok" if r["sizes_ok"] else "[red]damaged[/]",
-                      "first use" if r["trusted_on_first_use"] else "pinned")
-    Console(highlight=False).print(table)
+    columns = [Column("id"), Column("release", keep=3), Column("size", "right", keep=4), Column("check", keep=2),
+               Column("digest", keep=1)]
+    print_table(columns, [[r["id"], r["release"], format_bytes(r["size_bytes"]),
+                           "sizes ok" if r["sizes_ok"] else "DAMAGED",
+                           "first use" if r["trusted_on_first_use"] else "pinned"] for r in rows])
+    total = sum(r["size_bytes"] for r in rows)
+    print(f"total: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}, {format_bytes(total)} in "
+          f"{settings.resolved_cache_dir()}")
 
 
 @cache_app.command("rm")
-def cache_rm(models: list[str] = typer.Argument(..., help="Models to remove (NAME@RELEASE for one release).")) -> None:
+def cache_rm(models: list[str] = typer.Argument(..., help="Models to remove (NAME@RELEASE for one release).",
+                                                autocompletion=complete_model)) -> None:
     """Remove models from the cache.
 
     Example: mobilenet-zoo cache rm v1_1.0_224

@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from .app import app, settings
+from .completion import complete_model
 from .catalog_cmds import Cost
 from .output import print_json, terminal
 
@@ -45,26 +46,58 @@ def _restore(model: str, fmt: Format, **options):
 
 
 # ------------------------------------------------------------------ restore
-_SUMMARY_LABELS = {
-    "id": "model", "format": "format", "source": "file", "input_shape": "input shape",
-    "input_range": "input range", "input_dtype": "input dtype", "input_quantization": "input quantization",
-    "output_shape": "output shape", "output": "output", "output_dtype": "output dtype",
-    "output_quantization": "output quantization", "parameters": "parameters",
-    "catalog_params_m": "catalog params (M)", "weights": "weights", "batch": "batch", "threads": "threads",
-}
+def _quant_words(q: Optional[dict]) -> str:
+    return f"real value = (q - {q['zero_point']}) x {q['scale']:g}" if q else "none"
 
 
-def _fmt_value(value) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join("N" if v is None else str(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    return "-" if value is None else str(value)
+def summary_lines(info: dict) -> list[tuple[str, str]]:
+    """`restore`'s summary as (label, sentence) pairs: words, not the JSON keys."""
+    h, w, c = info["input_shape"][1:]
+    dtype = info.get("input_dtype", "float32")
+    lines = [("model", f"{info['id']} ({info['format']})"), ("file", info["source"])]
+    lines.append(("input", f"images, batch x {h} x {w} x {c} (RGB), {dtype}"
+                  + (f" ({_quant_words(info.get('input_quantization'))})" if info.get("input_quantization") else "")
+                  + f"; pass floats in [{info['input_range'][0]:g}, {info['input_range'][1]:g}]"))
+    lines.append(("output", f"{info['output_shape'][1]} class {info['output']}"
+                  + (f", {info['output_dtype']}" if info.get("output_dtype") else "")
+                  + (f" ({_quant_words(info.get('output_quantization'))})" if info.get("output_quantization") else "")))
+    batch = info.get("batch")
+    if batch is not None:
+        lines.append(("batch size", "any (dynamic)" if batch == "dynamic" else
+                      f"{batch} in the file (larger batches run "
+                      + ("image by image)" if batch == 1 else f"{batch} images at a time)")))
+    params = info.get("parameters")
+    if params:
+        diff = params / 1e6 - info["catalog_params_m"]
+        lines.append(("parameters", f"{params:,} ({params / 1e6:.3f} M); the catalog says "
+                      f"{info['catalog_params_m']} M ({diff:+.3f} M)"))
+    if info.get("weights"):
+        lines.append(("weights", "exponential moving averages (what upstream evaluates)" if info["weights"] == "ema"
+                      else "raw trained variables"))
+    if "used" in info:
+        lines.append(("variables", f"{len(info['used'])} read from the checkpoint"))
+    for reason, names in (info.get("skipped") or {}).items():
+        lines.append(("not used", f"{len(names)} {reason}" + (f" (e.g. {names[0]})" if names else "")))
+    if "threads" in info:
+        lines.append(("threads", "the runtime's default" if info["threads"] is None else str(info["threads"])))
+    if info.get("file_bytes"):
+        from zoo.units import format_bytes
+
+        lines.append(("file size", format_bytes(info["file_bytes"])))
+    for key in ("input_tensor", "output_tensor"):
+        if info.get(key):
+            lines.append((key.replace("_", " "), info[key]))
+    for note in info.get("notes") or []:
+        lines.append(("note", note))
+    if info.get("exported_to"):
+        lines.append(("exported to", info["exported_to"]))
+    return lines
 
 
 @app.command("restore")
 def restore_cmd(
-    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file)."),
+    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file).",
+                                autocompletion=complete_model),
     fmt: Format = FormatOpt,
     weights: Optional[Weights] = typer.Option(
         None, "--weights", help="ckpt only: moving averages (ema) or raw variables (default: upstream's choice)."),
@@ -87,40 +120,32 @@ def restore_cmd(
     if as_json:
         print_json(info)
         return
-    from rich.table import Table
+    from .output import style
 
-    table = Table(title=f"{info['id']} ({info['format']})", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    params = info.get("parameters")
-    for key, value in info.items():
-        if key in ("used", "skipped", "notes", "id", "format", "catalog_params_m"):
-            continue
-        text = "runtime default" if key == "threads" and value is None else _fmt_value(value)
-        if key == "parameters" and params:
-            diff = params / 1e6 - info["catalog_params_m"]
-            text = f"{params:,} ({params / 1e6:.3f} M; catalog {info['catalog_params_m']} M, diff {diff:+.3f} M)"
-        table.add_row(_SUMMARY_LABELS.get(key, key.replace("_", " ")), text)
-    if "used" in info:
-        table.add_row("variables used", str(len(info["used"])))
-    for reason, names in (info.get("skipped") or {}).items():
-        table.add_row(f"skipped: {reason}", f"{len(names)}" + (f" (e.g. {names[0]})" if names else ""))
-    for note in info.get("notes") or []:
-        table.add_row("note", note)
-    terminal().print(table)
+    lines = summary_lines(info)
+    width = max(len(label) for label, _ in lines)
+    for label, text in lines:  # one fact a line, never hard-wrapped (paths stay copy-pasteable)
+        print(f"{style(f'{label:{width}}', 'bold')}  {text}")
 
 
 # ------------------------------------------------------------------ classify
 @app.command("classify")
 def classify_cmd(
-    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file)."),
-    images: list[Path] = typer.Argument(..., help="JPEG, PNG or BMP files.", show_default=False),
+    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file).",
+                                autocompletion=complete_model),
+    images: list[Path] = typer.Argument(..., help="JPEG, PNG or BMP files, or directories of them "
+                                                  "(their images, sorted by name).", show_default=False),
     fmt: Format = FormatOpt,
     top: int = typer.Option(5, "--top", "-k", min=1, help="How many classes to show per image."),
     crop: float = typer.Option(
         0.875, "--crop", metavar="F",
         help="Central-crop fraction before resizing: 0.875 is TF-slim's eval preprocessing, 1.0 no crop."),
     threads: Optional[int] = ThreadsOpt,
+    skip_errors: bool = typer.Option(False, "--skip-errors",
+                                     help="Report unreadable images and go on with the others "
+                                          "(exit code 1 at the end if any failed)."),
+    compact: bool = typer.Option(False, "--compact", "-1",
+                                 help="One line per image: path, then label (score) for each of the top classes."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Top-K ImageNet classes for each image.
@@ -128,39 +153,46 @@ def classify_cmd(
     Images are cropped to their central 87.5% and resized as TF-slim evaluates
     (the setting behind the catalog's top-1); --crop 1.0 keeps the whole picture.
 
-    Example: mobilenet-zoo classify v1_0.25_128_quant cat.jpg bird.png --top 3
+    Example: mobilenet-zoo classify v1_0.25_128_quant cat.jpg photos/ --top 3 --compact --skip-errors
     """
-    from zoo.classification import classify
+    from zoo.classification import classify, expand_image_paths
     from zoo.images import check_crop
 
+    from .output import Column, print_table, style
+
     check_crop(crop)
-    results = classify(model, images, top=top, format=fmt.value, crop=crop, catalog=settings.load_catalog(),
-                       cache_dir=settings.resolved_cache_dir(), threads=threads)
+    paths = expand_image_paths(images)
+    results = classify(model, paths, top=top, format=fmt.value, crop=crop, catalog=settings.load_catalog(),
+                       cache_dir=settings.resolved_cache_dir(), threads=threads, skip_errors=skip_errors)
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        print(f"error: {r['error']}", file=sys.stderr)
     if as_json:
         print_json(results)
-        return
-    from rich.table import Table
-
-    console = terminal()
-    from rich.markup import escape
-
-    for result in results:
-        console.print(f"[bold]{escape(result['image'])}[/]", soft_wrap=True)  # a title would wrap long paths
-        table = Table()
-        table.add_column("#", justify="right")
-        table.add_column("label")
-        table.add_column("index", justify="right")
-        table.add_column("score", justify="right")
-        for rank, pred in enumerate(result["predictions"], 1):
-            table.add_row(str(rank), pred["label"], str(pred["index"]), f"{pred['score']:.4f}")
-        console.print(table)
+    elif compact:
+        width = max((len(r["image"]) for r in results if "error" not in r), default=0)
+        for r in results:
+            if "error" not in r:
+                print(f"{r['image']:{width}}  " + "; ".join(f"{p['label']} ({p['score']:.3f})"
+                                                         for p in r["predictions"]))
+    else:
+        columns = [Column("#", "right"), Column("label", keep=2), Column("index", "right", keep=1),
+                   Column("score", "right", keep=3)]
+        for i, r in enumerate(r for r in results if "error" not in r):
+            print(("\n" if i else "") + style(r["image"], "bold"))  # a path of its own: never wrapped
+            print_table(columns, [[str(rank), p["label"], str(p["index"]), f"{p['score']:.4f}"]
+                                  for rank, p in enumerate(r["predictions"], 1)])
+    if failed:
+        print(f"{len(failed)} of {len(results)} image{'s' if len(results) != 1 else ''} could not be read",
+              file=sys.stderr)
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------ bench
 @app.command("bench")
 def bench_cmd(
     models: list[str] = typer.Argument(..., help="Model ids or aliases (or local upstream files).",
-                                       show_default=False),
+                                       show_default=False, autocompletion=complete_model),
     fmt: Format = FormatOpt,
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="CPU threads for the runtime."),
     runs: int = typer.Option(50, "--runs", "-n", min=1, help="Timed runs per model."),
@@ -200,17 +232,17 @@ def bench_cmd(
     if as_json:
         print_json(results)
         return
-    from rich.table import Table
+    from zoo.units import format_ms
 
-    table = Table(title=f"latency on this machine ({runs} runs after {warmup} warm-up)", title_justify="left")
-    for name, justify in (("model", "left"), ("format", "left"), ("threads", "right"),
-                          ("median ms", "right"), ("p90 ms", "right")):
-        table.add_column(name, justify=justify)
-    for r in results:
-        table.add_row(r["id"], r["format"], str(r["threads"]), f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}")
-    console = terminal()
-    console.print(table)
-    console.print("recorded as device `local` (and local-<format>-<threads>t)", style="dim")
+    from .output import Column, print_table, style
+
+    columns = [Column("model"), Column("format", keep=2), Column("threads", "right", keep=1),
+               Column("median ms", "right", keep=4), Column("p90 ms", "right", keep=3)]
+    # rounded like the published figures (one decimal), so `list --device local` reads the same
+    print_table(columns, [[r["id"], r["format"], str(r["threads"]), format_ms(r["median_ms"]),
+                           format_ms(r["p90_ms"])] for r in results],
+                title=f"latency on this machine ({runs} runs after {warmup} warm-up)")
+    print(style("recorded as device `local` (and local-<format>-<threads>t)", "dim"), file=sys.stderr)
 
 
 # ------------------------------------------------------------------ plot
@@ -242,6 +274,7 @@ def plot_cmd(
         raise UsageError("no model matches these filters")
     drawn = plot(entries, x=x.value, device=device, out=out)
     console = terminal()
-    console.print(f"wrote {drawn['out']}: {drawn['plotted']} models, frontier of {len(drawn['frontier'])}"
+    console.print(f"wrote {drawn['out']}: {drawn['plotted']} model{'' if drawn['plotted'] == 1 else 's'}, "
+                  f"frontier of {len(drawn['frontier'])}"
                   + (f"; left out {drawn['left_out_no_top1']} without top-1" if drawn["left_out_no_top1"] else "")
                   + (f", {drawn['left_out_no_cost']} without a figure" if drawn["left_out_no_cost"] else ""))

@@ -150,8 +150,28 @@ def test_cli_plot_after_bench_uses_local_device(cli, tmp_path):
     out_png = tmp_path / "local.png"
     code, out, err = cli("plot", "--x", "latency", "--device", "local", "--out", str(out_png))
     assert code == 0, err
-    assert "1 models" in out
+    assert ": 1 model, " in out
     _check_png(out_png, min_size=(100, 100))
     code, out, err = cli("plot", "--family", "v3", "--float", "--x", "params", "--out", str(tmp_path / "v3.png"))
     assert code == 0, err
     _check_png(tmp_path / "v3.png")
+
+
+@pytest.mark.parametrize("ids", [["v1_1.0_224"], ["v1_1.0_224", "v1_0.25_128"], ["edgetpu_1.0_224_quant", "v2_0.35_96"]])
+def test_plot_with_few_points_keeps_labels_and_legend_inside(tmp_path, ids):
+    pytest.importorskip("matplotlib")
+    from zoo.plot import plot
+
+    catalog = load_catalog()
+    drawn = plot([catalog.get(i) for i in ids], out=tmp_path / "few.png")
+    assert drawn["labels_fit"] and (tmp_path / "few.png").stat().st_size > 0
+
+
+def test_cli_plot_says_1_model(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    from .fetch_helpers import model_entry, write_catalog
+
+    catalog = write_catalog(tmp_path / "c.yaml", [model_entry("v1_only", "https://example.invalid/x.tgz", b"x")])
+    code, out, err = cli("--catalog", str(catalog), "plot", "-o", str(tmp_path / "one.png"))
+    assert code == 0, err
+    assert ": 1 model, frontier of 1" in out

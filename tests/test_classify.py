@@ -170,7 +170,8 @@ def test_cli_restore_summary(cli, tmp_path):
     assert info["catalog_params_m"] == 0.47 and info["parameters"] > 400_000
     assert Path(info["exported_to"]).read_bytes() == TFLITE.read_bytes()
     code, out, _ = cli("restore", str(TFLITE))
-    assert code == 0 and "catalog 0.47 M" in out and "uint8" in out
+    assert code == 0 and "the catalog says 0.47 M" in out and "uint8" in out
+    assert "zero_point" not in out and "file_bytes" not in out and "file size" in out  # words, not keys
 
 
 @pytest.mark.parametrize("command", ["restore", "classify", "bench", "plot"])

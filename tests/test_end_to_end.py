@@ -70,3 +70,30 @@ def test_fetch_then_restore_and_classify_every_format(cli, fault_server, tiny_v1
         scores = np.array([p["score"] for p in preds])
         assert np.all(np.diff(scores) <= 0)
     assert tops["ckpt"] == tops["frozen"] == tops["tflite"]
+
+
+@pytest.mark.parametrize("fmt", ["ckpt", "frozen", "frozen-batch-1"])
+def test_export_has_one_signature_for_every_format(tiny_v1, tmp_path, fmt):
+    """`restore --export`: serving_default, images [N,H,W,3] -> probabilities, any batch size."""
+    from zoo.formats import restore_file
+
+    source = {"ckpt": tiny_v1.checkpoint, "frozen": tiny_v1.frozen_graph}.get(fmt)
+    if fmt == "frozen-batch-1":  # like upstream's frozen graphs, whose input placeholder is [1, H, W, 3]
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString(tiny_v1.frozen_graph.read_bytes())
+        node = next(n for n in graph_def.node if n.name == tiny_v1.entry.input_node)
+        node.attr["shape"].shape.dim[0].size = 1
+        source = tmp_path / tiny_v1.frozen_graph.name
+        source.write_bytes(graph_def.SerializeToString())
+    model = restore_file(tiny_v1.entry, source, fmt.split("-")[0])
+    assert fmt != "frozen-batch-1" or model.fixed_batch == 1
+    out = model.export(tmp_path / "saved")
+    loaded = tf.saved_model.load(str(out))
+    serving = loaded.signatures["serving_default"]
+    (spec,) = serving.structured_input_signature[1].values()
+    assert list(serving.structured_input_signature[1]) == ["images"] and spec.shape.as_list() == [None, 32, 32, 3]
+    assert list(serving.structured_outputs) == ["probabilities"]
+    batch = np.concatenate([tiny_v1.images, tiny_v1.images[::-1], tiny_v1.images])[:3]  # 3 != any fixed batch
+    got = serving(images=tf.constant(batch))["probabilities"].numpy()
+    assert got.shape == (3, tiny_v1.entry.num_classes)
+    np.testing.assert_allclose(got, model(batch), atol=1e-5)

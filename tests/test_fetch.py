@@ -112,7 +112,7 @@ def test_hostile_archive_with_matching_digest_is_refused(fault_server, tmp_path,
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.txt").write_text("untouched")
-    before_outside, before_tmp = snapshot(outside), sorted(p.name for p in tmp_path.iterdir()) + ["cache"]
+    before_outside, before_tmp = snapshot(outside), sorted({p.name for p in tmp_path.iterdir()} | {"cache"})
     with pytest.raises(UnsafeArchiveError):
         fetch("v1_a", catalog=catalog, cache_dir=tmp_path / "cache")
     cache = tmp_path / "cache"

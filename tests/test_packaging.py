@@ -25,5 +25,5 @@ def test_wheel_ships_catalog_labels_and_entry_point(tmp_path):
         assert "zoo/py.typed" in names  # PEP 561: type checkers read our annotations
         assert zf.read("zoo/catalog.yaml") == (REPO / "catalog.yaml").read_bytes()   # a copy, not a link
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "mobilenet-zoo = mobilenet_zoo_cli.app:main" in zf.read(entry_points).decode()
+        assert "mobilenet-zoo = mobilenet_zoo_cli.launch:main" in zf.read(entry_points).decode()
         assert not any(n.startswith("tests/") for n in names)

@@ -260,7 +260,8 @@ def test_export_writes_a_savedmodel_that_serves_the_same(v3_models, tmp_path):
     out = model.export(tmp_path / "saved")
     assert (out / "saved_model.pb").is_file()
     loaded = tf.saved_model.load(str(out))  # keep a reference: its variables live in it
-    served = np.asarray(loaded.serve(tf.constant(built.images)))
+    serving = loaded.signatures["serving_default"]  # the one signature every format's export has
+    served = serving(images=tf.constant(built.images))["probabilities"].numpy()
     np.testing.assert_allclose(served, model(built.images), rtol=0, atol=ATOL)  # graph-optimized: rounds differently
     with pytest.raises(RestoreError, match="not empty"):
         model.export(out)

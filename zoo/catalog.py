@@ -103,6 +103,12 @@ class Entry:
                 return rel
         raise UnknownModelError(f"{self.id}@{name}", [f"{self.id}@{r.release}" for r in self.releases])
 
+    def spec(self, release: "Release | str | None" = None) -> str:
+        """How to name this model and release on a command line: ``id``, or ``id@release``
+        when the release is not the default (so suggested commands fetch the right bytes)."""
+        name = release.release if isinstance(release, Release) else release
+        return self.id if name in (None, self.releases[0].release) else f"{self.id}@{name}"
+
     def latency(self, device: str) -> float | None:
         return self.latency_ms.get(device)
 
@@ -308,8 +314,11 @@ def _releases(raw: _LineMap, fail: Callable[..., CatalogError]) -> tuple[Release
     return tuple(releases)
 
 
-def parse_catalog(text: str, path: str = "<catalog>") -> list[Entry]:
-    """Parse and validate catalog YAML text into entries (no lookups, no profile merge)."""
+def parse_catalog(text: str, path: str = "<catalog>", raw_out: list | None = None) -> list[Entry]:
+    """Parse and validate catalog YAML text into entries (no lookups, no profile merge).
+
+    ``raw_out``, if given, receives each model's plain mapping (for ``zoo.catalog_cache``).
+    """
     try:
         doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except CatalogError as exc:
@@ -334,6 +343,8 @@ def parse_catalog(text: str, path: str = "<catalog>") -> list[Entry]:
                                line=raw.line, entry_id=entry.id)
         seen[entry.id] = raw.line
         entries.append(entry)
+        if raw_out is not None:
+            raw_out.append(_plain(raw))
     return entries
 
 
@@ -485,16 +496,62 @@ def load_catalog(path: str | Path | None = None, *, with_profile: bool = True) -
     the device `local`.
     """
     source = Path(path) if path is not None else (config.catalog_path() or default_catalog_path())
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogError("catalog file not found", path=str(source),
-                           hint=f"check --catalog / ${config.ENV_CATALOG}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"cannot read catalog: {exc}", path=str(source)) from None
-    catalog = Catalog(tuple(parse_catalog(text, str(source))), str(source))
+    catalog = Catalog(tuple(_load_entries(source)), str(source))
     if with_profile:
         from .profile import read_local_latencies
 
         catalog = catalog.with_latencies(read_local_latencies())
     return catalog
+
+
+def _load_entries(source: Path) -> list[Entry]:
+    """Entries from the parsed copy when it matches the file (see ``zoo.catalog_cache``), else the YAML."""
+    from . import catalog_cache
+
+    try:
+        stat = source.stat()
+        data = source.read_bytes()
+    except FileNotFoundError:
+        raise CatalogError("catalog file not found", path=str(source),
+                           hint=f"check --catalog / ${config.ENV_CATALOG}") from None
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog: {exc}", path=str(source)) from None
+    key_path = source.resolve()
+    cached = catalog_cache.load_models(key_path, stat, data)
+    if cached is not None:
+        try:
+            return _validated(cached, str(source))
+        except (CatalogError, TypeError, ValueError, KeyError, AttributeError):
+            pass  # a damaged or foreign copy: the YAML decides
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"cannot read catalog: {exc}", path=str(source)) from None
+    models: list[dict] = []
+    entries = parse_catalog(text, str(source), raw_out=models)
+    catalog_cache.store_models(key_path, stat, data, models)
+    return entries
+
+
+def _plain(value: Any) -> Any:
+    """A YAML node value without the line bookkeeping (what the JSON copy holds)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _validated(models: list[dict], path: str) -> list[Entry]:
+    """The same checks as the YAML path, on a list of plain mappings (no line numbers)."""
+    entries: list[Entry] = []
+    seen: set[str] = set()
+    for model in models:
+        raw = _LineMap(model)
+        raw.line, raw.key_lines = 0, {}
+        entry = _entry_from_mapping(raw, path)
+        if entry.id in seen:
+            raise CatalogError("duplicate id", path=path, entry_id=entry.id)
+        seen.add(entry.id)
+        entries.append(entry)
+    return entries

@@ -15,6 +15,8 @@ ENV_MIRROR = "MOBILENET_ZOO_MIRROR"
 ENV_OFFLINE = "MOBILENET_ZOO_OFFLINE"
 ENV_PROFILE = "MOBILENET_ZOO_PROFILE"
 ENV_DEBUG = "MOBILENET_ZOO_DEBUG"
+ENV_QUIET = "MOBILENET_ZOO_QUIET"
+ENV_LOG_LEVEL = "MOBILENET_ZOO_LOG_LEVEL"
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -68,8 +70,46 @@ def debug() -> bool:
     return env_flag(ENV_DEBUG)
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def log_level() -> str:
+    """How much the zoo tells the user: debug (--verbose), info (default), warning (--quiet), error.
+
+    $MOBILENET_ZOO_LOG_LEVEL names a level; $MOBILENET_ZOO_QUIET=1 means ``warning``.
+    """
+    value = os.environ.get(ENV_LOG_LEVEL, "").strip().lower()
+    if value in LOG_LEVELS:
+        return value
+    return "warning" if env_flag(ENV_QUIET) else "info"
+
+
+def quiet() -> bool:
+    """No progress bars or notes (warnings and errors still show)."""
+    return LOG_LEVELS.index(log_level()) >= LOG_LEVELS.index("warning")
+
+
+def verbose() -> bool:
+    """Everything, including the runtimes' own logs (TensorFlow, LiteRT, absl)."""
+    return log_level() == "debug"
+
+
+def ca_bundle() -> str | None:
+    """A CA bundle for HTTPS: $REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE or $SSL_CERT_FILE (first set wins).
+
+    requests itself honours only the first two (in that order); corporate TLS inspection is
+    often set up through the OpenSSL one (SSL_CERT_FILE), so that one is honoured too.
+    """
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
 def apply_overrides(*, cache_dir: Path | None = None, mirrors: list[str] | None = None,
-                    offline: bool | None = None, catalog: Path | None = None) -> None:
+                    offline: bool | None = None, catalog: Path | None = None,
+                    log_level: str | None = None) -> None:
     """Make command-line values the process's settings, exactly like the variables above.
 
     The CLI calls this once per command, so every library call a command makes (restore
@@ -83,3 +123,5 @@ def apply_overrides(*, cache_dir: Path | None = None, mirrors: list[str] | None 
         os.environ[ENV_OFFLINE] = "1" if offline else "0"
     if catalog is not None:
         os.environ[ENV_CATALOG] = str(catalog)
+    if log_level is not None:
+        os.environ[ENV_LOG_LEVEL] = log_level

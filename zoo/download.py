@@ -564,7 +564,10 @@ class _HttpDownload:
 
         own_session = self.session is None
         if own_session:
-            self.session = requests.Session()
+            self.session = requests.Session()  # honours HTTPS_PROXY / NO_PROXY and REQUESTS_CA_BUNDLE
+            from .config import ca_bundle
+
+            self.session.verify = ca_bundle() or True  # ... and SSL_CERT_FILE, which requests ignores
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="zoo-download-write")
         try:
             return self._run()
@@ -657,7 +660,8 @@ class _HttpDownload:
         except requests.exceptions.SSLError as exc:
             raise self._error(f"TLS error: {exc}", hint="the server's certificate cannot be "
                               "verified; check the system clock, proxies and CA bundle "
-                              "(REQUESTS_CA_BUNDLE)") from None
+                              "(behind TLS inspection, point SSL_CERT_FILE or REQUESTS_CA_BUNDLE "
+                              "at your company's CA file)") from None
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                 requests.exceptions.MissingSchema) as exc:
             raise self._error(f"invalid url: {exc}") from None
@@ -694,6 +698,11 @@ class _HttpDownload:
                 self._sync()
                 if self.size != offset:  # _sync found the file damaged and restarted
                     return _Outcome("refetch", "partial file changed on disk")
+                if offset > 0:
+                    from .units import format_bytes
+
+                    log.info("%s: resuming at %s of %s", self.label or self.url, format_bytes(offset),
+                             format_bytes(d.total if d.total is not None else self.total))
                 self.resumed = self.resumed or offset > 0
             if d.total is not None:
                 self.total = d.total

@@ -107,6 +107,20 @@ class MissingDependencyError(ZooError, ImportError):
     """An optional runtime (TensorFlow, LiteRT, Pillow, matplotlib) is not installed."""
 
     def __init__(self, package: str, feature: str):
-        super().__init__(f"{feature} needs {package}, which is not installed",
-                         "pip install 'mobilenet-zoo[tf]'")
+        super().__init__(f"{feature} needs {package}, which is not installed", tf_extra_hint())
         self.package = package
+
+
+# Modules that come with the [tf] extra, by import name -> distribution name.
+TF_EXTRA_MODULES = {"numpy": "numpy", "tensorflow": "tensorflow", "keras": "tensorflow",
+                    "ai_edge_litert": "ai-edge-litert", "PIL": "pillow", "matplotlib": "matplotlib"}
+
+
+def tf_extra_hint() -> str:
+    """The exact command that installs the runtimes: from PyPI, or from a source checkout."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "zoo").is_dir():  # running from a clone
+        return f"install the [tf] extra: cd {root} && pip install '.[tf]'"
+    return "install the [tf] extra: pip install 'mobilenet-zoo[tf]'"

@@ -70,6 +70,10 @@ class FetchResult:
 def options_from_env(**overrides) -> FetchOptions:
     """Options for API callers: environment variables first, keyword arguments win."""
     opts = FetchOptions(cache_dir=config.cache_dir(), mirrors=config.mirrors(), offline=config.offline())
+    from . import progress
+
+    opts.progress = progress.default_progress()  # e.g. the CLI's bar, for downloads inside restore/classify
+    opts.warn = progress.default_warn() or opts.warn
     for key, value in overrides.items():
         if value is not None:
             setattr(opts, key, Path(value) if key == "cache_dir" else value)
@@ -98,7 +102,9 @@ def expected_digest(entry: Entry, release: Release, cache: Path) -> tuple[str | 
     return recorded, recorded is not None
 
 
-def fetch_entry(entry: Entry, release: Release, opts: FetchOptions) -> FetchResult:
+def fetch_entry(entry: Entry, release: Release, opts: FetchOptions,
+                sources: list[Source] | None = None) -> FetchResult:
+    """Fetch one release into the cache; ``sources`` replaces mirrors + upstream (``fetch --from``)."""
     cache = Cache(opts.cache_dir)
     expected, from_tofu = expected_digest(entry, release, cache.root)
     if opts.require_pinned and not release.sha256:
@@ -109,11 +115,12 @@ def fetch_entry(entry: Entry, release: Release, opts: FetchOptions) -> FetchResu
     if hit is not None:
         return hit
 
-    sources = sources_for(release.url, opts.mirrors, offline=opts.offline)
+    if sources is None:
+        sources = sources_for(release.url, opts.mirrors, offline=opts.offline)
     if not sources:
         raise OfflineError(f"{entry.id}@{release.release} is not in the cache ({cache.root}) and --offline "
                            "allows no network",
-                           f"run `mobilenet-zoo fetch {entry.id}` while online, or add a file mirror "
+                           f"run `mobilenet-zoo fetch {entry.spec(release)}` while online, or add a file mirror "
                            "(--mirror DIR) made with `mobilenet-zoo mirror`")
     cache.ensure_writable()
 

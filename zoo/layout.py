@@ -60,10 +60,20 @@ def find_file(entry: Entry, model_dir: Path, role: str) -> Path:
             matches = plain or matches
     if not matches:
         raise RestoreError(f"{entry.id}: no {role} file matching {pattern!r} in {model_dir}",
-                           hint="run `mobilenet-zoo verify --repair " + entry.id + "` to re-fetch it")
+                           hint=f"run `mobilenet-zoo verify --repair {spec_for_path(entry, model_dir)}` to re-fetch it")
     return matches[-1]  # the newest checkpoint step sorts last
 
 
 def cached_releases(cache: Path, entry: Entry) -> list[str]:
     """Names of the releases of ``entry`` with a complete entry in ``cache`` (cheap: stat only)."""
     return [r.release for r in entry.releases if (entry_dir(cache, entry, r) / MANIFEST).is_file()]
+
+
+def spec_for_path(entry: Entry, path: Path) -> str:
+    """``id`` or ``id@release`` for a file inside a cache entry (``<cache>/<id>/<release>/...``);
+    just ``id`` for a file elsewhere. Used in hints such as `verify --repair ...`."""
+    parts = Path(path).parts
+    for i, part in enumerate(parts[:-1]):
+        if part == entry.id and i + 1 < len(parts):
+            return entry.spec(parts[i + 1]) if any(r.release == parts[i + 1] for r in entry.releases) else entry.id
+    return entry.id

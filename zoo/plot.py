@@ -64,6 +64,36 @@ def _frontier_labels(best: list[Entry], fx: list[float], fy: list[float], all_x:
     return [(fx[g[-1]], fy[g[-1]], "\n".join(best[i].id for i in reversed(g))) for g in groups]
 
 
+def _count(n: int) -> str:
+    return f"{n} model" + ("" if n == 1 else "s")
+
+
+def _make_room_for(fig, ax, notes, pad_px: float = 6.0) -> bool:
+    """Widen the x range on the left until every frontier label lies inside the axes.
+
+    Labels sit up-left of their point, so the cheapest model's label reaches left of it;
+    with few points (or one) it would be cut by the axes edge. Measured on the real
+    renderer, in the axis's own scale (linear or log), a few rounds at most. True when
+    every label (and the legend, which sits outside the axes) ends up inside the figure.
+    """
+    for _ in range(5):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        box = ax.get_window_extent(renderer)
+        overflow = max([box.x0 - n.get_window_extent(renderer).x0 for n in notes] + [0.0])
+        if overflow <= 0:
+            figure = fig.bbox
+            legend = ax.get_legend().get_window_extent(renderer)
+            return all(figure.x0 <= b.x0 and b.x1 <= figure.x1 and b.y1 <= figure.y1
+                       for b in [legend] + [n.get_window_extent(renderer) for n in notes])
+        scale = ax.xaxis.get_transform()
+        lo, hi = scale.transform(ax.get_xlim())
+        step = (hi - lo) * (overflow + pad_px) / max(box.width - overflow - pad_px, 1.0)
+        ax.set_xlim(scale.inverted().transform([lo - step, hi]))
+        fig.tight_layout()
+    return False
+
+
 def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
          out: Path = Path("mobilenets.png"), title: str | None = None) -> dict:
     """Draw the chart into ``out`` (PNG) and return what was drawn and left out."""
@@ -109,10 +139,11 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
     labels = _frontier_labels(best, fx, fy, values, all_y, log_x)
     span = (max(all_y) - min(all_y)) or 1.0
     ax.set_ylim(min(all_y) - 0.04 * span, max(all_y) + span * (0.03 + 0.03 * (labels[-1][2].count("\n") + 1)))
+    notes = []
     for x_at, y_at, text in labels:
         # Upper-left of a frontier point is always empty: nothing is cheaper and better.
-        ax.annotate(text, (x_at, y_at), textcoords="offset points", xytext=(-4, 3),
-                    ha="right", va="bottom", fontsize=7, zorder=4)
+        notes.append(ax.annotate(text, (x_at, y_at), textcoords="offset points", xytext=(-4, 3),
+                                 ha="right", va="bottom", fontsize=7, zorder=4))
 
     if log_x:
         ax.set_xscale("log")
@@ -124,8 +155,9 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
                for f, (m, c) in _STYLE.items() if any(e.family == f for e in shown)]
     handles += [Line2D([], [], marker="o", linestyle="", color="grey", label="float"),
                 Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="grey", label="quantized"),
-                Line2D([], [], color="black", alpha=0.6, label=f"Pareto frontier ({len(best)} models)")]
-    ax.legend(handles=handles, loc="lower right", fontsize=8)
+                Line2D([], [], color="black", alpha=0.6, label=f"Pareto frontier ({_count(len(best))})")]
+    # Outside the axes, so it can never cover a point.
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
 
     left_out = []
     if no_top1:
@@ -134,9 +166,10 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
         left_out.append(f"{len(no_cost)} without a {device} latency" if x == "latency"
                         else f"{len(no_cost)} without a {x} figure")
     heading = title or f"MobileNets: top-1 vs {_SHORT[x]}" + (f" ({device})" if x == "latency" else "")
-    heading += f" - {len(shown)} models" + (f"; left out: {', '.join(left_out)}" if left_out else "")
+    heading += f" - {_count(len(shown))}" + (f"; left out: {', '.join(left_out)}" if left_out else "")
     ax.set_title(heading, fontsize=10)
     fig.tight_layout()
+    labels_fit = _make_room_for(fig, ax, notes)
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -152,4 +185,4 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
         raise
     return {"out": str(out), "x": x, "device": device, "plotted": len(shown),
             "frontier": [e.id for e in best], "left_out_no_top1": len(no_top1),
-            "left_out_no_cost": len(no_cost)}
+            "left_out_no_cost": len(no_cost), "labels_fit": labels_fit}

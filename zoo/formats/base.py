@@ -116,7 +116,9 @@ def configure_tf_threads(threads: int | None) -> bool:
     """
     if threads is None:
         return True
-    import tensorflow as tf
+    from ..runtime_logs import import_tensorflow
+
+    tf = import_tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -164,14 +166,14 @@ def restore_file(entry: Entry, path: Path, fmt: str, **options: Any) -> Restored
 
 def restore_from_dir(entry: Entry, model_dir: Path, fmt: str, **options: Any) -> RestoredModel:
     """Restore ``entry`` from an unpacked model directory (``<entry_dir>/model``) without fetching."""
-    from ..layout import find_file
+    from ..layout import find_file, spec_for_path
 
     fmt = normalize_format(fmt)
     _check_options(fmt, options)
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise RestoreError(f"{entry.id}: model directory {model_dir} does not exist",
-                           hint=f"run `mobilenet-zoo fetch {entry.id}` first")
+                           hint=f"run `mobilenet-zoo fetch {spec_for_path(entry, model_dir)}` first")
     return restore_file(entry, find_file(entry, model_dir, ROLE_OF_FORMAT[fmt]), fmt, **options)
 
 
@@ -205,8 +207,10 @@ def restore(name: str | Entry, format: str = "tflite", *, catalog: Catalog | Non
 
 
 def _require_tensorflow(feature: str) -> None:
+    from ..runtime_logs import import_tensorflow
+
     try:
-        import tensorflow  # noqa: F401
+        import_tensorflow()
     except ImportError:
         from ..errors import MissingDependencyError
 

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from ..catalog import Entry
+from ..layout import spec_for_path
 from ..errors import RestoreError
 from .base import RestoredModel
 from .keras_models import build_keras_model, import_tensorflow
@@ -103,12 +104,30 @@ class CheckpointModel(RestoredModel):
         }
 
     def export(self, directory: Path) -> Path:
-        """Write a TensorFlow SavedModel (endpoint ``serve``) into ``directory``."""
+        """Write a TensorFlow SavedModel: signature ``serving_default``, images [N,H,W,3] -> probabilities."""
         directory = Path(directory)
         if directory.exists() and any(directory.iterdir()):
             raise RestoreError(f"{self.entry.id}: export directory {directory} is not empty",
                                hint="choose a new or empty directory")
-        self.keras_model.export(str(directory), format="tf_saved_model", verbose=False)
+        tf = import_tensorflow()
+        from keras.export import ExportArchive
+
+        model, classes = self.keras_model, self.entry.num_classes
+        h, w, c = self.entry.input_size
+
+        def serve(images):
+            probs = model(images, training=False)
+            if probs.shape[-1] == classes - 1:  # a 1000-class head: add the background column (index 0)
+                probs = tf.pad(probs, [[0, 0], [1, 0]])
+            return {"probabilities": probs}
+
+        # The same signature as every other format's export: `serving_default`, images -> probabilities,
+        # any batch size.
+        archive = ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default", serve,
+                             input_signature=[tf.TensorSpec([None, h, w, c], tf.float32, name="images")])
+        archive.write_out(str(directory), verbose=False)
         return directory
 
 
@@ -132,7 +151,7 @@ def restore_checkpoint(entry: Entry, checkpoint_prefix: Path, *, weights: str | 
         reader = tf.train.load_checkpoint(str(prefix))
     except Exception as exc:  # DataLossError, NotFoundError...: unreadable or truncated files
         raise RestoreError(f"{entry.id}: cannot read checkpoint {prefix}: {exc}".strip(),
-                           hint=f"run `mobilenet-zoo verify --repair {entry.id}`") from None
+                           hint=f"run `mobilenet-zoo verify --repair {spec_for_path(entry, prefix)}`") from None
     shapes = {name: tuple(int(d) for d in shape)
               for name, shape in reader.get_variable_to_shape_map().items()}
 

@@ -15,13 +15,16 @@ from typing import Any
 import numpy as np
 
 from ..catalog import Entry
+from ..layout import spec_for_path
 from ..errors import MissingDependencyError, RestoreError, UsageError
 from .base import RestoredModel
 
 
 def _tensorflow():
+    from ..runtime_logs import import_tensorflow
+
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
     except ImportError:
         raise MissingDependencyError("tensorflow", "running frozen graphs") from None
     return tf
@@ -70,20 +73,41 @@ class FrozenGraphModel(RestoredModel):
         }
 
     def export(self, directory: Path) -> Path:
-        """A TF2-loadable SavedModel with a `serving_default` signature (images -> probabilities)."""
+        """A TF2-loadable SavedModel: `serving_default`, images [N,H,W,3] -> probabilities, any batch size."""
         tf = _tensorflow()
         directory = Path(directory)
         if directory.exists() and any(directory.iterdir()):
             raise UsageError(f"--export directory {directory} is not empty",
                              hint="pass a new or empty directory")
-        with self.graph.as_default():
-            builder = tf.compat.v1.saved_model.Builder(str(directory))
-            signature = tf.compat.v1.saved_model.predict_signature_def(
-                inputs={"images": self.input_tensor}, outputs={"probabilities": self.output_tensor})
-            builder.add_meta_graph_and_variables(
-                self.session, [tf.compat.v1.saved_model.SERVING],
-                signature_def_map={"serving_default": signature}, strip_default_attrs=True)
-            builder.save()
+        h, w, c = self.entry.input_size
+        graph_def = self.graph.as_graph_def()
+        source, target = self.input_tensor.name, self.output_tensor.name
+        graph = tf.Graph()
+        with graph.as_default():
+            images = tf.compat.v1.placeholder(tf.float32, [None, h, w, c], name="images")
+            if self.fixed_batch is None:  # the graph takes any batch: feed it straight through
+                (out,) = tf.compat.v1.import_graph_def(graph_def, input_map={source: images},
+                                                       return_elements=[target], name="model")
+                probs = tf.reshape(out, [tf.shape(images)[0], -1])
+            else:  # a batch baked into the graph (upstream's is 1): run it image by image
+                def one(image):
+                    chunk = tf.tile(image[None], [self.fixed_batch, 1, 1, 1])
+                    (out,) = tf.compat.v1.import_graph_def(graph_def, input_map={source: chunk},
+                                                           return_elements=[target], name="model")
+                    return tf.reshape(out, [self.fixed_batch, -1])[0]
+
+                probs = tf.map_fn(one, images, fn_output_signature=tf.float32)
+            if self.entry.num_classes == 1001 and probs.shape[-1] == 1000:
+                probs = tf.pad(probs, [[0, 0], [1, 0]])
+            probs = tf.identity(probs, name="probabilities")
+            with tf.compat.v1.Session(graph=graph) as session:
+                builder = tf.compat.v1.saved_model.Builder(str(directory))
+                signature = tf.compat.v1.saved_model.predict_signature_def(
+                    inputs={"images": images}, outputs={"probabilities": probs})
+                builder.add_meta_graph_and_variables(
+                    session, [tf.compat.v1.saved_model.SERVING],
+                    signature_def_map={"serving_default": signature}, strip_default_attrs=True)
+                builder.save()
         return directory
 
     def close(self) -> None:
@@ -127,7 +151,7 @@ def load_frozen_graph(entry: Entry, path: Path, *, threads: int | None = None) -
         graph_def.ParseFromString(path.read_bytes())
     except (OSError, DecodeError) as exc:
         raise RestoreError(f"{entry.id}: cannot read frozen graph {path}: {exc}",
-                           hint=f"`mobilenet-zoo verify --repair {entry.id}` re-fetches damaged files") from None
+                           hint=f"`mobilenet-zoo verify --repair {spec_for_path(entry, path)}` re-fetches damaged files") from None
     graph = tf.Graph()
     try:
         with graph.as_default():

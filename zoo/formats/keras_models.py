@@ -24,7 +24,6 @@ against a TF graph that computes slim's forward pass.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ..catalog import Entry
@@ -33,9 +32,10 @@ from ..errors import MissingDependencyError, RestoreError
 
 def import_tensorflow() -> Any:
     """TensorFlow, imported on first use with its C++ log noise turned down."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ..runtime_logs import import_tensorflow as quiet_import
+
     try:
-        import tensorflow as tf
+        tf = quiet_import()
     except ImportError:
         raise MissingDependencyError("tensorflow", "restoring checkpoints") from None
     return tf

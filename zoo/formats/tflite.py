@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..catalog import Entry
+from ..layout import spec_for_path
 from ..errors import MissingDependencyError, RestoreError
 from .base import RestoredModel
 
@@ -147,14 +148,17 @@ def load_tflite(entry: Entry, path: Path, *, threads: int | None = None) -> TFLi
         from ..errors import UsageError
 
         raise UsageError(f"--threads must be at least 1, got {threads}")
+    from ..runtime_logs import native_stderr_hidden
+
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
+        with native_stderr_hidden():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ("this file needs the EdgeTPU runtime; use the CPU .tflite of the same model"
                 if "edgetpu" in str(exc).lower() else
-                f"the file may be damaged: `mobilenet-zoo verify --repair {entry.id}`")
+                f"the file may be damaged: `mobilenet-zoo verify --repair {spec_for_path(entry, path)}`")
         raise RestoreError(f"{entry.id}: LiteRT cannot load {path}: {first}", hint=hint) from None
     inputs = interpreter.get_input_details()
     outputs = interpreter.get_output_details()
