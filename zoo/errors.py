@@ -110,3 +110,9 @@ class MissingDependencyError(ZooError, ImportError):
         super().__init__(f"{feature} needs {package}, which is not installed",
                          "pip install 'mobilenet-zoo[tf]'")
         self.package = package
+
+
+class DataError(ZooError, ValueError):
+    """A labelled data set (`eval --data`) that cannot be read as given: layout, label, record."""
+
+    exit_code = 2

@@ -62,6 +62,12 @@ def open_rgb(path: str | Path):
                          hint="pass a JPEG, PNG or BMP file") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise UsageError(f"cannot decode image {path}: {exc}", hint="is the file complete?") from None
+    return to_rgb(img)
+
+
+def to_rgb(img):
+    """Any decoded Pillow image -> RGB (alpha composited on white, 16-bit scaled to 8)."""
+    Image, _ = _pil()
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -73,17 +79,71 @@ def open_rgb(path: str | Path):
     return img.convert("RGB")
 
 
+def decode_pixels(data: bytes) -> np.ndarray:
+    """Encoded image bytes -> uint8 RGB [H, W, 3], as ``tf.io.decode_image(channels=3)`` sees them:
+    no EXIF rotation (TF-slim's reader applies none). Raises Pillow's own errors."""
+    import io
+
+    Image, _ = _pil()
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return np.asarray(to_rgb(img), dtype=np.uint8)
+
+
+def central_crop_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
+    """(top, left, crop_height, crop_width) of ``tf.image.central_crop``: whole pixels,
+    the offset of each axis from that axis's own size, the same margin on both sides."""
+    if fraction >= 1.0:
+        return 0, 0, height, width
+    top = int((height - height * fraction) / 2)
+    left = int((width - width * fraction) / 2)
+    return top, left, height - 2 * top, width - 2 * left
+
+
+def _bilinear_axis(in_size: int, out_size: int, half_pixel_centers: bool):
+    """Source indices and weights along one axis, as TensorFlow's resize kernel computes them."""
+    # float32 throughout, as the kernel does, so the rounding matches too
+    scale = np.float32(in_size) / np.float32(out_size)
+    positions = np.arange(out_size, dtype=np.float32)
+    source = (positions + np.float32(0.5)) * scale - np.float32(0.5) if half_pixel_centers else positions * scale
+    floor = np.floor(source)
+    lower = np.maximum(floor, 0).astype(np.intp)
+    upper = np.minimum(np.ceil(source), in_size - 1).astype(np.intp)
+    return lower, upper, source - floor
+
+
+def resize_bilinear(pixels: np.ndarray, size: Sequence[int], *, half_pixel_centers: bool = True) -> np.ndarray:
+    """[H, W, C] -> float32 [h, w, C]: ``tf.image.resize(..., "bilinear", antialias=False)``.
+
+    No antialiasing (unlike Pillow's resize, which widens its filter when shrinking), no
+    rounding back to uint8. ``half_pixel_centers=False`` is TF1's ``resize_bilinear``
+    default (``align_corners=False``).
+    """
+    out_h, out_w = int(size[0]), int(size[1])
+    y0, y1, wy = _bilinear_axis(pixels.shape[0], out_h, half_pixel_centers)
+    x0, x1, wx = _bilinear_axis(pixels.shape[1], out_w, half_pixel_centers)
+    # TF interpolates along x in the two source rows, then between them along y
+    rows0, rows1 = pixels[y0].astype(np.float32), pixels[y1].astype(np.float32)
+    left0, left1 = rows0[:, x0], rows1[:, x0]
+    top = left0 + (rows0[:, x1] - left0) * wx[None, :, None]
+    bottom = left1 + (rows1[:, x1] - left1) * wx[None, :, None]
+    return top + (bottom - top) * wy[:, None, None]
+
+
+def preprocess_array(pixels: np.ndarray, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
+    """uint8 RGB [H, W, 3] -> float32 [h, w, 3] in [-1, 1], TF-slim's eval preprocessing.
+
+    ``central_crop(crop)``, bilinear resize without antialiasing, then ``(x/255 - 0.5) * 2``
+    (inception_preprocessing.preprocess_for_eval).
+    """
+    top, left, h, w = central_crop_box(pixels.shape[0], pixels.shape[1], check_crop(crop))
+    resized = resize_bilinear(pixels[top:top + h, left:left + w], size)
+    return resized * np.float32(2.0 / 255.0) - np.float32(1.0)
+
+
 def preprocess(image, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
     """An RGB Pillow image -> float32 [H, W, 3] in [-1, 1]: central crop, bilinear resize."""
-    Image, _ = _pil()
-    crop = check_crop(crop)
-    height, width = int(size[0]), int(size[1])
-    if crop < 1.0:  # whole pixels, as tf.image.central_crop does, so no pixel outside leaks in
-        w, h = image.size
-        left, top = int((w - w * crop) / 2), int((h - h * crop) / 2)
-        image = image.crop((left, top, w - left, h - top))
-    resized = image.resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32) / 127.5 - 1.0
+    return preprocess_array(np.asarray(image, dtype=np.uint8), size, crop)
 
 
 def load_image(path: str | Path, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
