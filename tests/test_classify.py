@@ -54,7 +54,7 @@ def test_real_model_sees_a_cat_and_a_chickadee(model, crop):
 def test_default_crop_answers(model):
     cat, bird = (r["predictions"][0] for r in classify(model, [CAT, BIRD]))
     assert cat["label"] == "Egyptian cat" and cat["score"] > 0.25
-    assert bird["label"] == "chickadee" and bird["score"] > 0.6
+    assert bird["label"] == "chickadee" and bird["score"] > 0.5
 
 
 def test_local_tflite_path_and_catalog_name_of_its_file():

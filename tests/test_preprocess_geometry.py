@@ -59,4 +59,4 @@ def test_whole_eval_preprocessing_matches_slim(hw, crop):
         image = tf.image.central_crop(image, crop)
     image = tf.image.resize(image[None], (224, 224), "bilinear", antialias=False)[0]
     expected = ((image - 0.5) * 2.0).numpy()
-    np.testing.assert_allclose(preprocess_array(pixels, (224, 224), crop), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(preprocess_array(pixels, (224, 224), crop), expected, atol=1e-6, rtol=0)
