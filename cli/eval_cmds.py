@@ -121,6 +121,8 @@ def _print_summary(result) -> None:
         console.print(f"  skipped {escape(source)}: {escape(reason)}", style="yellow", soft_wrap=True)
     if result.skipped > 5:
         console.print(f"  ... and {result.skipped - 5} more", style="yellow")
+    if result.claimed_top1 is None:
+        console.print("the catalog has no published accuracy for this model", style="dim")
     for note in result.notes:
         console.print(f"note: {escape(note)}", style="dim", soft_wrap=True)
     console.print("± is a 95% interval from the number of images; the catalog's figures are for the "

@@ -62,9 +62,12 @@ class EvalResult:
         return {key: getattr(self, key) for key in JSON_KEYS}
 
     def margin(self, which: str = "top1") -> float:
-        """Half-width (percentage points) of a 95% interval for a rate measured on ``images``."""
-        p = getattr(self, which) / 100.0
-        return 196.0 * float(np.sqrt(max(p * (1 - p), 1e-12) / self.images)) if self.images else float("nan")
+        """Half-width (percentage points) of a 95% Wilson interval for a rate measured on ``images``
+        (never 0, unlike the normal approximation, at 0% or 100%)."""
+        if not self.images:
+            return float("nan")
+        p, n, z = getattr(self, which) / 100.0, self.images, 1.96
+        return 100.0 * z * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
 
 
 @dataclass(frozen=True)
