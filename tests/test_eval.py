@@ -154,8 +154,10 @@ def write_csv(path: Path, items, style: str = "mixed") -> Path:
 
 # ----------------------------------------------------------------------------- real weights
 def test_real_model_in_synset_folders(photos, tmp_path):
+    import zoo
+
     root = write_synset_folders(tmp_path / "val", photos)
-    result = evaluate(TFLITE, root, threads=1)
+    result = zoo.evaluate(TFLITE, root, threads=1)  # the public API
     top1, top5 = _expected(photos)
     assert (result.top1, result.top5) == (pct(top1), pct(top5))
     assert 0 < result.top1 < result.top5 <= 100  # the hand labels make both figures informative
