@@ -351,6 +351,7 @@ def test_the_set_with_batch_norm_averages_is_found(v1_frozen_with_every_average)
     assert "MobilenetV1/Conv2d_0/BatchNorm/moving_mean/ExponentialMovingAverage" in model.used
 
 
+@pytest.mark.slow
 def test_v2_frozen_with_raw_weights_gets_raw(tmp_path):
     built = slim_builders.write_v2_model(tmp_path, frozen_set="raw", width=0.35, resolution=32, seed=5)
     model = restore_from_dir(built.entry, built.directory, "ckpt")
