@@ -45,9 +45,7 @@ def eval_cmd(
 ) -> None:
     """Measure top-1/top-5 on labelled images, the way TF-slim's eval does.
 
-    Preprocessing is TF-slim's eval preprocessing (central crop 87.5%, bilinear resize
-    without antialiasing, scale to [-1, 1]), so a full ImageNet validation run is
-    comparable with the catalog's figures.
+    Preprocessing is TF-slim's eval preprocessing (central crop 87.5%, bilinear resize without antialiasing, scale to [-1, 1]), so a full ImageNet validation run is comparable with the catalog's figures.
 
     Example: mobilenet-zoo eval v1_0.25_128_quant --data imagenet/val --limit 1000
     """
