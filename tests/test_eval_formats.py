@@ -69,3 +69,41 @@ def test_three_formats_agree(tiny, labelled):
         assert (result.format, result.images) == (fmt, 12)
         assert (result.top1, result.top5) == (pytest.approx(top1, abs=1e-3), pytest.approx(top5, abs=1e-3)), fmt
     assert 0 < top1 < top5 < 100
+
+
+def test_cli_eval_of_a_catalog_name_fetches_once_and_checks_the_data_first(cli, fault_server, tiny, labelled,
+                                                                           tmp_path):
+    """MODEL resolves as in `classify`: a catalog name, fetched from its URL (a loopback server)."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    from .fetch_helpers import write_catalog
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for path in sorted(tiny.directory.iterdir()):
+            tar.add(path, arcname=f"./{path.name}", recursive=False)
+    data = raw.getvalue()
+    route = f"/models/{tiny.entry.id}.tgz"
+    url = fault_server.add(route, data)
+    entry = tiny.entry.to_dict()
+    entry.pop("model_size_mb")
+    sha = hashlib.sha256(data).hexdigest()
+    entry.update(url=url, sha256=sha, size_bytes=len(data),
+                 releases=[{"release": "r1", "url": url, "sha256": sha, "size_bytes": len(data)}])
+    args = ("--catalog", str(write_catalog(tmp_path / "catalog.yaml", [entry])))
+
+    code, _, err = cli(*args, "eval", tiny.entry.id, "--data", str(tmp_path / "missing"))
+    assert code == 2 and "data set not found" in err
+    assert fault_server.stats(route).requests == 0  # bad data fails before any download
+
+    root, top1, top5 = labelled
+    for fmt in ("tflite", "frozen", "ckpt"):
+        code, out, err = cli(*args, "eval", tiny.entry.id, "--data", str(root), "--format", fmt, "--json")
+        assert code == 0, err
+        result = json.loads(out)
+        assert (result["format"], result["images"]) == (fmt, 12)
+        assert (result["top1"], result["top5"]) == (pytest.approx(top1, abs=1e-3), pytest.approx(top5, abs=1e-3))
+    assert fault_server.stats(route).requests == 1
