@@ -27,6 +27,7 @@ class Format(str, Enum):
 
 class Weights(str, Enum):
     ema = "ema"
+    ema_trainable = "ema-trainable"
     raw = "raw"
 
 
@@ -100,7 +101,8 @@ def restore_cmd(
                                 autocompletion=complete_model),
     fmt: Format = FormatOpt,
     weights: Optional[Weights] = typer.Option(
-        None, "--weights", help="ckpt only: moving averages (ema) or raw variables (default: upstream's choice)."),
+        None, "--weights", help="ckpt only: moving averages of all variables (ema), of trainable ones only (ema-trainable), "
+             "or raw variables (default: the set that reproduces the tarball's frozen graph, else ema)."),
     export: Optional[Path] = typer.Option(
         None, "--export", metavar="DIR", help="Also write the model there (SavedModel for ckpt/frozen, .tflite copy)."),
     as_json: bool = JsonOpt,

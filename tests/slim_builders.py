@@ -53,6 +53,9 @@ class BuiltModel:
     param_count: int             # elements in the model variables (BN statistics included)
     model_variables: tuple[str, ...]
     trainable_variables: tuple[str, ...]  # the ones with moving averages in an EMA restore
+    # with the shadows of every variable, batch-norm statistics included (v1/v2/EdgeTPU only)
+    ema_all_probabilities: np.ndarray | None = None
+    frozen_set: str = ""         # the weight set the frozen graph and .tflite carry
 
 
 # ----------------------------------------------------------------------------- entries
@@ -339,7 +342,7 @@ def _expanded_conv(g: _SlimGraph, net: Any, scope: str, expansion: float, depth:
 
 # ----------------------------------------------------------------------------- writers
 def write_v1_model(directory: Path, *, width: float = 0.25, resolution: int = 32, seed: int = 1,
-                   quantized: bool = False) -> BuiltModel:
+                   quantized: bool = False, frozen_set: str | None = None) -> BuiltModel:
     """Tiny MobilenetV1 as upstream ships it (frozen/tflite with the raw weights, as v1 evaluates).
 
     ``quantized=True`` only adds fake-quant range variables (``.../act_quant/min``...) to
@@ -347,15 +350,15 @@ def write_v1_model(directory: Path, *, width: float = 0.25, resolution: int = 32
     """
     entry = tiny_entry("v1", width, resolution, quantized=quantized)
     return _write_flat(Path(directory), entry, lambda g, x: _v1_forward(g, x, width), "MobilenetV1",
-                       seed, default="raw")
+                       seed, default="raw", frozen_set=frozen_set)
 
 
 def write_v2_model(directory: Path, *, width: float = 0.35, resolution: int = 32,
-                   seed: int = 2) -> BuiltModel:
+                   seed: int = 2, frozen_set: str | None = None) -> BuiltModel:
     """Tiny MobilenetV2 as upstream ships it (frozen/tflite with the moving averages)."""
     entry = tiny_entry("v2", width, resolution)
     return _write_flat(Path(directory), entry, lambda g, x: _v2_forward(g, x, width), "MobilenetV2",
-                       seed, default="ema")
+                       seed, default="ema", frozen_set=frozen_set)
 
 
 def write_v3_model(directory: Path, *, variant: str = "large", width: float = 0.75,
@@ -460,13 +463,13 @@ def _freeze(tf: Any, session: Any, graph: Any, output: str, pb_path: Path, tflit
 
 
 def _write_flat(directory: Path, entry: Entry, build: Callable, scope: str, seed: int,
-                default: str) -> BuiltModel:
+                default: str, frozen_set: str | None = None) -> BuiltModel:
     """v1/v2 release layout: every file at the top, named after the stem."""
     stem = Path(entry.files["checkpoint"]).name[: -len(".ckpt")]
     built = _write_training_checkpoint(
         directory, entry, build, scope, seed, default, checkpoint=directory / f"{stem}.ckpt", step=None,
         frozen=directory / f"{stem}_frozen.pb", tflite=directory / f"{stem}.tflite",
-        output=f"{scope}/Predictions/Reshape_1")
+        output=f"{scope}/Predictions/Reshape_1", frozen_set=frozen_set)
     (directory / f"{stem}_info.txt").write_text(
         f"Model: {stem}\nInput: {entry.input_node}\nOutput: {entry.output_node}\n")
     return built
@@ -474,8 +477,14 @@ def _write_flat(directory: Path, entry: Entry, build: Callable, scope: str, seed
 
 def _write_training_checkpoint(directory: Path, entry: Entry, build: Callable, scope: str, seed: int,
                                default: str, *, checkpoint: Path, step: int | None, frozen: Path,
-                               tflite: Path, output: str) -> BuiltModel:
-    """One training checkpoint with extras (``step``: saved as ``<checkpoint>-<step>``)."""
+                               tflite: Path, output: str, frozen_set: str | None = None) -> BuiltModel:
+    """One training checkpoint with extras (``step``: saved as ``<checkpoint>-<step>``).
+
+    ``frozen_set``: the weights the frozen graph and .tflite get: ``"raw"``, ``"ema-trainable"``
+    (shadows of trainable variables, plain BN statistics) or ``"ema"`` (every shadow); by
+    default ``default`` ("raw" or "ema", the latter meaning ema-trainable, as the notebook restores).
+    """
+    frozen_set = frozen_set or ("raw" if default == "raw" else "ema-trainable")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     tf, graph, session, g, images, probs = _session_graph(build, entry, scope, seed)
     x = _reference_images(entry, seed)
@@ -504,16 +513,18 @@ def _write_training_checkpoint(directory: Path, entry: Entry, build: Callable, s
         prefix = tf.compat.v1.train.Saver(save_list).save(session, str(checkpoint), global_step=step,
                                                           write_state=step is not None)
         raw_probs = session.run(probs, {images: x})
+        _load(session, g, ema)
+        ema_all_probs = session.run(probs, {images: x})
         _load(session, g, ema_model_values(g, ema))
         ema_probs = session.run(probs, {images: x})
-        if default == "raw":
-            _load(session, g, g.raw)
+        frozen_values = {"raw": g.raw, "ema": ema, "ema-trainable": ema_model_values(g, ema)}[frozen_set]
+        _load(session, g, frozen_values)
         _freeze(tf, session, graph, output, frozen, tflite, images, probs)
     session.close()
     entry = dataclasses.replace(entry, params_m=round(_count(g) / 1e6, 6))
-    return BuiltModel(entry, directory, Path(prefix), frozen, tflite, x,
-                      raw_probs if default == "raw" else ema_probs, raw_probs, ema_probs,
-                      _count(g), tuple(g.variables), tuple(g.trainable))
+    chosen = {"raw": raw_probs, "ema": ema_all_probs, "ema-trainable": ema_probs}[frozen_set]
+    return BuiltModel(entry, directory, Path(prefix), frozen, tflite, x, chosen, raw_probs, ema_probs,
+                      _count(g), tuple(g.variables), tuple(g.trainable), ema_all_probs, frozen_set)
 
 
 def _write_v3(directory: Path, entry: Entry, build: Callable, seed: int) -> BuiltModel:

@@ -23,6 +23,7 @@ def test_wheel_ships_catalog_labels_and_entry_point(tmp_path):
         names = set(zf.namelist())
         assert "zoo/catalog.yaml" in names and "zoo/data/imagenet_labels.txt" in names
         assert "zoo/py.typed" in names  # PEP 561: type checkers read our annotations
+        assert "zoo/data/imagenet_synsets.txt" in names
         assert zf.read("zoo/catalog.yaml") == (REPO / "catalog.yaml").read_bytes()   # a copy, not a link
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "mobilenet-zoo = mobilenet_zoo_cli.launch:main" in zf.read(entry_points).decode()

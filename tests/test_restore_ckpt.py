@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,22 +76,42 @@ def test_default_weights_reproduce_the_source_graph(built):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("weights", ["ema", "raw"])
+@pytest.mark.parametrize("weights", ["ema", "ema-trainable", "raw"])
 def test_weight_sets_give_their_own_outputs(built, weights):
+    v3 = built.entry.family == "v3"  # ema/ and pristine/ folders: no trainable-only set
+    if v3 and weights == "ema-trainable":
+        with pytest.raises(RestoreError, match="ema/ \\+ pristine/"):
+            restore_checkpoint(built.entry, built.checkpoint, weights=weights)
+        return
     model = restore_checkpoint(built.entry, built.checkpoint, weights=weights)
     probs = model(built.images)
-    wanted = built.ema_probabilities if weights == "ema" else built.raw_probabilities
-    other = built.raw_probabilities if weights == "ema" else built.ema_probabilities
+    wanted = {"raw": built.raw_probabilities, "ema-trainable": built.ema_probabilities,
+              "ema": built.ema_probabilities if v3 else built.ema_all_probabilities}[weights]
     np.testing.assert_allclose(probs, wanted, rtol=0, atol=ATOL)
-    assert np.abs(probs - other).max() > 1e-2  # the two sets really differ
+    for other in (built.raw_probabilities, built.ema_probabilities, built.ema_all_probabilities):
+        if other is not None and other is not wanted and not (v3 and weights == "ema"):
+            assert np.abs(probs - other).max() > 1e-2  # the sets really differ
     assert model.summary()["weights"] == weights
 
 
-def test_upstream_default_weight_set_per_family(v1, v2, v3_models):
-    assert restore_checkpoint(v1.entry, v1.checkpoint).summary()["weights"] == "raw"
-    assert restore_checkpoint(v2.entry, v2.checkpoint).summary()["weights"] == "ema"
+def test_default_weights_are_the_set_the_frozen_graph_was_made_from(v1, v2, v3_models):
+    """The fixtures freeze v1 with raw weights and v2 the notebook's way (ema-trainable)."""
+    for built, expected in ((v1, "raw"), (v2, "ema-trainable"), (v3_models["large"], "ema")):
+        summary = restore_checkpoint(built.entry, built.checkpoint).summary()
+        assert summary["weights"] == expected
+        assert any(f"weights {expected}: the set that reproduces {built.frozen_graph.name}" in note
+                   for note in summary["notes"]), summary["notes"]
+    assert "/ema/" in restore_checkpoint(v3_models["large"].entry, v3_models["large"].checkpoint).summary()["source"]
+
+
+def test_upstream_default_weight_set_per_family_without_a_frozen_graph(v1, v2, v3_models, edgetpu):
+    """eval_image_classifier.py and the tf1 loaders restore every average, BN statistics included."""
+    for built in (v1, v2, edgetpu):
+        model = restore_checkpoint(built.entry, built.checkpoint, reference=False)
+        assert model.summary()["weights"] == "ema"
+        np.testing.assert_allclose(model(built.images), built.ema_all_probabilities, rtol=0, atol=ATOL)
     large = v3_models["large"]
-    summary = restore_checkpoint(large.entry, large.checkpoint).summary()
+    summary = restore_checkpoint(large.entry, large.checkpoint, reference=False).summary()
     assert summary["weights"] == "ema" and "/ema/" in summary["source"]
 
 
@@ -134,7 +155,8 @@ def test_parameter_count_matches_the_checkpoint(built):
 def test_quantized_checkpoint_restores_as_float(tmp_path):
     built = slim_builders.write_v1_model(tmp_path, quantized=True)
     model = restore_checkpoint(built.entry, built.checkpoint)
-    np.testing.assert_allclose(model(built.images), built.probabilities, rtol=0, atol=ATOL)
+    # no comparison with a fake-quant frozen graph: the family default, every average
+    np.testing.assert_allclose(model(built.images), built.ema_all_probabilities, rtol=0, atol=ATOL)
     summary = model.summary()
     assert "MobilenetV1/Conv2d_0/act_quant/min" in summary["skipped"]["fake_quant_range"]
     assert any(".tflite file is the deployable quantized form" in note for note in summary["notes"])
@@ -147,7 +169,7 @@ def test_renamed_variable_is_named(v1, tmp_path):
         v1.checkpoint, tmp_path / "renamed.ckpt",
         lambda t: {(k + "_renamed" if k == name else k): v for k, v in t.items()})
     with pytest.raises(RestoreError, match=f"no variable '{name}'") as info:
-        restore_checkpoint(v1.entry, broken)
+        restore_checkpoint(v1.entry, broken, weights="raw")
     assert "Conv2d_3_pointwise/weights_renamed" in (info.value.hint or "")
 
 
@@ -190,9 +212,9 @@ def test_unknown_model_variable_fails_strict_and_is_listed_otherwise(v1, tmp_pat
         lambda t: {**t, extra: np.zeros((1, 1, 8, 8), np.float32)})
     with pytest.raises(RestoreError, match=extra):
         restore_checkpoint(v1.entry, broken)
-    lenient = restore_checkpoint(v1.entry, broken, strict=False)
+    lenient = restore_checkpoint(v1.entry, broken, strict=False)  # no frozen graph beside it: every average
     assert lenient.summary()["skipped"]["not_in_model"] == [extra]
-    np.testing.assert_allclose(lenient(v1.images), v1.probabilities, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(lenient(v1.images), v1.ema_all_probabilities, rtol=0, atol=ATOL)
 
 
 def test_explicit_ema_on_a_checkpoint_without_averages_is_an_error(v1, tmp_path):
@@ -206,7 +228,7 @@ def test_explicit_ema_on_a_checkpoint_without_averages_is_an_error(v1, tmp_path)
 
 def test_checkpoint_of_another_width_fails_on_shape(v1):
     wider = dataclasses.replace(v1.entry, width=0.5)
-    with pytest.raises(RestoreError, match="MobilenetV1/Conv2d_0/weights' has shape"):
+    with pytest.raises(RestoreError, match="MobilenetV1/Conv2d_0/weights(/ExponentialMovingAverage)?' has shape"):
         restore_checkpoint(wider, v1.checkpoint)
 
 
@@ -312,3 +334,59 @@ def test_restore_is_quick_for_a_tiny_model(v2):
     start = time.perf_counter()
     restore_checkpoint(v2.entry, v2.checkpoint)
     assert time.perf_counter() - start < 30
+
+
+# ----------------------------------------------------------------------------- which weights: the frozen graph decides
+@pytest.fixture(scope="module")
+def v1_frozen_with_every_average(tmp_path_factory):
+    return slim_builders.write_v1_model(tmp_path_factory.mktemp("v1_all"), frozen_set="ema", seed=11)
+
+
+def test_the_set_with_batch_norm_averages_is_found(v1_frozen_with_every_average):
+    built = v1_frozen_with_every_average
+    model = restore_checkpoint(built.entry, built.checkpoint)
+    assert model.summary()["weights"] == "ema"
+    np.testing.assert_allclose(model(built.images), built.ema_all_probabilities, rtol=0, atol=ATOL)
+    assert any(note.startswith("weights ema: the set that reproduces") for note in model.notes)
+    # the batch-norm statistics came from their shadows
+    assert "MobilenetV1/Conv2d_0/BatchNorm/moving_mean/ExponentialMovingAverage" in model.used
+
+
+@pytest.mark.slow
+def test_v2_frozen_with_raw_weights_gets_raw(tmp_path):
+    built = slim_builders.write_v2_model(tmp_path, frozen_set="raw", width=0.35, resolution=32, seed=5)
+    model = restore_from_dir(built.entry, built.directory, "ckpt")
+    assert model.summary()["weights"] == "raw"
+    np.testing.assert_allclose(model(built.images), built.raw_probabilities, rtol=0, atol=ATOL)
+
+
+def test_no_set_matching_the_frozen_graph_warns_and_keeps_the_default(v1, v1_frozen_with_every_average):
+    other = v1_frozen_with_every_average  # same architecture, other training run
+    with pytest.warns(UserWarning, match="no weight set of the checkpoint reproduces"):
+        model = restore_checkpoint(v1.entry, v1.checkpoint, reference=other.frozen_graph)
+    assert model.summary()["weights"] == "ema"
+    assert any("no weight set" in note for note in model.notes)
+
+
+def test_explicit_weights_are_not_second_guessed(v1):
+    model = restore_checkpoint(v1.entry, v1.checkpoint, weights="ema")  # the frozen graph is raw
+    assert model.summary()["weights"] == "ema"
+    assert not any("reproduces" in note for note in model.notes)
+
+
+def test_latest_checkpoint_sorts_steps_as_numbers(v1, tmp_path):
+    from zoo.layout import checkpoint_order, find_file
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for step in (99999, 100000, 7):
+        for f in v1.checkpoint.parent.glob(v1.checkpoint.name + ".*"):
+            if not f.name.endswith(".meta"):
+                (folder / f.name.replace(v1.checkpoint.name, f"model.ckpt-{step}")).write_bytes(f.read_bytes())
+    model = restore_checkpoint(v1.entry, folder, reference=False)
+    assert model.source.name == "model.ckpt-100000"
+    entry = dataclasses.replace(v1.entry, files={**v1.entry.files, "checkpoint": "train/model.ckpt-*"})
+    assert find_file(entry, tmp_path, "checkpoint").name == "model.ckpt-100000"
+    names = ["model.ckpt-100000", "model.ckpt-99999", "model.ckpt", "model.ckpt-7"]
+    assert [n for n in sorted(names, key=lambda n: checkpoint_order(Path(n)))] == \
+        ["model.ckpt", "model.ckpt-7", "model.ckpt-99999", "model.ckpt-100000"]

@@ -24,13 +24,15 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on 
     from .formats.base import restore
 
 __version__ = "0.1.0"
-__all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "restore", "classify", "bench"]
+__all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "restore", "classify", "bench",
+           "evaluate"]
 
 _LAZY = {
     "fetch": ("zoo.fetching", "fetch"),
     "restore": ("zoo.formats.base", "restore"),
     "classify": ("zoo.classification", "classify"),
     "bench": ("zoo.benchmark", "bench"),
+    "evaluate": ("zoo.evaluation", "evaluate"),
 }
 
 

@@ -124,3 +124,9 @@ def tf_extra_hint() -> str:
     if (root / "pyproject.toml").is_file() and (root / "zoo").is_dir():  # running from a clone
         return f"install the [tf] extra: cd {root} && pip install '.[tf]'"
     return "install the [tf] extra: pip install 'mobilenet-zoo[tf]'"
+
+
+class DataError(ZooError, ValueError):
+    """A labelled data set (`eval --data`) that cannot be read as given: layout, label, record."""
+
+    exit_code = 2

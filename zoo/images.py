@@ -62,6 +62,12 @@ def open_rgb(path: str | Path):
                          hint="pass a JPEG, PNG or BMP file") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise UsageError(f"cannot decode image {path}: {exc}", hint="is the file complete?") from None
+    return to_rgb(img)
+
+
+def to_rgb(img):
+    """Any decoded Pillow image -> RGB (alpha composited on white, 16-bit scaled to 8)."""
+    Image, _ = _pil()
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -73,22 +79,147 @@ def open_rgb(path: str | Path):
     return img.convert("RGB")
 
 
+def _simplejpeg():
+    try:
+        import simplejpeg
+    except ImportError:  # Pillow decodes then; JPEG pixels differ by TF's "decoder noise"
+        return None
+    return simplejpeg
+
+
+def _exif_orientation(img) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:  # a damaged EXIF block is no reason to refuse the picture
+        return 1
+
+
+def decode_pixels(data: bytes, *, exif_rotate: bool = False) -> np.ndarray:
+    """Encoded image bytes -> uint8 RGB [H, W, 3], the pixels TF-slim's reader sees.
+
+    JPEGs are decoded as ``tf.io.decode_jpeg`` does by default (libjpeg-turbo's fast
+    integer DCT, fancy upsampling) through ``simplejpeg``, bit for bit; Pillow's default
+    (the accurate DCT) differs by up to a few levels per pixel. Everything else, and
+    JPEGs simplejpeg refuses (CMYK), goes through Pillow. ``exif_rotate`` applies the EXIF
+    orientation (for `classify`'s phone photos; TF-slim applies none). Raises Pillow's
+    errors (or ValueError) on data that is not a readable image.
+    """
+    import io
+
+    Image, ImageOps = _pil()
+    simplejpeg = _simplejpeg()
+    with Image.open(io.BytesIO(data)) as img:
+        if exif_rotate and _exif_orientation(img) != 1:
+            rotated = ImageOps.exif_transpose(img)
+            rotated.load()
+            return np.asarray(to_rgb(rotated), dtype=np.uint8)
+        if img.format == "JPEG" and simplejpeg is not None and img.mode in ("RGB", "L"):
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False)
+        img.load()
+        return np.asarray(to_rgb(img), dtype=np.uint8)
+
+
+def central_crop_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
+    """(top, left, crop_height, crop_width) of ``tf.image.central_crop``: whole pixels,
+    the offset of each axis from that axis's own size, the same margin on both sides."""
+    if fraction >= 1.0:
+        return 0, 0, height, width
+    top = int((height - height * fraction) / 2)
+    left = int((width - width * fraction) / 2)
+    return top, left, height - 2 * top, width - 2 * left
+
+
+def _bilinear_axis(in_size: int, out_size: int, half_pixel_centers: bool):
+    """Source indices and weights along one axis, as TensorFlow's resize kernel computes them."""
+    # float32 throughout, as the kernel does, so the rounding matches too
+    scale = np.float32(in_size) / np.float32(out_size)
+    positions = np.arange(out_size, dtype=np.float32)
+    source = (positions + np.float32(0.5)) * scale - np.float32(0.5) if half_pixel_centers else positions * scale
+    floor = np.floor(source)
+    lower = np.maximum(floor, 0).astype(np.intp)
+    upper = np.minimum(np.ceil(source), in_size - 1).astype(np.intp)
+    return lower, upper, source - floor
+
+
+def resize_bilinear(pixels: np.ndarray, size: Sequence[int], *, half_pixel_centers: bool = True,
+                    scale: float = 1.0) -> np.ndarray:
+    """[H, W, C] -> float32 [h, w, C]: ``tf.image.resize(..., "bilinear", antialias=False)``.
+
+    No antialiasing (unlike Pillow's resize, which widens its filter when shrinking), no
+    rounding back to uint8. ``half_pixel_centers=False`` is TF1's ``resize_bilinear``
+    default (``align_corners=False``). ``scale`` multiplies each source pixel first, as
+    ``convert_image_dtype`` does before TF-slim resizes (so the rounding matches too).
+    """
+    out_h, out_w = int(size[0]), int(size[1])
+    y0, y1, wy = _bilinear_axis(pixels.shape[0], out_h, half_pixel_centers)
+    x0, x1, wx = _bilinear_axis(pixels.shape[1], out_w, half_pixel_centers)
+    factor = np.float32(scale)
+    rows0, rows1 = pixels[y0], pixels[y1]
+
+    def neighbours(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        values = np.take(rows, columns, axis=1).astype(np.float32)
+        if scale != 1.0:
+            values *= factor
+        return values
+
+    # TF interpolates along x in the two source rows, then between them along y; the
+    # neighbours are gathered first, so the float work is at the output's size, in place
+    top, right = neighbours(rows0, x0), neighbours(rows0, x1)
+    right -= top
+    right *= wx[None, :, None]
+    top += right
+    bottom, right = neighbours(rows1, x0), neighbours(rows1, x1)
+    right -= bottom
+    right *= wx[None, :, None]
+    bottom += right
+    bottom -= top
+    bottom *= wy[:, None, None]
+    top += bottom
+    return top
+
+
+def preprocess_array(pixels: np.ndarray, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
+    """uint8 RGB [H, W, 3] -> float32 [h, w, 3] in [-1, 1], TF-slim's eval preprocessing.
+
+    inception_preprocessing.preprocess_for_eval, step for step: ``convert_image_dtype`` to
+    [0, 1], ``central_crop(crop)``, bilinear resize without antialiasing, ``(x - 0.5) * 2``.
+    """
+    top, left, h, w = central_crop_box(pixels.shape[0], pixels.shape[1], check_crop(crop))
+    resized = resize_bilinear(pixels[top:top + h, left:left + w], size, scale=1.0 / 255.0)
+    resized -= np.float32(0.5)
+    resized *= np.float32(2.0)
+    return resized
+
+
 def preprocess(image, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
     """An RGB Pillow image -> float32 [H, W, 3] in [-1, 1]: central crop, bilinear resize."""
-    Image, _ = _pil()
-    crop = check_crop(crop)
-    height, width = int(size[0]), int(size[1])
-    if crop < 1.0:  # whole pixels, as tf.image.central_crop does, so no pixel outside leaks in
-        w, h = image.size
-        left, top = int((w - w * crop) / 2), int((h - h * crop) / 2)
-        image = image.crop((left, top, w - left, h - top))
-    resized = image.resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32) / 127.5 - 1.0
+    return preprocess_array(np.asarray(image, dtype=np.uint8), size, crop)
 
 
 def load_image(path: str | Path, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
-    """One file -> float32 [H, W, 3] in [-1, 1]."""
-    return preprocess(open_rgb(path), size, crop)
+    """One file -> float32 [H, W, 3] in [-1, 1], decoded and preprocessed as `eval` does."""
+    Image, _ = _pil()
+    path = Path(path)
+    crop = check_crop(crop)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"image not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not an image") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    try:
+        pixels = decode_pixels(data, exif_rotate=True)
+    except Image.DecompressionBombError as exc:
+        raise UsageError(f"{path} is too large to decode safely: {exc}",
+                         hint="downscale the image first") from None
+    except Image.UnidentifiedImageError:
+        raise UsageError(f"{path} is not an image Pillow can read",
+                         hint="pass a JPEG, PNG or BMP file") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise UsageError(f"cannot decode image {path}: {exc}", hint="is the file complete?") from None
+    return preprocess_array(pixels, size, crop)
 
 
 def load_images(paths: Iterable[str | Path], size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:

@@ -15,6 +15,7 @@ Pure path arithmetic plus a glob: no network, no heavy imports.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .catalog import Entry, Release
@@ -37,6 +38,13 @@ def lock_path(cache: Path, entry: Entry, release: Release) -> Path:
     return cache / LOCK_DIR / f"{entry.id}@{release.release}.lock"
 
 
+def checkpoint_order(prefix: Path) -> tuple[int, str]:
+    """Sort key putting the latest checkpoint last: by step number as a number
+    (``model.ckpt-99999`` before ``model.ckpt-100000``), unnumbered prefixes first."""
+    match = re.search(r"-(\d+)$", Path(prefix).name)
+    return (int(match.group(1)) if match else -1, Path(prefix).name)
+
+
 def find_file(entry: Entry, model_dir: Path, role: str) -> Path:
     """The unpacked file for ``role`` (checkpoint, frozen_graph, tflite, ...).
 
@@ -49,7 +57,7 @@ def find_file(entry: Entry, model_dir: Path, role: str) -> Path:
         raise RestoreError(f"{entry.id}: the catalog lists no {role} file for this model",
                            hint=f"files known for it: {', '.join(entry.files) or 'none'}")
     if role == "checkpoint":
-        matches = sorted(p.with_suffix("") for p in model_dir.glob(pattern + ".index"))
+        matches = sorted((p.with_suffix("") for p in model_dir.glob(pattern + ".index")), key=checkpoint_order)
         if not matches and "*" not in pattern and (model_dir / (pattern + ".index")).exists():
             matches = [model_dir / pattern]
     else:
@@ -61,7 +69,7 @@ def find_file(entry: Entry, model_dir: Path, role: str) -> Path:
     if not matches:
         raise RestoreError(f"{entry.id}: no {role} file matching {pattern!r} in {model_dir}",
                            hint=f"run `mobilenet-zoo verify --repair {spec_for_path(entry, model_dir)}` to re-fetch it")
-    return matches[-1]  # the newest checkpoint step sorts last
+    return matches[-1]  # the newest checkpoint step sorts last (checkpoint_order)
 
 
 def cached_releases(cache: Path, entry: Entry) -> list[str]:

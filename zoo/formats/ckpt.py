@@ -10,25 +10,34 @@ How it works: ``keras_models`` builds the matching ``keras.applications`` archit
 module reads the checkpoint with ``tf.train.load_checkpoint`` (no slim code, no TF1
 graph), checks *every* weight before assigning *any*, and reports the rest.
 
-Which weights (``weights=``), by default the set upstream measured its accuracies with:
+Which weights (``weights=``). Published checkpoints are training snapshots holding, next
+to each model variable, its ``<var>/ExponentialMovingAverage`` shadow, batch-norm
+``moving_mean``/``moving_variance`` included. Three ways to read them:
 
-* v1 -> ``"raw"``: ``research/slim/nets/mobilenet_v1_train.py`` trains with plain SGD
-  and no moving average, and ``mobilenet_v1_eval.py`` restores the plain variables.
-* v2 -> ``"ema"``: ``research/slim/nets/mobilenet/mobilenet_example.ipynb`` restores the
-  checkpoint through ``ExponentialMovingAverage.variables_to_restore()`` "since it
-  produces (1.5-2%) higher accuracy". In that fresh graph the map sends the *trainable*
-  variables (weights, biases, gamma, beta) to their ``<var>/ExponentialMovingAverage``
-  shadows and everything else, i.e. batch-norm ``moving_mean``/``moving_variance``, to
-  its plain name. We do the same; shadows of the BN statistics are skipped.
-* v3 -> ``"ema"``: the tarballs ship ``ema/`` and ``pristine/`` checkpoints side by side
-  (averaged and raw values under the plain names). ``"ema"`` reads ``ema/``, ``"raw"``
-  reads ``pristine/``, whichever of the two the given prefix points into.
-* EdgeTPU -> ``"ema"``: no upstream eval script says; the models come from the same
-  ``mobilenet_v3.py`` library and training setup as v3, whose releases publish EMA.
+* ``"ema"``: the shadow of every model variable that has one, BN statistics included.
+  This is what upstream's own evaluation restores: ``research/slim/train_image_classifier.py``
+  averages ``slim.get_model_variables()`` (BN statistics are model variables) and
+  ``eval_image_classifier.py`` restores ``ExponentialMovingAverage.variables_to_restore(
+  slim.get_model_variables())``, i.e. the averages of all of them; the TF1-to-TF2 loaders
+  in ``research/mobilenet/tf1_loader`` (``v1_loader``, ``v2_loader``, ``v3_loader`` via
+  ``utils.generate_layer_weights_map``) keep, per variable, the longest name, i.e. the
+  ``moving_mean/ExponentialMovingAverage`` shadow when it exists, and v1 included.
+* ``"ema-trainable"``: shadows for trainable weights only, plain BN statistics: what
+  ``research/slim/nets/mobilenet/mobilenet_example.ipynb`` gets from
+  ``variables_to_restore()`` in a fresh graph (its moving-average collection is empty there).
+* ``"raw"``: the plain variables (what ``mobilenet_v1_eval.py`` restores; but
+  ``mobilenet_v1_train.py``, plain SGD without averages, did not make the published v1
+  checkpoints, which hold averages, RMSProp slots and ``global_step``).
 
-``weights="ema"`` on a checkpoint that holds no moving averages is an error when asked
-for explicitly; under the default it falls back to the plain values and says so in
-``summary()["notes"]``.
+Default (``weights=None``): stop guessing where the tarball allows it. Every v1/v2 tarball
+(and v3/EdgeTPU) ships a frozen graph made from the same training run; when it is next to the
+checkpoint, each set is run on the same random inputs as the graph and the one that
+reproduces it (max probability difference <= ``MATCH_ATOL``) is used, and ``notes`` say so.
+When none does (a ``RestoreWarning``), or there is no graph (or a quantized one, whose
+fake-quant ops no float model reproduces), the family default applies: ``"ema"`` for every
+family, following ``eval_image_classifier.py`` and the tf1 loaders above. v3 tarballs keep
+the two sets in ``ema/`` and ``pristine/`` checkpoints (averaged and raw values under plain
+names): ``"ema"`` reads ``ema/``, ``"raw"`` reads ``pristine/``.
 
 Always skipped (and listed in ``summary()["skipped"]`` by reason): ``global_step``,
 ``optimizer_slot`` / ``optimizer_state``, the set not chosen (``ema_shadow`` or
@@ -48,8 +57,9 @@ never a partial load.
 from __future__ import annotations
 
 import difflib
-import re
+import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +73,11 @@ from .keras_models import build_keras_model, import_tensorflow
 from .slim_names import SCOPE, Binding, bindings_for
 from .slim_variables import EMA_SUFFIX, extra_reason, is_ema_shadow, shadow_of
 
-WEIGHT_SETS = ("ema", "raw")
-DEFAULT_WEIGHTS = {"v1": "raw", "v2": "ema", "v3": "ema", "edgetpu": "ema"}
+WEIGHT_SETS = ("ema", "ema-trainable", "raw")
+DEFAULT_WEIGHTS = {"v1": "ema", "v2": "ema", "v3": "ema", "edgetpu": "ema"}
 _V3_FOLDERS = {"ema": "ema", "raw": "pristine"}
+MATCH_ATOL = 1e-4  # max |probability difference| for "the same weights" (float32 noise is ~1e-5)
+MATCH_INPUTS = 2
 _QUANTIZED_NOTE = ("quantized checkpoint restored as a float model (fake-quant ranges skipped); "
                    "the .tflite file is the deployable quantized form")
 
@@ -131,22 +143,61 @@ class CheckpointModel(RestoredModel):
         return directory
 
 
+@dataclass
+class _WeightSet:
+    """One way of reading a checkpoint: where from, which name per Keras weight, the arrays."""
+
+    weights: str
+    prefix: Path
+    sources: list[str]
+    arrays: list[np.ndarray]
+    notes: list[str]
+    shapes: dict[str, tuple]
+
+
 def restore_checkpoint(entry: Entry, checkpoint_prefix: Path, *, weights: str | None = None,
-                       strict: bool = True) -> CheckpointModel:
+                       strict: bool = True, reference: Path | bool | None = None) -> CheckpointModel:
     """Build the Keras model for ``entry`` and fill it from a slim checkpoint.
 
     ``checkpoint_prefix``: the prefix (``x.ckpt`` for ``x.ckpt.index`` + data), one of those
-    files, or a directory holding one checkpoint (v3: the model directory with ``ema/`` and
-    ``pristine/``). ``weights``: ``"ema"``, ``"raw"`` or None for upstream's choice per
-    family (see the module docstring).
+    files, or a directory holding checkpoints (the highest step is taken; v3: the model
+    directory with ``ema/`` and ``pristine/``). ``weights``: ``"ema"``, ``"ema-trainable"``,
+    ``"raw"`` or None. With None, when the tarball's frozen graph is there (``reference``:
+    its path, None to look next to the checkpoint, False not to), every weight set is
+    compared with it and the one that computes the same function is used; otherwise, and
+    when none matches (a warning), the family's default (see the module docstring).
     """
     explicit = weights is not None
     weights = weights if explicit else DEFAULT_WEIGHTS.get(entry.family, "ema")
     if weights not in WEIGHT_SETS:
         raise RestoreError(f"{entry.id}: unknown weights {weights!r}",
-                           hint="use weights='ema' (moving averages) or weights='raw'")
+                           hint="use weights='ema' (all moving averages), 'ema-trainable' (averages of "
+                                "trainable weights, plain batch-norm statistics) or 'raw'")
     tf = import_tensorflow()
-    prefix, folder_set = _resolve_prefix(entry, Path(checkpoint_prefix), weights)
+    model = build_keras_model(entry)
+    bindings = bindings_for(entry, model)
+    chosen = _read_set(tf, entry, Path(checkpoint_prefix), bindings, weights, explicit, strict)
+    notes = list(chosen.notes)
+    if not explicit and reference is not False:
+        frozen = reference if isinstance(reference, Path) else find_reference_graph(entry, chosen.prefix)
+        if frozen is not None:
+            chosen, verdict = _match_reference(tf, entry, model, Path(checkpoint_prefix), bindings, strict,
+                                               chosen, Path(frozen))
+            notes = list(chosen.notes) + [verdict]
+    for binding, array in zip(bindings, chosen.arrays):  # only once every weight has passed its check
+        binding.variable.assign(array)
+
+    skipped = _sort_leftovers(entry, chosen.prefix, chosen.shapes, bindings, set(chosen.sources), strict)
+    if entry.quantized or "fake_quant_range" in skipped:
+        notes.append(_QUANTIZED_NOTE)
+    return CheckpointModel(entry, chosen.prefix, model, weights=chosen.weights, used=chosen.sources,
+                           skipped=skipped, notes=notes)
+
+
+def _read_set(tf: Any, entry: Entry, path: Path, bindings: list[Binding], weights: str, explicit: bool,
+              strict: bool) -> _WeightSet:
+    """Read and check every array of one weight set (nothing is assigned here)."""
+    prefix, folder_set = _resolve_prefix(entry, path, weights)
     try:
         reader = tf.train.load_checkpoint(str(prefix))
     except Exception as exc:  # DataLossError, NotFoundError...: unreadable or truncated files
@@ -154,23 +205,76 @@ def restore_checkpoint(entry: Entry, checkpoint_prefix: Path, *, weights: str | 
                            hint=f"run `mobilenet-zoo verify --repair {spec_for_path(entry, prefix)}`") from None
     shapes = {name: tuple(int(d) for d in shape)
               for name, shape in reader.get_variable_to_shape_map().items()}
-
-    model = build_keras_model(entry)
-    bindings = bindings_for(entry, model)
-    sources, weights, notes = _choose_sources(entry, prefix, bindings, shapes, weights, explicit,
-                                              folder_set, strict)
+    sources, used, notes = _choose_sources(entry, prefix, bindings, shapes, weights, explicit,
+                                           folder_set, strict)
     bound = {b.slim_name for b in bindings}
     spare = [n for n in shapes if n not in bound and extra_reason(n) is None and not is_ema_shadow(n)]
     arrays = [_checked_array(entry, prefix, b, src, shapes, reader, spare)
               for b, src in zip(bindings, sources)]
-    for binding, array in zip(bindings, arrays):  # only once every weight has passed its check
-        binding.variable.assign(array)
+    return _WeightSet(used, prefix, sources, arrays, notes, shapes)
 
-    skipped = _sort_leftovers(entry, prefix, shapes, bindings, set(sources), strict)
-    if entry.quantized or "fake_quant_range" in skipped:
-        notes.append(_QUANTIZED_NOTE)
-    return CheckpointModel(entry, prefix, model, weights=weights, used=sources, skipped=skipped,
-                           notes=notes)
+
+# ----------------------------------------------------------------------------- the frozen graph decides
+def find_reference_graph(entry: Entry, prefix: Path) -> Path | None:
+    """The tarball's frozen graph next to a checkpoint (same training run), if it is there.
+
+    Quantized tarballs are left out: their graphs carry fake-quant ops, so no float
+    restore reproduces them exactly.
+    """
+    pattern = entry.files.get("frozen_graph")
+    if not pattern or entry.quantized:
+        return None
+    name = Path(pattern).name
+    for folder in (prefix.parent, prefix.parent.parent):  # v1/v2/EdgeTPU: beside it; v3: above ema/
+        found = sorted(folder.glob(name)) if folder.is_dir() else []
+        if found:
+            return found[-1]
+    return None
+
+
+def _match_reference(tf: Any, entry: Entry, model: Any, path: Path, bindings: list[Binding], strict: bool,
+                     default: _WeightSet, frozen: Path) -> tuple[_WeightSet, str]:
+    """Run each weight set and the frozen graph on the same random inputs; keep the set that agrees."""
+    from .frozen import load_frozen_graph
+
+    try:
+        graph = load_frozen_graph(entry, frozen)
+    except RestoreError as exc:
+        return default, f"could not compare with the frozen graph ({exc.message}); used {default.weights}"
+    h, w, c = entry.input_size
+    images = np.random.default_rng(0).uniform(-1, 1, (MATCH_INPUTS, h, w, c)).astype(np.float32)
+    try:
+        expected = graph(images)
+    finally:
+        graph.close()
+    candidates = [default]
+    for weights in WEIGHT_SETS:
+        if weights == default.weights:
+            continue
+        try:
+            candidates.append(_read_set(tf, entry, path, bindings, weights, True, strict))
+        except RestoreError:  # this checkpoint has no such set (no shadows, no pristine/ ...)
+            continue
+    distances = {}
+    for candidate in candidates:
+        for binding, array in zip(bindings, candidate.arrays):
+            binding.variable.assign(array)
+        got = np.asarray(model.predict_on_batch(images), dtype=np.float32).reshape(len(images), -1)
+        distances[candidate.weights] = float(np.abs(got - expected).max()) if got.shape == expected.shape \
+            else float("inf")
+    best = min(candidates, key=lambda c: distances[c.weights])
+    report = ", ".join(f"{k} {v:.1g}" for k, v in distances.items())
+    if distances[best.weights] <= MATCH_ATOL:
+        return best, (f"weights {best.weights}: the set that reproduces {frozen.name} "
+                      f"(max probability difference per set: {report})")
+    message = (f"{entry.id}: no weight set of the checkpoint reproduces {frozen.name} "
+               f"(max probability difference per set: {report}); using {default.weights}, upstream's default")
+    warnings.warn(message, RestoreWarning, stacklevel=3)
+    return default, message
+
+
+class RestoreWarning(UserWarning):
+    """The checkpoint and its tarball's frozen graph disagree: which weights are right is unknown."""
 
 
 # ----------------------------------------------------------------------------- files
@@ -184,7 +288,7 @@ def _resolve_prefix(entry: Entry, path: Path, weights: str) -> tuple[Path, str |
         path = path.with_name(path.name.split(".data-")[0])
     if path.is_dir():
         if (path / "ema").is_dir() or (path / "pristine").is_dir():
-            path = path / _V3_FOLDERS[weights]
+            path = path / _v3_folder(entry, weights)
             if not path.is_dir():
                 raise RestoreError(f"{entry.id}: weights={weights!r} needs {path}, which does not exist",
                                    hint=f"the model directory holds: {_listing(path.parent)}")
@@ -198,7 +302,7 @@ def _resolve_prefix(entry: Entry, path: Path, weights: str) -> tuple[Path, str |
     folder = path.parent.name
     if folder not in _V3_FOLDERS.values():
         return path, None
-    wanted = _V3_FOLDERS[weights]
+    wanted = _v3_folder(entry, weights)
     if folder != wanted:
         sibling = path.parent.parent / wanted
         if not sibling.is_dir():
@@ -209,6 +313,13 @@ def _resolve_prefix(entry: Entry, path: Path, weights: str) -> tuple[Path, str |
     return path, weights
 
 
+def _v3_folder(entry: Entry, weights: str) -> str:
+    if weights not in _V3_FOLDERS:
+        raise RestoreError(f"{entry.id}: weights={weights!r} does not apply to ema/ + pristine/ checkpoints",
+                           hint="their ema/ folder holds every averaged value: use weights='ema' or 'raw'")
+    return _V3_FOLDERS[weights]
+
+
 def _latest_in(entry: Entry, folder: Path, pattern: str = "*") -> Path:
     """The checkpoint in ``folder`` with the highest step number."""
     prefixes = [p.with_name(p.name[: -len(".index")]) for p in folder.glob(pattern + ".index")]
@@ -216,11 +327,9 @@ def _latest_in(entry: Entry, folder: Path, pattern: str = "*") -> Path:
         raise RestoreError(f"{entry.id}: no checkpoint ({pattern}.index) in {folder}",
                            hint="pass the checkpoint prefix itself")
 
-    def step(p: Path) -> tuple[int, str]:
-        match = re.search(r"-(\d+)$", p.name)
-        return (int(match.group(1)) if match else -1, p.name)
+    from ..layout import checkpoint_order
 
-    return max(prefixes, key=step)
+    return max(prefixes, key=checkpoint_order)
 
 
 def _listing(folder: Path) -> str:
@@ -236,17 +345,18 @@ def _choose_sources(entry: Entry, prefix: Path, bindings: list[Binding], shapes:
     use_shadows = False
     if folder_set is not None:  # v3 ema/ or pristine/: plain names hold the chosen set
         notes.append(f"read the {prefix.parent.name}/ checkpoint ({folder_set} values)")
-    elif weights == "ema":
+    elif weights != "raw":
         use_shadows = any(is_ema_shadow(name) for name in shapes)
         if not use_shadows:
             if explicit:
                 raise RestoreError(
-                    f"{entry.id}: weights='ema' asked for, but {prefix} holds no "
+                    f"{entry.id}: weights={weights!r} asked for, but {prefix} holds no "
                     f"{EMA_SUFFIX.lstrip('/')} variables",
                     hint="use weights='raw' for this checkpoint")
             notes.append("the checkpoint holds no moving averages: its plain variables were loaded")
             weights = "raw"
-    sources = [_source_for(b, shapes, use_shadows) for b in bindings]
+    statistics = weights == "ema"  # averages of the batch-norm statistics too, when saved
+    sources = [_source_for(b, shapes, use_shadows, statistics) for b in bindings]
     if use_shadows:
         lacking = [b.slim_name for b, src in zip(bindings, sources)
                    if src == b.slim_name and b.variable.trainable and b.slim_name in shapes]
@@ -257,14 +367,17 @@ def _choose_sources(entry: Entry, prefix: Path, bindings: list[Binding], shapes:
                 hint="strict=False loads their plain values instead; weights='raw' loads no averages")
         if lacking:
             notes.append(f"{len(lacking)} weights had no moving average; their plain values were loaded")
+        if statistics and not any(src != b.slim_name for b, src in zip(bindings, sources)
+                                  if not b.variable.trainable):
+            notes.append("the batch-norm statistics have no moving averages: their plain values were loaded")
     return sources, weights, notes
 
 
 # ----------------------------------------------------------------------------- checks
-def _source_for(binding: Binding, shapes: dict[str, tuple], use_shadows: bool) -> str:
-    """Shadow for trainable weights when averages are asked for; plain name otherwise."""
+def _source_for(binding: Binding, shapes: dict[str, tuple], use_shadows: bool, statistics: bool) -> str:
+    """The shadow when averages are asked for (of batch-norm statistics only with ``statistics``)."""
     shadow = shadow_of(binding.slim_name)
-    if use_shadows and binding.variable.trainable and shadow in shapes:
+    if use_shadows and (binding.variable.trainable or statistics) and shadow in shapes:
         return shadow
     return binding.slim_name
 
