@@ -19,6 +19,7 @@ import yaml
 
 from . import config, names
 from .errors import CatalogError, UnknownModelError
+from .safepath import SAFE_URL_PART, is_safe_name, unsafe_url_path
 
 FAMILIES = ("v1", "v2", "v3", "edgetpu")
 # TF-slim's evaluation preprocessing, the setting behind every published top-1: central crop of
@@ -194,6 +195,27 @@ def _check_type(value: Any, types: tuple) -> bool:
     return isinstance(value, types)
 
 
+def _unsafe_url(url: str) -> str | None:
+    """Why a URL cannot be mirrored as ``<host>/<path>`` (None: it can); see ``zoo.safepath``."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme != "file" and not SAFE_URL_PART.fullmatch(parts.netloc.rpartition("@")[2] or "-"):
+        return f"host {parts.netloc!r} is not a plain host name"
+    if parts.scheme != "file" and not parts.netloc:
+        return "the URL has no host"
+    return unsafe_url_path(parts.path)
+
+
+def _unsafe_relative(path: str) -> bool:
+    """True for absolute paths, '..' components, backslashes and control characters."""
+    return (path.startswith("/") or "\\" in path or any(ord(c) < 32 for c in path)
+            or ".." in path.split("/"))
+
+
 def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
     model_id = raw.get("id") if isinstance(raw.get("id"), str) else None
 
@@ -211,6 +233,10 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
             continue
         if not _check_type(raw[key], types):
             raise fail(f"field {key!r} must be {_type_name(types)}, got {raw[key]!r}", key)
+
+    if not is_safe_name(raw.get("id")):
+        raise fail(f"field 'id' must be a plain name (letters, digits, '.', '_', '-', '+'; starting with a "
+                   f"letter or digit; no '/' or '..'), got {raw.get('id')!r}", "id")
 
     family = raw["family"]
     if family not in FAMILIES:
@@ -230,6 +256,8 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
         raise fail("field 'size_bytes' must be positive", "size_bytes")
     if not raw["url"].startswith(("http://", "https://", "file://")):
         raise fail(f"field 'url' must be an http(s) or file URL, got {raw['url']!r}", "url")
+    if (why := _unsafe_url(raw["url"])) is not None:
+        raise fail(f"field 'url' {raw['url']!r}: {why}", "url")
     for device, ms in raw["latency_ms"].items():
         if not isinstance(device, str) or not _check_type(ms, _NUM) or ms <= 0:
             raise fail(f"latency_ms must map device names to positive milliseconds, got {device!r}: {ms!r}",
@@ -247,6 +275,12 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
                    "input_quantization")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in raw["files"].items()):
         raise fail("files must map roles (checkpoint, frozen_graph, tflite, ...) to paths", "files")
+    for role, pattern in raw["files"].items():
+        if _unsafe_relative(pattern):
+            raise fail(f"files.{role} must be a relative path inside the archive, got {pattern!r}", "files")
+    if "archive_root" in raw and _unsafe_relative(raw["archive_root"]):
+        raise fail(f"archive_root must be a relative path inside the archive, got {raw['archive_root']!r}",
+                   "archive_root")
 
     releases = []
     for rel in raw.get("releases") or [{"release": "default", "url": raw["url"],
@@ -254,6 +288,16 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
         if not isinstance(rel, dict) or not {"release", "url"} <= set(rel) or set(rel) - _RELEASE_KEYS:
             raise fail("each release needs release and url (optional: sha256, size_bytes, digest_source)",
                        "releases")
+        if isinstance(rel["release"], int) and not isinstance(rel["release"], bool):
+            rel = dict(rel, release=str(rel["release"]))
+        if not is_safe_name(rel["release"]):
+            raise fail(f"release name must be a plain name (letters, digits, '.', '_', '-', '+'; no '/' or "
+                       f"'..'), got {rel['release']!r}", "releases")
+        if not isinstance(rel["url"], str) or not rel["url"].startswith(("http://", "https://", "file://")):
+            raise fail(f"release {rel['release']!r}: url must be an http(s) or file URL, got {rel['url']!r}",
+                       "releases")
+        if (why := _unsafe_url(rel["url"])) is not None:
+            raise fail(f"release {rel['release']!r}: url {rel['url']!r}: {why}", "releases")
         sha, size_b = rel.get("sha256"), rel.get("size_bytes")
         if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
             raise fail(f"release {rel['release']!r}: sha256 must be 64 lowercase hex digits", "releases")

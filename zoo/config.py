@@ -15,6 +15,7 @@ ENV_MIRROR = "MOBILENET_ZOO_MIRROR"
 ENV_OFFLINE = "MOBILENET_ZOO_OFFLINE"
 ENV_PROFILE = "MOBILENET_ZOO_PROFILE"
 ENV_DEBUG = "MOBILENET_ZOO_DEBUG"
+ENV_MIRROR_TOKEN = "MOBILENET_ZOO_MIRROR_TOKEN"
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -44,6 +45,13 @@ def mirrors() -> list[str]:
     """Mirror bases from $MOBILENET_ZOO_MIRROR (several separated by whitespace or ';')."""
     value = os.environ.get(ENV_MIRROR, "")
     return [m for m in value.replace(";", " ").split() if m]
+
+
+def mirror_token() -> str | None:
+    """A bearer token sent to http(s) mirrors only (never to upstream, never after a redirect
+    to another host). Credentials in ~/.netrc are used by requests for any host as usual."""
+    value = os.environ.get(ENV_MIRROR_TOKEN, "").strip()
+    return value or None
 
 
 def offline() -> bool:
