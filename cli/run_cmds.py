@@ -176,6 +176,7 @@ def bench_cmd(
     Example: mobilenet-zoo bench v1_0.25_128_quant v2_0.35_96 --threads 2 --runs 50
     """
     from zoo.benchmark import bench
+    from zoo.errors import ZooError
 
     bar = None
     tasks: dict[str, int] = {}
@@ -193,12 +194,22 @@ def bench_cmd(
     try:
         results = bench(models, fmt.value, threads=threads, runs=runs, warmup=warmup,
                         catalog=settings.load_catalog(), cache_dir=settings.resolved_cache_dir(),
-                        progress=show_progress if bar is not None else None)
+                        progress=show_progress if bar is not None else None, record=False)
     finally:
         if bar is not None:
             bar.stop()
+    from zoo.profile import record as record_latency
+
+    try:  # the figures are printed first whatever happens to the profile file
+        for r in results:
+            record_latency(r["id"], r["format"], r["threads"], r["median_ms"], r["p90_ms"])
+        save_error = None
+    except ZooError as exc:
+        save_error = exc
     if as_json:
         print_json(results)
+        if save_error is not None:
+            raise save_error
         return
     from rich.table import Table
 
@@ -210,6 +221,8 @@ def bench_cmd(
         table.add_row(r["id"], r["format"], str(r["threads"]), f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}")
     console = terminal()
     console.print(table)
+    if save_error is not None:
+        raise save_error
     console.print("recorded as device `local` (and local-<format>-<threads>t)", style="dim")
 
 
