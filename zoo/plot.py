@@ -142,7 +142,10 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out} must end in .png")
     out.parent.mkdir(parents=True, exist_ok=True)
+    from .atomic import default_file_mode
+
     fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=out.parent)
+    os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; a picture is shared like any file
     os.close(fd)
     try:
         fig.savefig(tmp, format="png")

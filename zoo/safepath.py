@@ -45,8 +45,8 @@ def is_safe_name(name: object) -> bool:
 def unsafe_url_path(path: str) -> str | None:
     """Why the path part of a URL cannot become a mirror-relative path (None: it can)."""
     parts = [p for p in path.split("/") if p != ""]
-    if not parts:
-        return "the URL has no file name"
+    if not parts or path.endswith("/"):
+        return "the URL names no file (it is empty or ends in '/')"
     for part in parts:
         if part in (".", ".."):
             return f"the URL path contains {part!r}"

@@ -1,0 +1,334 @@
+"""The README's promises under attack, one class of hole at a time, through the real CLI.
+
+Every test states the exact exit code, that the message names the model/file and the fix,
+that no traceback leaks, and compares a listing of everything *outside* the cache (and of
+the cache's verified entries) before and after: nothing outside changed, nothing verified lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zoo import layout
+from zoo.locking import CacheLock, host_name
+
+from . import archives
+from .fetch_helpers import model_entry, v1_tarball, write_catalog
+from .http_server import Fault
+
+
+# ------------------------------------------------------------------ the world under attack
+class World:
+    """A loopback server, a catalog of three models (two pinned, one not), a fetched cache and
+    a victim folder next to the cache that no command may ever touch."""
+
+    def __init__(self, server, tmp_path: Path, cli):
+        self.server, self.tmp, self._cli = server, tmp_path, cli
+        self.cache = tmp_path / "cache"
+        self.victim = tmp_path / "victim"
+        (self.victim / "sub").mkdir(parents=True)
+        (self.victim / "precious.txt").write_text("do not touch\n")
+        (self.victim / "sub" / "data.bin").write_bytes(os.urandom(4096))
+        self.data = {"v1_a": v1_tarball("a"), "v1_b": v1_tarball("b"), "v1_u": v1_tarball("u")}
+        self.entries = []
+        for model_id, data in self.data.items():
+            url = server.add(f"/models/{model_id}.tgz", data)
+            self.entries.append(model_entry(model_id, url, data, pinned=model_id != "v1_u"))
+        self.catalog = write_catalog(tmp_path / "catalog.yaml", self.entries)
+
+    def url(self, model_id: str) -> str:
+        return self.server.url(f"/models/{model_id}.tgz")
+
+    def sha(self, model_id: str) -> str:
+        return hashlib.sha256(self.data[model_id]).hexdigest()
+
+    def cli(self, *args: str, catalog: Path | None = None, env: dict | None = None):
+        code, out, err = self._cli("--catalog", str(catalog or self.catalog), *args, env=env)
+        assert "Traceback" not in out + err, out + err
+        return code, out, err
+
+    def fetch_all(self) -> None:
+        code, _, err = self.cli("fetch", "v1_a", "v1_b", "v1_u", "-q")
+        assert code == 0, err
+
+    def outside(self) -> dict[str, str]:
+        """path -> content digest (or link target) of everything under tmp_path but the cache."""
+        out = {}
+        for folder, dirs, files in os.walk(self.tmp):
+            if Path(folder) == self.tmp and "cache" in dirs:
+                dirs.remove("cache")
+            for name in dirs + files:
+                p = Path(folder) / name
+                rel = p.relative_to(self.tmp).as_posix()
+                if p.is_symlink():
+                    out[rel] = "-> " + os.readlink(p)
+                elif p.is_file():
+                    out[rel] = hashlib.sha256(p.read_bytes()).hexdigest() + f" {p.stat().st_mode & 0o777:o}"
+                else:
+                    out[rel] = "dir"
+        return out
+
+    def verified(self) -> dict[str, str]:
+        """id@release -> archive sha256 of every entry whose manifest and files check out."""
+        from zoo.cache import Cache, cheap_problems
+
+        found = {}
+        for cached in Cache(self.cache).entries():
+            if cached.manifest is not None and not cheap_problems(cached.path, cached.manifest):
+                found[f"{cached.model_id}@{cached.release}"] = cached.manifest.archive_sha256
+        return found
+
+
+@pytest.fixture
+def world(fault_server, tmp_path, cli):
+    return World(fault_server, tmp_path, cli)
+
+
+def _bad_catalog(world: World, **changes) -> tuple[Path, int]:
+    """A copy of the catalog whose second entry has ``changes``; returns (path, that entry's line)."""
+    entries = [dict(e) for e in world.entries]
+    release = changes.pop("release_name", None)
+    entries[1].update(changes)
+    if release is not None or "url" in changes:
+        rel = dict(entries[1]["releases"][0])
+        if release is not None:
+            rel["release"] = release
+        rel["url"] = entries[1]["url"]
+        entries[1]["releases"] = [rel]
+    return write_catalog(world.tmp / "bad.yaml", entries), 0
+
+
+# ------------------------------------------------------------------ 1. catalog names become paths
+HOSTILE_IDS = ["../victim", "..", "a/../../victim", "/abs", ".hidden", "v1_b/..", "back\\slash", "sp ace"]
+HOSTILE_RELEASES = ["../../victim", "..", "r/1", ".", "-rf"]
+HOSTILE_URL_PATHS = ["/models/../../victim/x.tgz", "/./x.tgz", "/a/../b.tgz", "/models/", "/x%00/../y.tgz"]
+
+
+@pytest.mark.parametrize("bad_id", HOSTILE_IDS)
+@pytest.mark.parametrize("command", [("fetch", "v1_a"), ("cache", "rm", "v1_a"), ("verify", "--repair"),
+                                     ("cache", "prune", "--unlisted")])
+def test_hostile_id_is_refused_at_load_naming_file_line_and_entry(world, bad_id, command):
+    world.fetch_all()
+    bad, _ = _bad_catalog(world, id=bad_id)
+    before, verified = world.outside(), world.verified()
+    code, out, err = world.cli(*command, catalog=bad)
+    assert code == 2
+    id_lines = [i for i, t in enumerate(bad.read_text().splitlines(), 1) if re.match(r"^[-\s]*id:", t)]
+    assert f"{bad}:{id_lines[1]}:" in err or f"{bad}:{id_lines[1]}," in err, err   # the bad entry's id line
+    assert "'id'" in err and "plain name" in err
+    assert world.outside() == before and world.verified() == verified
+
+
+@pytest.mark.parametrize("bad_release", HOSTILE_RELEASES)
+def test_hostile_release_name_is_refused(world, bad_release):
+    world.fetch_all()
+    verified = world.verified()
+    bad, _ = _bad_catalog(world, release_name=bad_release)
+    before = world.outside()
+    for command in (("fetch", "v1_b"), ("cache", "rm", "v1_b"), ("verify", "--repair"), ("mirror", str(world.tmp / "m"),
+                                                                                         "--all")):
+        code, out, err = world.cli(*command, catalog=bad)
+        assert code == 2 and f"{bad}:" in err and "entry 'v1_b'" in err and "release name" in err, err
+    assert world.outside() == before and world.verified() == verified
+
+
+@pytest.mark.parametrize("path", HOSTILE_URL_PATHS)
+def test_hostile_url_path_is_refused_before_mirror_writes(world, path):
+    bad, _ = _bad_catalog(world, url=world.server.url(path))
+    before = world.outside()  # (taken after writing the bad catalog)
+    code, out, err = world.cli("mirror", str(world.tmp / "mirror"), "--all", catalog=bad)
+    assert code == 2 and f"{bad}:" in err and "entry 'v1_b'" in err and "url" in err, err
+    assert world.outside() == before
+
+
+def test_paths_are_checked_again_where_they_are_computed(tmp_path):
+    """Independently of the catalog check: an entry built in Python cannot leave the cache."""
+    from dataclasses import replace
+
+    from zoo.catalog import load_catalog
+    from zoo.errors import CacheError
+    from zoo.mirrors import mirror_target
+
+    entry = load_catalog(with_profile=False).get("v1_1.0_224")
+    for bad in ("../x", "a/b", "..", ""):
+        with pytest.raises(CacheError, match="not a plain file name"):
+            layout.entry_dir(tmp_path, replace(entry, id=bad), entry.default_release)
+        with pytest.raises(CacheError):
+            layout.entry_dir(tmp_path, entry, replace(entry.default_release, release=bad))
+    for url in ("http://h/../../x.tgz", "http://h/a/./b.tgz"):
+        with pytest.raises(CacheError, match="refusing to mirror"):
+            mirror_target(tmp_path, url)
+
+
+# ------------------------------------------------------------------ 2. the cache is shared ground
+def _dead_name(model_id: str, suffix: str = ".part") -> str:
+    return f"{model_id}@r1.{host_name()}.pid999999999.0badf00d{suffix}"
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hardlink", "symlink-sidecar", "other-user"])
+def test_planted_partial_is_never_written_through(world, plant):
+    """A leftover in .partial/ that is a link (or not ours) is never adopted: the fetch downloads
+    fresh, the file outside keeps its bytes, and the leftover stays for prune to report."""
+    partial_dir = world.cache / layout.PARTIAL_DIR
+    partial_dir.mkdir(parents=True)
+    target = world.victim / "precious.txt"
+    planted = partial_dir / _dead_name("v1_a")
+    if plant == "symlink":
+        planted.symlink_to(target)
+    elif plant == "hardlink":
+        os.link(target, planted)
+    elif plant == "symlink-sidecar":
+        planted.write_bytes(world.data["v1_a"][:100])
+        Path(str(planted) + ".json").symlink_to(target)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("chown to another user needs root")
+        planted.write_bytes(world.data["v1_a"][:100])
+        os.chown(planted, 12345, 12345)
+    before, verified = world.outside(), world.verified()
+    code, out, err = world.cli("fetch", "v1_a")
+    assert code == 0, err
+    assert world.outside() == before
+    assert world.verified() == {**verified, "v1_a@r1": world.sha("v1_a")}
+
+
+@pytest.mark.parametrize("where", ["model", "release", "partial-dir", "staging-dir"])
+def test_symlinked_cache_folders_are_refused_not_followed(world, where):
+    world.fetch_all()
+    if where == "model":
+        link = world.cache / "v1_b"
+        (world.victim / "r1").mkdir()
+        (world.victim / "r1" / "keep").write_text("mine")
+    elif where == "release":
+        link = world.cache / "v1_b" / "r1"
+    else:
+        link = world.cache / (layout.PARTIAL_DIR if where == "partial-dir" else layout.STAGING_DIR)
+        assert world.cli("cache", "rm", "v1_b")[0] == 0   # so that fetch must write there
+    import shutil
+
+    shutil.rmtree(link)
+    link.symlink_to(world.victim, target_is_directory=True)
+    before = world.outside()
+    verified = {k: v for k, v in world.verified().items() if not k.startswith("v1_b")}
+    for command in (("fetch", "v1_b"), ("cache", "rm", "v1_b"), ("verify", "--repair", "v1_b"),
+                    ("cache", "prune", "--unlisted")):
+        code, out, err = world.cli(*command)
+        if where in ("model", "release"):
+            if command[:2] == ("cache", "prune"):
+                assert code == 0  # a link is not an entry: skipped, never followed
+            else:
+                assert code == 1, (command, out, err)
+                assert "symbolic link" in out + err and str(link) in out + err, (command, out, err)
+        else:
+            # our private folders: the commands that write there meet the link and refuse
+            if command[0] == "fetch":
+                assert code == 1 and "symbolic link" in err and str(link) in err, (command, out, err)
+        assert world.outside() == before, command
+        assert {k: v for k, v in world.verified().items() if not k.startswith("v1_b")} == verified
+
+
+def test_symlinked_lock_file_is_refused(world):
+    locks = world.cache / layout.LOCK_DIR
+    locks.mkdir(parents=True)
+    (locks / "v1_a@r1.lock").symlink_to(world.victim / "precious.txt")
+    before = world.outside()
+    code, out, err = world.cli("fetch", "v1_a")
+    assert code == 1 and "symbolic link" in err and "v1_a@r1.lock" in err and "remove" in err
+    assert world.outside() == before
+    code, out, err = world.cli("cache", "prune")
+    assert code == 0 and "v1_a@r1.lock" in out
+    assert world.outside() == before and not (locks / "v1_a@r1.lock").is_symlink()
+    assert world.cli("fetch", "v1_a", "-q")[0] == 0
+
+
+def test_other_hosts_leftovers_are_never_reclaimed(world):
+    """On a cache shared over NFS a pid means nothing on another machine."""
+    world.fetch_all()
+    partial_dir = world.cache / layout.PARTIAL_DIR
+    theirs = partial_dir / "v1_a@r1.otherbox.pid1.0badf00d.part"
+    mine_dead = partial_dir / _dead_name("v1_a")
+    theirs.write_bytes(b"x" * 10)
+    mine_dead.write_bytes(b"y" * 10)
+    (world.cache / layout.STAGING_DIR / "v1_a@r1.otherbox.pid1.0badf00d").mkdir()
+    code, out, err = world.cli("cache", "prune")
+    assert code == 0 and str(mine_dead) in out and "otherbox" in err
+    assert theirs.exists() and not mine_dead.exists()
+    assert (world.cache / layout.STAGING_DIR / "v1_a@r1.otherbox.pid1.0badf00d").is_dir()
+
+
+# ------------------------------------------------------------------ 3. torn or ill-shaped state files
+TRUST_DAMAGE = ['{"v1_u@r1": {"url": "', "", "[]", '"a string"', '{"v1_u@r1": []}', '{"v1_u@r1": {"url": 1}}',
+                '{"v1_u@r1": {"url": "x", "sha256": "nothex"}}', '{"a": {"url": "u", "sha256": "%s", "size": 1e999}}'
+                % ("0" * 64), "\xff\xfe"]
+
+
+@pytest.mark.parametrize("damage", TRUST_DAMAGE)
+def test_damaged_trust_store_is_an_error_never_an_empty_store(world, damage):
+    world.fetch_all()
+    trust = world.cache / layout.TRUST_FILE
+    trust.write_bytes(damage.encode("utf-8", "surrogateescape") if damage != "\xff\xfe" else b"\xff\xfe")
+    damaged = trust.read_bytes()
+    (world.cache / "v1_u").rename(world.tmp / "moved-away")  # forces a new download of the unpinned model
+    before = world.outside()
+    code, out, err = world.cli("fetch", "v1_u")
+    assert code == 1
+    assert str(trust) in err and "damaged" in err and "mv " in err and "backup" in err
+    assert trust.read_bytes() == damaged                       # not "repaired" into an empty store
+    assert world.outside() == before
+
+
+MANIFEST_DAMAGE = {
+    "non-string path": lambda m: m["files"][0].update(path=7),
+    "NUL in path": lambda m: m["files"][0].update(path="a\u0000b"),
+    "escaping path": lambda m: m["files"][0].update(path="../../victim/precious.txt"),
+    "infinite size": "Infinity",
+    "negative size": lambda m: m["files"][0].update(size=-1),
+    "files not a list": lambda m: m.update(files={"a": 1}),
+    "archive not a mapping": lambda m: m.update(archive="x"),
+    "truncated": "truncate",
+    "a list": "list",
+}
+
+
+@pytest.mark.parametrize("damage", list(MANIFEST_DAMAGE))
+def test_damaged_manifest_is_a_broken_repairable_entry(world, damage):
+    world.fetch_all()
+    manifest = world.cache / "v1_a" / "r1" / layout.MANIFEST
+    how = MANIFEST_DAMAGE[damage]
+    text = manifest.read_text()
+    if how == "Infinity":
+        manifest.write_text(text.replace('"size": ', '"size": Infinity, "x": ', 1))
+    elif how == "truncate":
+        manifest.write_text(text[: len(text) // 2])
+    elif how == "list":
+        manifest.write_text("[1, 2]")
+    else:
+        data = json.loads(text)
+        how(data)
+        manifest.write_text(json.dumps(data))
+    before = world.outside()
+    others = {k: v for k, v in world.verified().items() if k != "v1_a@r1"}
+    code, out, err = world.cli("cache", "ls", "--json")
+    assert code == 0
+    row = next(r for r in json.loads(out) if r["id"] == "v1_a")
+    assert row["sizes_ok"] is False and "manifest.json is damaged" in row["problem"]
+    code, out, err = world.cli("verify", "v1_a")
+    assert code == 1 and "broken" in out and "manifest.json is damaged" in out and "verify --repair" in err
+    code, out, err = world.cli("--offline", "verify", "--repair", "v1_a")   # from the kept archive
+    assert code == 0 and "repaired" in out and "kept archive" in out, out + err
+    assert world.outside() == before
+    assert world.verified() == {**others, "v1_a@r1": world.sha("v1_a")}
+    # and fetch meets a damaged manifest the same way
+    manifest.write_text("{")
+    code, out, err = world.cli("fetch", "v1_a")
+    assert code == 0 and "manifest.json is damaged" in err
+    assert world.verified() == {**others, "v1_a@r1": world.sha("v1_a")}
