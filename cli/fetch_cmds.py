@@ -101,8 +101,7 @@ def fetch(
 
     pairs = _select(models or [], family, quantized, all_models)
     opts = _options(require_pinned, keep_archive, deadline, min_speed)
-    if json_out or quiet:
-        opts.warn = lambda msg: None if json_out else print(f"warning: {msg}", file=sys.stderr)
+    # warnings (trust on first use, a changed pin, a rebuilt entry) go to stderr even with --json
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _progress(_show_progress(quiet, json_out)) as update:
         opts.progress = update

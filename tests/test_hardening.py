@@ -42,7 +42,8 @@ class World:
         self.entries = []
         for model_id, data in self.data.items():
             url = server.add(f"/models/{model_id}.tgz", data)
-            self.entries.append(model_entry(model_id, url, data, pinned=model_id != "v1_u"))
+            unpinned = model_id == "v1_u"  # no sha256 and no size: trust on first use, no cap from the catalog
+            self.entries.append(model_entry(model_id, url, data, pinned=not unpinned, known_size=not unpinned))
         self.catalog = write_catalog(tmp_path / "catalog.yaml", self.entries)
 
     def url(self, model_id: str) -> str:
@@ -332,3 +333,184 @@ def test_damaged_manifest_is_a_broken_repairable_entry(world, damage):
     code, out, err = world.cli("fetch", "v1_a")
     assert code == 0 and "manifest.json is damaged" in err
     assert world.verified() == {**others, "v1_a@r1": world.sha("v1_a")}
+
+
+# ------------------------------------------------------------------ 6. data loss by our own commands
+def test_prune_keeps_verified_entries_the_catalog_does_not_list(world):
+    """A private catalog's models and old releases are verified data: prune keeps them unless
+    --unlisted, and never touches folders it did not create (even one named like an alias)."""
+    world.fetch_all()
+    foreign = world.cache / "V1-A"          # resolves as an alias of v1_a, but is not ours
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    no_manifest = world.cache / "v1_a" / "scratch"
+    no_manifest.mkdir()
+    (no_manifest / "x").write_text("mine too")
+    only_a = write_catalog(world.tmp / "only_a.yaml", [world.entries[0]])
+    listed_before = sorted(p.relative_to(world.cache).as_posix() for p in world.cache.rglob("*"))
+    verified = world.verified()
+    before = world.outside()
+
+    code, out, err = world.cli("cache", "prune", catalog=only_a)
+    assert code == 0 and world.verified() == verified
+    assert "v1_b" in err and "--unlisted" in err and "not provably ours" in err
+    code, out, err = world.cli("cache", "prune", "--unlisted", "--dry-run", catalog=only_a)
+    assert code == 0 and "would remove" in out and "v1_b" in out and world.verified() == verified
+    assert sorted(p.relative_to(world.cache).as_posix() for p in world.cache.rglob("*")) == listed_before
+
+    code, out, err = world.cli("cache", "prune", "--unlisted", catalog=only_a)
+    assert code == 0
+    assert world.verified() == {"v1_a@r1": world.sha("v1_a")}
+    assert (foreign / "notes.txt").read_text() == "mine" and (no_manifest / "x").read_text() == "mine too"
+    assert world.outside() == before
+
+
+def test_prune_unlisted_removes_releases_whose_url_changed(world):
+    world.fetch_all()
+    moved = [dict(e) for e in world.entries]
+    moved[1] = model_entry("v1_b", world.server.add("/moved/v1_b.tgz", world.data["v1_b"]), world.data["v1_b"])
+    cat = write_catalog(world.tmp / "moved.yaml", moved)
+    code, out, err = world.cli("cache", "prune", catalog=cat)
+    assert code == 0 and "another URL" in err and "v1_b@r1" in world.verified()
+    code, out, err = world.cli("cache", "prune", "--unlisted", catalog=cat)
+    assert code == 0 and "another URL" in out and "v1_b@r1" not in world.verified()
+    assert set(world.verified()) == {"v1_a@r1", "v1_u@r1"}
+
+
+def test_rm_dry_run_removes_nothing_and_names_what_it_would(world):
+    world.fetch_all()
+    verified = world.verified()
+    code, out, err = world.cli("cache", "rm", "v1_a", "v1_b", "--dry-run")
+    assert code == 0 and "would remove" in out and str(world.cache / "v1_a" / "r1") in out
+    assert world.verified() == verified
+    code, out, err = world.cli("cache", "rm", "v1_a", "nonexistent_model")   # names checked before removing
+    assert code == 2 and "nonexistent_model" in err and world.verified() == verified
+
+
+@pytest.mark.parametrize("damage", ["truncate-file", "flip-byte", "delete-file", "extra-manifest-field"])
+def test_repair_rebuilds_from_the_kept_archive_offline(world, damage):
+    world.fetch_all()
+    model = world.cache / "v1_a" / "r1" / layout.MODEL_DIR
+    victim = sorted(p for p in model.rglob("*") if p.is_file())[0]
+    if damage == "truncate-file":
+        victim.write_bytes(victim.read_bytes()[:-1])
+    elif damage == "flip-byte":
+        data = bytearray(victim.read_bytes())
+        data[0] ^= 1
+        victim.write_bytes(bytes(data))
+    elif damage == "delete-file":
+        victim.unlink()
+    else:
+        m = world.cache / "v1_a" / "r1" / layout.MANIFEST
+        m.write_text(m.read_text().replace('"files": [', '"files": [{"path": "ghost", "size": 1, "sha256": "%s"},'
+                                           % ("0" * 64), 1))
+    world.server.reset_stats()
+    code, out, err = world.cli("--offline", "verify", "--repair")
+    assert code == 0 and "repaired" in out and "from the kept archive" in out, out + err
+    assert world.server.stats(f"/models/v1_a.tgz").requests == 0
+    assert world.cli("verify")[0] == 0 and world.verified()["v1_a@r1"] == world.sha("v1_a")
+
+
+def test_repair_downloads_only_when_the_kept_archive_is_bad(world):
+    world.fetch_all()
+    entry = world.cache / "v1_a" / "r1"
+    archive = entry / layout.ARCHIVE
+    data = bytearray(archive.read_bytes())
+    data[-20] ^= 1                                   # same size: only the re-hash sees it
+    archive.write_bytes(bytes(data))
+    code, out, err = world.cli("verify", "v1_a")
+    assert code == 1 and "archive.tgz: sha256" in out
+    code, out, err = world.cli("--offline", "verify", "--repair", "v1_a")
+    assert code == 1 and "repair-failed" in out and "--offline" in out     # nothing to rebuild from offline
+    assert entry.is_dir()                                                  # and the old entry is still there
+    world.server.reset_stats()
+    code, out, err = world.cli("verify", "--repair", "v1_a")
+    assert code == 0 and "by downloading again" in out
+    assert world.server.stats("/models/v1_a.tgz").requests == 1
+    assert archive.read_bytes() == world.data["v1_a"]
+
+
+# ------------------------------------------------------------------ 9. the cache trusts the catalog, not its past
+def test_cache_hit_compares_the_pin_and_says_what_changed(world):
+    world.fetch_all()
+    new_data = v1_tarball("a2")
+    world.server.add("/models/v1_a.tgz", new_data)                 # upstream re-published the file
+    repinned = [dict(e) for e in world.entries]
+    repinned[0] = model_entry("v1_a", world.url("v1_a"), new_data)
+    cat = write_catalog(world.tmp / "repinned.yaml", repinned)
+    code, out, err = world.cli("--offline", "fetch", "v1_a", catalog=cat)
+    assert code == 1 and "v1_a@r1" in err and "catalog now pins" in err and world.sha("v1_a")[:16] in err
+    code, out, err = world.cli("fetch", "v1_a", "--json", catalog=cat)
+    assert code == 0 and "catalog now pins" in err
+    assert json.loads(out)[0]["sha256"] == hashlib.sha256(new_data).hexdigest()
+
+
+def test_repin_with_a_server_still_serving_old_bytes_loses_nothing(world):
+    world.fetch_all()
+    repinned = [dict(e) for e in world.entries]
+    repinned[0] = model_entry("v1_a", world.url("v1_a"), v1_tarball("other"))
+    repinned[0]["size_bytes"] = repinned[0]["releases"][0]["size_bytes"] = len(world.data["v1_a"])
+    cat = write_catalog(world.tmp / "repinned.yaml", repinned)
+    verified = world.verified()
+    code, out, err = world.cli("fetch", "v1_a", catalog=cat)
+    assert code == 1 and "sha256 mismatch" in err and "expected sha256" in err and "actual" in err
+    assert world.verified() == verified    # the old verified entry is only replaced by a verified one
+
+
+def test_mirrors_are_tried_before_upstream_and_a_failing_mirror_falls_back(world):
+    host = world.url("v1_a").split("/")[2]
+    world.server.add(f"/m1/{host}/models/v1_a.tgz", world.data["v1_a"])
+    m1, m2 = world.server.url("/m1"), world.server.url("/m2")          # m2 has nothing
+    code, out, err = world.cli("--mirror", m2, "--mirror", m1, "fetch", "v1_a", "--json")
+    assert code == 0 and json.loads(out)[0]["source"] == f"mirror {m1}"
+    assert world.server.stats("/models/v1_a.tgz").requests == 0
+    assert world.server.stats(f"/m2/{host}/models/v1_a.tgz").requests == 1
+    # mirrors failing in three ways (404, 500, wrong bytes): upstream still delivers
+    world.server.add(f"/bad/{host}/models/v1_b.tgz", world.data["v1_a"])
+    world.server.add(f"/err/{host}/models/v1_b.tgz", world.data["v1_b"], default=Fault(status=500))
+    code, out, err = world.cli("--mirror", m2, "--mirror", world.server.url("/bad"), "--mirror",
+                               world.server.url("/err"), "fetch", "v1_b", "--json",
+                               env={"MOBILENET_ZOO_TEST_FAST": "1"})
+    assert code == 0, err
+    assert json.loads(out)[0]["source"] == "upstream"
+    assert world.verified()["v1_b@r1"] == world.sha("v1_b")
+
+
+def test_every_source_failing_keeps_each_sources_digests(world):
+    host = world.url("v1_a").split("/")[2]
+    wrong = bytearray(world.data["v1_a"])
+    wrong[100] ^= 1                                               # same size, other bytes
+    world.server.add(f"/bad/{host}/models/v1_a.tgz", bytes(wrong))
+    world.server.set_faults("/models/v1_a.tgz", default=Fault(status=404))
+    code, out, err = world.cli("--mirror", world.server.url("/bad"), "fetch", "v1_a")
+    assert code == 1 and "every source failed" in err
+    assert world.sha("v1_a") in err and hashlib.sha256(wrong).hexdigest() in err   # expected and actual
+    assert "404" in err and "upstream" in err
+
+
+@pytest.mark.parametrize("change", ["new-last-modified", "206-without-validators", "same-date-other-size"])
+def test_changed_validator_on_a_206_restarts(world, change):
+    """Last-Modified but no ETag, a server that ignores If-Range: the 206 of the new version must
+    not be spliced onto the old prefix. Unpinned, so a splice would be trusted on first use."""
+    old, new = v1_tarball("u"), v1_tarball("u2")
+    half = len(old) // 2
+    world.server.add("/models/v1_u.tgz", old, faults=[Fault(drop_after=half, headers={"ETag": ""})],
+                     default=Fault(status=404), last_modified=1_700_000_000)
+    code, out, err = world.cli("fetch", "v1_u")
+    partials = list((world.cache / layout.PARTIAL_DIR).glob("*.part"))
+    assert code == 1 and [p.stat().st_size for p in partials] == [half]
+    dead = partials[0].with_name(_dead_name("v1_u"))     # as if that process had died (this one lives on)
+    partials[0].rename(dead)
+    Path(str(partials[0]) + ".json").rename(str(dead) + ".json")
+    headers = {"ETag": ""}
+    if change == "206-without-validators":
+        headers["Last-Modified"] = ""
+    world.server.add("/models/v1_u.tgz", new, default=Fault(ignore_if_range=True, headers=headers),
+                     last_modified=1_700_000_000 if change == "same-date-other-size" else 1_700_086_400)
+    code, out, err = world.cli("fetch", "v1_u", "--json")
+    assert code == 0, out + err
+    assert json.loads(out)[0]["sha256"] == hashlib.sha256(new).hexdigest()
+    ranges = [r.headers.get("Range") for r in world.server.stats("/models/v1_u.tgz").records]
+    assert ranges[-2:] == [f"bytes={half}-", None]       # tried to resume, saw the change, restarted
+    trusted = json.loads((world.cache / layout.TRUST_FILE).read_text())
+    assert trusted["v1_u@r1"]["sha256"] == hashlib.sha256(new).hexdigest()
