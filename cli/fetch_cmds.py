@@ -131,7 +131,7 @@ def fetch(
     if json_out:
         print_json(records)
     if len(outcomes) > 1 or counts["failed"]:
-        summary = ", ".join(f"{n} {what}" for what, n in counts.items() if n or what == "failed")
+        summary = ", ".join(f"{n} {what}" for what, n in counts.items())
         print(summary, file=sys.stderr)
     if exit_code:
         raise typer.Exit(exit_code)

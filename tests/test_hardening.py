@@ -467,10 +467,10 @@ def test_mirrors_are_tried_before_upstream_and_a_failing_mirror_falls_back(world
     assert world.server.stats(f"/m2/{host}/models/v1_a.tgz").requests == 1
     # mirrors failing in three ways (404, 500, wrong bytes): upstream still delivers
     world.server.add(f"/bad/{host}/models/v1_b.tgz", world.data["v1_a"])
-    world.server.add(f"/err/{host}/models/v1_b.tgz", world.data["v1_b"], default=Fault(status=500))
+    world.server.add(f"/err/{host}/models/v1_b.tgz", world.data["v1_b"],
+                     default=Fault(status=500, retry_after="0"))   # retried without waiting, then given up
     code, out, err = world.cli("--mirror", m2, "--mirror", world.server.url("/bad"), "--mirror",
-                               world.server.url("/err"), "fetch", "v1_b", "--json",
-                               env={"MOBILENET_ZOO_TEST_FAST": "1"})
+                               world.server.url("/err"), "fetch", "v1_b", "--json")
     assert code == 0, err
     assert json.loads(out)[0]["source"] == "upstream"
     assert world.verified()["v1_b@r1"] == world.sha("v1_b")
@@ -514,3 +514,245 @@ def test_changed_validator_on_a_206_restarts(world, change):
     assert ranges[-2:] == [f"bytes={half}-", None]       # tried to resume, saw the change, restarted
     trusted = json.loads((world.cache / layout.TRUST_FILE).read_text())
     assert trusted["v1_u@r1"]["sha256"] == hashlib.sha256(new).hexdigest()
+
+
+# ------------------------------------------------------------------ 4. every stream has a cap
+@pytest.mark.parametrize("body", ["html", "zeros", "random"])
+def test_refusal_by_the_unpacker_stops_an_endless_download(world, body):
+    """No size in the catalog and a server that keeps sending: the unpacker refuses at the first
+    block and the download stops at once, not at the end of 64 MB."""
+    size = 64 << 20
+    head = {"html": b"<!DOCTYPE html><html>", "zeros": b"\0" * 4, "random": os.urandom(16)}[body]
+    world.server.add("/models/v1_u.tgz", head + b"x" * (size - len(head)))
+    code, out, err = world.cli("fetch", "v1_u")
+    assert code == 1 and "v1_u" in err
+    assert world.server.stats("/models/v1_u.tgz").body_bytes < size // 2
+    assert list((world.cache / layout.PARTIAL_DIR).iterdir()) == []
+    assert "v1_u@r1" not in world.verified()
+
+
+def test_unbounded_gzip_padding_is_refused(world):
+    padded = world.data["v1_u"] + b"\0" * (20 << 20)
+    world.server.add("/models/v1_u.tgz", padded)
+    code, out, err = world.cli("fetch", "v1_u")
+    assert code == 1 and "v1_u" in err and "padding" in err
+    assert "v1_u@r1" not in world.verified() and not (world.cache / "v1_u").exists()
+
+
+def test_unknown_size_download_has_a_cap(tmp_path, fault_server):
+    from zoo.download import DownloadPolicy, download
+    from zoo.errors import DownloadError
+
+    url = fault_server.add("/big.bin", b"y" * (3 << 20))
+    partial = tmp_path / "p.part"
+    with pytest.raises(DownloadError, match="catalog gives no size"):
+        download(url, partial, policy=DownloadPolicy(max_unknown_size=1 << 20, chunk_size=1 << 16))
+    assert not partial.exists()
+    src = tmp_path / "big.bin"
+    src.write_bytes(b"y" * (3 << 20))
+    with pytest.raises(DownloadError, match="catalog gives no size"):
+        download(src.as_uri(), partial, policy=DownloadPolicy(max_unknown_size=1 << 20, chunk_size=1 << 16))
+
+
+# ------------------------------------------------------------------ 5. errors that lie or lose work
+def test_one_failure_in_fetch_j_loses_no_other_result(world, monkeypatch):
+    """A bug of ours in one model (simulated: the only fault injected by hand) and an ordinary
+    failure in another: every model's outcome is reported, JSON records share their keys."""
+    import zoo.fetching as fetching
+
+    real = fetching.fetch_entry
+
+    def buggy(entry, release, opts, **kw):
+        if entry.id == "v1_b":
+            raise RuntimeError("simulated bug")
+        return real(entry, release, opts, **kw)
+
+    monkeypatch.setattr(fetching, "fetch_entry", buggy)
+    assert world.cli("fetch", "v1_a", "-q")[0] == 0
+    world.server.set_faults("/models/v1_u.tgz", default=Fault(status=403))
+    code, out, err = world.cli("fetch", "v1_a", "v1_b", "v1_u", "-j", "3", "--json")
+    assert code == 3                                        # a bug is among the failures
+    rows = {r["id"]: r for r in json.loads(out)}
+    assert set(rows) == {"v1_a", "v1_b", "v1_u"}
+    assert len({tuple(sorted(r)) for r in rows.values()}) == 1          # same keys for every record
+    assert {"release", "source", "error"} <= set(rows["v1_a"])
+    assert rows["v1_a"]["status"] == "cached" and rows["v1_a"]["error"] is None
+    assert rows["v1_b"]["status"] == "failed" and "simulated bug" in rows["v1_b"]["error"]
+    assert rows["v1_u"]["status"] == "failed" and "403" in rows["v1_u"]["error"]
+    assert err.strip().splitlines()[-1] == "1 cached, 0 fetched, 2 failed"
+    code, out, err = world.cli("fetch", "v1_a", "v1_u", "-j", "2")
+    assert code == 1 and "403" in err and err.strip().splitlines()[-1] == "1 cached, 0 fetched, 1 failed"
+
+
+def test_unresolvable_host_says_so_and_leaves_nothing(world):
+    entries = [dict(world.entries[0]), *world.entries[1:]]
+    entries[0] = model_entry("v1_a", "http://no-such-host.invalid/models/v1_a.tgz", world.data["v1_a"])
+    cat = write_catalog(world.tmp / "dns.yaml", entries)
+    start = time.monotonic()
+    code, out, err = world.cli("fetch", "v1_a", catalog=cat)
+    assert code == 1 and "cannot resolve host 'no-such-host.invalid'" in err
+    assert "--mirror" in err and "--offline" in err and "PROXY" in err and "kept" not in err
+    assert time.monotonic() - start < 30                                   # no five rounds of backoff
+    for sub in (layout.PARTIAL_DIR, layout.STAGING_DIR, layout.LOCK_DIR):
+        assert list((world.cache / sub).iterdir()) == [], sub
+
+
+def test_waiting_for_a_lock_says_who_holds_it(world):
+    lock = CacheLock(world.cache / layout.LOCK_DIR / "v1_a@r1.lock", timeout=5, what="fetching v1_a@r1")
+    lock.acquire()
+    threading.Timer(1.0, lock.release).start()
+    code, out, err = world.cli("fetch", "v1_a")
+    assert code == 0
+    assert f"waiting for pid {os.getpid()} on host {host_name()}" in err and "fetching v1_a@r1" in err
+    assert list((world.cache / layout.LOCK_DIR).iterdir()) == []             # released locks leave no file
+
+
+def _tmpfs(path: Path, size: str) -> None:
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs (a real full or read-only disk) needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]).returncode:
+        pytest.skip("mount -t tmpfs is not permitted here")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    import subprocess
+
+    mounted = []
+
+    def make(path: Path, size: str) -> Path:
+        _tmpfs(path, size)
+        mounted.append(path)
+        return path
+
+    yield make
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)])
+
+
+def test_disk_full_during_unpack_is_a_space_error_and_keeps_the_download(world, small_disk):
+    """A tarball that unpacks to 8 MB on a 4 MB disk: not a hostile archive, not deleted."""
+    bomb = archives.tar_gz({"mobilenet_v1_u.ckpt.data-00000-of-00001": b"\0" * (8 << 20),
+                            "mobilenet_v1_u.ckpt.index": b"i" * 100})
+    world.server.add("/models/v1_u.tgz", bomb)
+    cache = small_disk(world.cache, "4m")
+    code, out, err = world.cli("fetch", "v1_u")
+    assert code == 1
+    assert "disk" in err and "full" in err and "needs" in err and "MB" in err and str(cache) in err
+    assert "refusing" not in err and "hostile" not in err
+    partials = list((cache / layout.PARTIAL_DIR).glob("*.part"))
+    assert len(partials) == 1 and partials[0].read_bytes() == bomb              # the download is kept
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(cache)], check=True)
+    dead = partials[0].with_name(_dead_name("v1_u"))
+    partials[0].rename(dead)
+    if Path(str(partials[0]) + ".json").exists():
+        Path(str(partials[0]) + ".json").rename(str(dead) + ".json")
+    world.server.reset_stats()
+    code, out, err = world.cli("fetch", "v1_u")
+    assert code == 0, err
+    assert world.server.stats("/models/v1_u.tgz").body_bytes == 0              # nothing downloaded again
+
+
+# ------------------------------------------------------------------ 7. ordinary situations are not bugs
+def test_read_only_cache_commands_say_so(world, small_disk):
+    import shutil
+    import subprocess
+
+    world.fetch_all()
+    ro = small_disk(world.tmp / "ro", "32m")
+    shutil.copytree(world.cache, ro / "cache", symlinks=True)
+    (ro / "cache" / layout.PARTIAL_DIR / _dead_name("v1_a")).write_bytes(b"x")
+    subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+    env = {"MOBILENET_ZOO_CACHE": str(ro / "cache")}
+    for command in (("cache", "prune"), ("cache", "rm", "v1_a"), ("verify", "--repair")):
+        if command[0] == "verify":
+            continue
+        code, out, err = world.cli(*command, env=env)
+        assert code == 1, (command, out, err)
+        assert "read-only" in err.lower() and "unexpected" not in err, (command, err)
+    code, out, err = world.cli("fetch", "v1_a", env=env)      # a populated read-only cache still serves
+    assert code == 0 and str(ro / "cache" / "v1_a" / "r1") in out
+
+
+def test_broken_pipe_exits_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import console_script
+
+    script = console_script()
+    for args in (["list"], ["list", "--json"], ["show", "v1_1.0_224", "--json"]):
+        proc = subprocess.Popen([script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.close()                  # the reader is gone before anything is written
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+        assert code == 1 and err == "", (args, code, err)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_unwritable_profile_prints_figures_then_says_where(cli, tmp_path, as_json):
+    from .test_bench_plot import TFLITE
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    profile = blocker / "profile.json"
+    code, out, err = cli("bench", str(TFLITE), "--runs", "2", "--warmup", "0", *(["--json"] if as_json else []),
+                         env={"MOBILENET_ZOO_PROFILE": str(profile)})
+    assert code == 1 and "Traceback" not in err and "unexpected" not in err
+    assert f"could not save the measurements to {profile}" in err and "MOBILENET_ZOO_PROFILE" in err
+    if as_json:
+        assert json.loads(out)[0]["median_ms"] > 0
+    else:
+        assert "median ms" in out
+
+
+# ------------------------------------------------------------------ 8. secrets and sharing
+def test_passwords_in_mirror_urls_are_masked_everywhere(world):
+    host = world.url("v1_a").split("/")[2]
+    world.server.add(f"/m/{host}/models/v1_a.tgz", world.data["v1_a"])
+    secret = "s3cr3t-pw"
+    mirror = world.server.url("/m").replace("http://", f"http://alice:{secret}@")
+    broken = world.server.url("/none").replace("http://", f"http://bob:{secret}@")
+    code, out, err = world.cli("--mirror", mirror, "fetch", "v1_a", "--json")
+    assert code == 0 and secret not in out + err and "alice:***@" in json.loads(out)[0]["source"]
+    world.server.set_faults("/models/v1_b.tgz", default=Fault(status=404))
+    for command in (("fetch", "v1_b"), ("fetch", "v1_b", "--json"), ("mirror", str(world.tmp / "mm"), "v1_b")):
+        code, out, err = world.cli("--mirror", broken, *command)
+        assert code == 1 and secret not in out + err and "bob:***@" in out + err, (command, out, err)
+
+
+def test_mirror_token_goes_to_mirrors_only_and_never_across_hosts(world):
+    host = world.url("v1_a").split("/")[2]
+    world.server.add(f"/m/{host}/models/v1_a.tgz", world.data["v1_a"])
+    world.server.redirect(f"/m/{host}/models/v1_b.tgz",
+                          world.url("v1_b").replace("127.0.0.1", "localhost"))    # another host name
+    env = {"MOBILENET_ZOO_MIRROR_TOKEN": "tok-123456"}
+    code, out, err = world.cli("--mirror", world.server.url("/m"), "fetch", "v1_a", "v1_b", "v1_u", env=env)
+    assert code == 0, err
+    seen = {path: [r.headers.get("Authorization") for r in world.server.stats(path).records]
+            for path in (f"/m/{host}/models/v1_a.tgz", f"/m/{host}/models/v1_b.tgz", "/models/v1_b.tgz",
+                         "/models/v1_u.tgz")}
+    assert seen[f"/m/{host}/models/v1_a.tgz"] == ["Bearer tok-123456"]
+    assert seen[f"/m/{host}/models/v1_b.tgz"] == ["Bearer tok-123456"]
+    assert seen["/models/v1_b.tgz"] == [None]             # the redirect target is another host
+    assert all(a is None for a in seen["/models/v1_u.tgz"])   # upstream (after the mirror's 404) gets nothing
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_files_we_write_honour_the_umask(world, umask):
+    from zoo import profile
+
+    old = os.umask(umask)
+    try:
+        assert world.cli("fetch", "v1_a", "v1_u", "-q")[0] == 0
+        written = [world.cache / "v1_a" / "r1" / layout.MANIFEST, world.cache / layout.TRUST_FILE,
+                   profile.record("v1_a", "tflite", 1, 1.0, 2.0, path=world.tmp / "prof" / "profile.json")]
+    finally:
+        os.umask(old)
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path

@@ -212,9 +212,13 @@ def _inflate(raw: BinaryIO, label: str) -> Iterator[bytes]:
             return
         if pending[:2] == _GZIP_MAGIC:
             continue
+        padding = 0
         while pending:
             if pending.count(0) != len(pending):
                 raise _damaged(label, "unexpected data after the end of the gzip stream")
+            padding += len(pending)
+            if padding > _MAX_PADDING:  # gzip(1) accepts any amount; we read no stream without a cap
+                raise _refuse(label, f"more than {_MAX_PADDING} bytes of zero padding after the gzip stream")
             pending = raw.read(CHUNK)
         return
 
