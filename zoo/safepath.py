@@ -90,7 +90,10 @@ def inside(root: Path, *parts: str, what: str = "path") -> Path:
 
 def check_inside(root: Path, path: Path, what: str = "path") -> Path:
     """Like :func:`inside` for a path already joined (its components below ``root``)."""
-    rel = Path(path).relative_to(root)
+    try:
+        rel = Path(path).relative_to(root)
+    except ValueError:
+        raise CacheError(f"refusing {what} {path}: it is not inside {root}") from None
     return inside(root, *rel.parts, what=what)
 
 
