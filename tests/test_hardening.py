@@ -255,15 +255,19 @@ def test_other_hosts_leftovers_are_never_reclaimed(world):
     """On a cache shared over NFS a pid means nothing on another machine."""
     world.fetch_all()
     partial_dir = world.cache / layout.PARTIAL_DIR
-    theirs = partial_dir / "v1_a@r1.otherbox.pid1.0badf00d.part"
+    theirs = partial_dir / "v1_a@r1.otherbox.pid999999999.0badf00d.part"
     mine_dead = partial_dir / _dead_name("v1_a")
     theirs.write_bytes(b"x" * 10)
     mine_dead.write_bytes(b"y" * 10)
-    (world.cache / layout.STAGING_DIR / "v1_a@r1.otherbox.pid1.0badf00d").mkdir()
+    (world.cache / layout.STAGING_DIR / "v1_a@r1.otherbox.pid999999999.0badf00d").mkdir()
     code, out, err = world.cli("cache", "prune")
     assert code == 0 and str(mine_dead) in out and "otherbox" in err
     assert theirs.exists() and not mine_dead.exists()
-    assert (world.cache / layout.STAGING_DIR / "v1_a@r1.otherbox.pid1.0badf00d").is_dir()
+    assert (world.cache / layout.STAGING_DIR / "v1_a@r1.otherbox.pid999999999.0badf00d").is_dir()
+    assert world.cli("cache", "rm", "v1_a")[0] == 0
+    assert world.cli("fetch", "v1_a", "-q")[0] == 0                  # a new download: theirs is not adopted
+    assert theirs.read_bytes() == b"x" * 10
+    assert (world.cache / layout.STAGING_DIR / "v1_a@r1.otherbox.pid999999999.0badf00d").is_dir()
 
 
 # ------------------------------------------------------------------ 3. torn or ill-shaped state files
