@@ -317,4 +317,4 @@ def cache_prune(
         print(f"{verb} {path}")
     for note in report.kept:
         print(f"kept {note}", file=sys.stderr)
-    print(f"{len(report.removed)} item(s) {verb}, {len(report.kept)} left alone")
+    print(f"{verb} {len(report.removed)} item(s); left {len(report.kept)} alone")

@@ -700,6 +700,7 @@ def test_broken_pipe_exits_quietly(tmp_path):
 
 @pytest.mark.parametrize("as_json", [False, True])
 def test_unwritable_profile_prints_figures_then_says_where(cli, tmp_path, as_json):
+    pytest.importorskip("ai_edge_litert")
     from .test_bench_plot import TFLITE
 
     blocker = tmp_path / "not-a-dir"
@@ -760,3 +761,17 @@ def test_files_we_write_honour_the_umask(world, umask):
         os.umask(old)
     for path in written:
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_plots_honour_the_umask(tmp_path, umask):
+    pytest.importorskip("matplotlib")
+    from zoo.catalog import load_catalog
+    from zoo.plot import plot
+
+    old = os.umask(umask)
+    try:
+        plot(load_catalog(with_profile=False).entries, x="macs", out=tmp_path / "p.png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~umask
