@@ -68,6 +68,12 @@ def _progress(enabled: bool):
         yield update
 
 
+def _debug() -> bool:
+    from zoo import config
+
+    return settings.debug or config.debug()
+
+
 def _show_progress(quiet: bool, json_out: bool) -> bool:
     return not quiet and not json_out and sys.stderr.isatty()
 
@@ -113,6 +119,10 @@ def fetch(
     records, counts, exit_code = [], {"cached": 0, "fetched": 0, "failed": 0}, 0
     for (entry, result, error), (_, release) in zip(outcomes, pairs):
         if error is not None:
+            if error.exit_code == 3 and error.__cause__ is not None and _debug():
+                import traceback
+
+                traceback.print_exception(error.__cause__)
             counts["failed"] += 1
             exit_code = max(exit_code, 3 if error.exit_code == 3 else 1)
             records.append(failure_json(entry, release, error))
@@ -205,14 +215,22 @@ def mirror(
 
     pairs = _select(models or [], family, quantized, all_models)
     opts = _options()
-    results, failed = [], 0
+    results, failed, exit_code = [], 0, 0
     with _progress(_show_progress(False, json_out)) as update:
         opts.progress = update
         for entry, release in pairs:
             try:
                 results.append(mirror_one(directory, entry, release, opts).to_json())
-            except ZooError as exc:
+            except Exception as exc:  # every model's outcome is reported, also after a bug of ours
+                if not isinstance(exc, ZooError) and _debug():
+                    raise
+                if not isinstance(exc, ZooError):
+                    from zoo.fetching import UnexpectedError
+
+                    exc = UnexpectedError(f"[{entry.id}] unexpected {type(exc).__name__}: {exc}",
+                                          "rerun this model with --debug for the traceback, and please report it")
                 failed += 1
+                exit_code = max(exit_code, exc.exit_code if exc.exit_code == 3 else 1)
                 results.append(failure_json(entry, release, exc))
                 print(f"error: {exc.message}", file=sys.stderr)
                 if exc.hint:
@@ -225,8 +243,8 @@ def mirror(
                 print(r["path"])
     if len(results) > 1 or failed:
         print(f"{len(results) - failed} mirrored, {failed} failed", file=sys.stderr)
-    if failed:
-        raise typer.Exit(1)
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 @cache_app.command("path")

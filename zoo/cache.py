@@ -262,9 +262,13 @@ def deep_problems(entry_dir: Path, manifest: Manifest, expected_sha256: str | No
     if expected_sha256 and manifest.archive_sha256 != expected_sha256:
         problems.append(f"entry was made from sha256 {manifest.archive_sha256}, the catalog pins {expected_sha256}")
     if manifest.archive_kept:
-        actual = sha256_file(entry_dir / layout.ARCHIVE)
-        if actual != manifest.archive_sha256:
-            problems.append(f"{layout.ARCHIVE}: sha256 {actual}, expected {manifest.archive_sha256}")
+        try:
+            actual = sha256_file(entry_dir / layout.ARCHIVE)
+        except OSError as exc:
+            problems.append(f"{layout.ARCHIVE}: unreadable ({exc.strerror or exc})")
+        else:
+            if actual != manifest.archive_sha256:
+                problems.append(f"{layout.ARCHIVE}: sha256 {actual}, expected {manifest.archive_sha256}")
     return problems + verify_tree(entry_dir / layout.MODEL_DIR, _listed_files(manifest), deep=True)
 
 

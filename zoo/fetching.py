@@ -219,7 +219,7 @@ def rebuild_from_kept_archive(cache: Cache, entry: Entry, release: Release, expe
         if isinstance(exc, CacheError):
             raise
         if _is_disk_full(exc):
-            raise _disk_full(cache, entry, release, exc) from None
+            raise _disk_full(cache, entry, release, exc, expected and archive.stat().st_size, archive) from None
         return False
     except (UnsafeArchiveError, IntegrityError):
         remove_tree(staging)
@@ -235,17 +235,30 @@ def _is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
 
 
-def _disk_full(cache: Cache, entry: Entry, release: Release, exc: OSError, size: int | None = None) -> CacheError:
-    """Disk full while writing: a space problem, not a damaged or hostile archive."""
+def _disk_full(cache: Cache, entry: Entry, release: Release, exc: OSError, size: int | None = None,
+               archive: Path | None = None) -> CacheError:
+    """Disk full while writing: a space problem, not a damaged or hostile archive.
+
+    When the whole archive is on disk its headers say exactly how much room unpacking needs.
+    """
     import shutil
 
+    from .unpack import declared_size
+
     size = size or release.size_bytes
+    unpacked = declared_size(archive) if archive is not None and size else None
     try:
         free = shutil.disk_usage(cache.root).free
     except OSError:
         free = None
-    need = f"about {size * 2.2 / 1e6:.0f} MB free (archive + unpacked files)" if size else "more free space"
-    have = f"; {free / 1e6:.0f} MB free now" if free is not None else ""
+    if unpacked is not None:
+        need = f"about {(unpacked + size) / 1e6:.1f} MB free ({unpacked / 1e6:.1f} MB unpacked + the " \
+               f"{size / 1e6:.1f} MB archive)"
+    elif size:
+        need = f"about {size * 2.2 / 1e6:.0f} MB free (archive + unpacked files, estimated)"
+    else:
+        need = "more free space"
+    have = f"; {free / 1e6:.1f} MB free now" if free is not None else ""
     return CacheError(f"{entry.id}@{release.release}: the disk holding {cache.root} is full "
                       f"({exc.strerror or exc}); it needs {need}{have}",
                       "free some space and run the command again (what was downloaded is kept and "
@@ -298,7 +311,8 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
         remove_tree(staging)
         cause = exc if isinstance(exc, OSError) and not isinstance(exc, ZooError) else exc.__cause__
         if _is_disk_full(cause):  # our disk, not the archive: keep the download for the next run
-            raise _disk_full(cache, entry, release, cause, result and result.size) from None
+            raise _disk_full(cache, entry, release, cause, result and result.size,
+                             partial if result is not None else None) from None
         if isinstance(exc, (UnsafeArchiveError, IntegrityError)):
             remove_partial(partial)  # refused or damaged bytes are never resumed from
         else:

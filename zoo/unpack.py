@@ -94,6 +94,16 @@ def unpack_stream(fileobj: BinaryIO, dest: Path, *, limits: UnpackLimits = Unpac
     return _extract(fileobj, Path(dest), limits, label, None)
 
 
+def declared_size(archive: Path, *, limits: UnpackLimits = UnpackLimits()) -> int | None:
+    """Bytes the archive's headers say it unpacks to (one inflate pass, nothing written);
+    None when the archive cannot be read or is refused. Used to say how much room is needed."""
+    try:
+        with open(archive, "rb") as raw:
+            return sum(size for _name, _type, size in _scan(raw, limits, str(archive), "<scan>"))
+    except (OSError, IntegrityError, UnsafeArchiveError):
+        return None
+
+
 def verify_tree(root: Path, manifest: Iterable[ManifestFile], *, deep: bool,
                 ignore: Iterable[str] = (), report_extra: bool = True) -> list[str]:
     """Problems found comparing the tree under ``root`` with ``manifest`` (empty: all good).
