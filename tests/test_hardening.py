@@ -151,6 +151,16 @@ def test_hostile_url_path_is_refused_before_mirror_writes(world, path):
     assert world.outside() == before
 
 
+@pytest.mark.parametrize("field, value", [("files", {"checkpoint": "../../victim/precious.txt"}),
+                                          ("files", {"tflite": "/etc/passwd"}), ("archive_root", "../..")])
+def test_hostile_file_patterns_are_refused_at_load(world, field, value):
+    bad, _ = _bad_catalog(world, **{field: value})
+    before = world.outside()
+    code, out, err = world.cli("show", "v1_b", catalog=bad)
+    assert code == 2 and f"{bad}:" in err and "entry 'v1_b'" in err and "relative path" in err, err
+    assert world.outside() == before
+
+
 def test_paths_are_checked_again_where_they_are_computed(tmp_path):
     """Independently of the catalog check: an entry built in Python cannot leave the cache."""
     from dataclasses import replace
@@ -249,6 +259,40 @@ def test_symlinked_lock_file_is_refused(world):
     assert code == 0 and "v1_a@r1.lock" in out
     assert world.outside() == before and not (locks / "v1_a@r1.lock").is_symlink()
     assert world.cli("fetch", "v1_a", "-q")[0] == 0
+
+
+@pytest.mark.parametrize("link", ["archive.tgz", "model-file", "manifest.json", "trusted.json"])
+def test_links_planted_inside_the_cache_are_never_followed(world, link):
+    world.fetch_all()
+    entry = world.cache / "v1_a" / "r1"
+    target = world.victim / "precious.txt"
+    if link == "archive.tgz":
+        (entry / layout.ARCHIVE).unlink()
+        (entry / layout.ARCHIVE).symlink_to(target)
+    elif link == "model-file":
+        victim_file = sorted(p for p in (entry / layout.MODEL_DIR).rglob("*") if p.is_file())[0]
+        victim_file.unlink()
+        victim_file.symlink_to(target)
+    elif link == "manifest.json":
+        (world.tmp / "copy.json").write_bytes((entry / layout.MANIFEST).read_bytes())
+        (entry / layout.MANIFEST).unlink()
+        (entry / layout.MANIFEST).symlink_to(world.tmp / "copy.json")
+    else:
+        (world.cache / layout.TRUST_FILE).rename(world.tmp / "trusted-copy.json")
+        (world.cache / layout.TRUST_FILE).symlink_to(world.tmp / "trusted-copy.json")
+        (world.cache / "v1_u").rename(world.tmp / "moved-away")
+    before = world.outside()
+    if link == "trusted.json":
+        code, out, err = world.cli("fetch", "v1_u")
+        assert code == 1 and "symbolic link" in err and str(world.cache / layout.TRUST_FILE) in err
+    else:
+        code, out, err = world.cli("verify", "v1_a")
+        assert code == 1 and "broken" in out
+        code, out, err = world.cli("verify", "--repair", "v1_a")
+        assert code == 0 and "repaired" in out, out + err
+        assert world.verified()["v1_a@r1"] == world.sha("v1_a")
+        assert not any(p.is_symlink() for p in entry.rglob("*"))
+    assert world.outside() == before
 
 
 def test_other_hosts_leftovers_are_never_reclaimed(world):

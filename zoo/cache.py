@@ -114,7 +114,7 @@ def owner_pid(name: str) -> int | None:
     return owner.pid if owner else None
 
 
-def _cache_write_error(exc: OSError, action: str, path: Path) -> CacheError:
+def cache_write_error(exc: OSError, action: str, path: Path) -> CacheError:
     """An OSError while changing the cache, as a message that says what to do."""
     reason = exc.strerror or str(exc)
     if exc.errno == errno.EROFS:
@@ -123,6 +123,8 @@ def _cache_write_error(exc: OSError, action: str, path: Path) -> CacheError:
         hint = f"you lack permission in {path.parent}; ask its owner, or use your own --cache-dir"
     elif exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
         hint = "free some disk space, or use another --cache-dir"
+    elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        hint = f"something that is not a cache folder is in the way ({exc.filename or path}); move it away"
     else:
         hint = "check the cache directory's file system and permissions"
     return CacheError(f"cannot {action} {path}: {reason}", hint)
@@ -485,7 +487,7 @@ class Cache:
         except OSError as exc:
             if isinstance(exc, CacheError):
                 raise
-            raise _cache_write_error(exc, "remove", path) from None
+            raise cache_write_error(exc, "remove", path) from None
 
     def staging_dir(self, entry: Entry, release: Release) -> Path:
         path = inside(self.root, layout.STAGING_DIR, private_name(entry, release), what="staging folder")
@@ -569,7 +571,7 @@ class Cache:
                 except OSError as exc:
                     if isinstance(exc, CacheError):
                         raise
-                    raise _cache_write_error(exc, "remove", path) from None
+                    raise cache_write_error(exc, "remove", path) from None
             report.removed.append(f"{path}  ({why})")
 
         for sub in (layout.PARTIAL_DIR, layout.STAGING_DIR):
@@ -603,7 +605,7 @@ class Cache:
                 except OSError as exc:
                     if isinstance(exc, CacheError):
                         raise
-                    raise _cache_write_error(exc, "remove", lock_file) from None
+                    raise cache_write_error(exc, "remove", lock_file) from None
                 report.removed.append(f"{lock_file}  (stale lock)")
         if catalog is None:
             return report

@@ -341,8 +341,14 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
             if cache.lookup(entry, release) is None:
                 raise
         fsync_dir(final.parent)
-    except BaseException:
+    except BaseException as exc:
         remove_tree(staging)
+        if isinstance(exc, OSError) and not isinstance(exc, ZooError):
+            from .cache import cache_write_error
+
+            if _is_disk_full(exc):
+                raise _disk_full(cache, entry, release, exc, result.size) from None
+            raise cache_write_error(exc, "publish the entry at", cache.entry_dir(entry, release)) from None
         raise
     if trusted_now:
         TrustStore(cache.root).record(entry, release, result.sha256, result.size)
