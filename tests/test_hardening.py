@@ -645,6 +645,20 @@ def test_unresolvable_host_says_so_and_leaves_nothing(world):
         assert list((world.cache / sub).iterdir()) == [], sub
 
 
+def test_nothing_downloaded_is_not_called_kept(world):
+    import socket
+
+    with socket.socket() as sock:                     # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    entries = [model_entry("v1_a", f"http://127.0.0.1:{port}/v1_a.tgz", world.data["v1_a"]), *world.entries[1:]]
+    cat = write_catalog(world.tmp / "refused.yaml", entries)
+    code, out, err = world.cli("fetch", "v1_a", "--deadline", "2", catalog=cat)
+    assert code == 1 and "v1_a" in err and "nothing was downloaded" in err and "kept" not in err
+    for sub in (layout.PARTIAL_DIR, layout.STAGING_DIR, layout.LOCK_DIR):
+        assert list((world.cache / sub).iterdir()) == [], sub
+
+
 def test_waiting_for_a_lock_says_who_holds_it(world):
     lock = CacheLock(world.cache / layout.LOCK_DIR / "v1_a@r1.lock", timeout=5, what="fetching v1_a@r1")
     lock.acquire()

@@ -534,7 +534,7 @@ class _HttpDownload:
     def _kept(self, then: str) -> str:
         """The hint's first half: what is left on disk (only say "kept" when bytes arrived)."""
         if self.size > 0:
-            return f"the partial download ({self.size} bytes) is kept; {then}"
+            return f"the partial download ({self.size} bytes) is kept and resumed by the next run; {then}"
         return f"nothing was downloaded; {then}"
 
     def _deadline_error(self, last: str | None) -> DownloadError:
@@ -542,7 +542,7 @@ class _HttpDownload:
         return self._error(
             f"download did not finish within the {self.policy.deadline:g}s deadline ({got}"
             + (f"; last problem: {last}" if last else "") + ")",
-            hint=self._kept("run the command again to resume, or raise the deadline"))
+            hint=self._kept("raise the deadline (--deadline) or try again later"))
 
     # ---- the partial file
     def _restart(self, why: str, changed: bool = False) -> None:
@@ -680,8 +680,8 @@ class _HttpDownload:
             if no_progress >= p.max_attempts_without_progress:
                 raise self._error(f"giving up after {no_progress} attempts in a row without "
                                   f"progress; last problem: {out.reason}",
-                                  hint=self._kept("run the command again to resume, or try another "
-                                                  "mirror (--mirror) or check proxy settings"))
+                                  hint=self._kept("try again later, use a mirror (--mirror) or the "
+                                                  "cache (--offline), or check proxy settings"))
             if out.kind in ("continue", "refetch"):
                 continue
             delay = backoff_delay(no_progress, p, out.retry_after)
