@@ -722,24 +722,36 @@ def test_disk_full_during_unpack_is_a_space_error_and_keeps_the_download(world, 
 
 
 # ------------------------------------------------------------------ 7. ordinary situations are not bugs
-def test_read_only_cache_commands_say_so(world, small_disk):
+def test_read_only_cache_commands_say_so(world, tmp_path, request):
+    """A read-only mount as root (a real one), a cache without write permission otherwise."""
     import shutil
     import subprocess
 
     world.fetch_all()
-    ro = small_disk(world.tmp / "ro", "32m")
-    shutil.copytree(world.cache, ro / "cache", symlinks=True)
-    (ro / "cache" / layout.PARTIAL_DIR / _dead_name("v1_a")).write_bytes(b"x")
-    subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
-    env = {"MOBILENET_ZOO_CACHE": str(ro / "cache")}
+    victim = sorted(p for p in (world.cache / "v1_a" / "r1" / layout.MODEL_DIR).rglob("*") if p.is_file())[0]
+    data = bytearray(victim.read_bytes())
+    data[0] ^= 1
+    victim.write_bytes(bytes(data))                       # damaged: verify --repair has work to do
+    (world.cache / layout.PARTIAL_DIR / _dead_name("v1_a")).write_bytes(b"x")
+    if os.geteuid() == 0:
+        ro = request.getfixturevalue("small_disk")(tmp_path / "ro", "32m")
+        shutil.copytree(world.cache, ro / "cache", symlinks=True)
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        cache, expect = ro / "cache", "read-only"
+    else:
+        cache, expect = world.cache, "permission"
+        for folder, dirs, files in os.walk(cache):
+            os.chmod(folder, 0o555)
+        request.addfinalizer(lambda: [os.chmod(f, 0o755) for f, _, _ in os.walk(cache)])
+    env = {"MOBILENET_ZOO_CACHE": str(cache)}
+    listing = sorted(str(p) for p in cache.rglob("*"))
     for command in (("cache", "prune"), ("cache", "rm", "v1_a"), ("verify", "--repair")):
-        if command[0] == "verify":
-            continue
         code, out, err = world.cli(*command, env=env)
         assert code == 1, (command, out, err)
-        assert "read-only" in err.lower() and "unexpected" not in err, (command, err)
-    code, out, err = world.cli("fetch", "v1_a", env=env)      # a populated read-only cache still serves
-    assert code == 0 and str(ro / "cache" / "v1_a" / "r1") in out
+        assert expect in (out + err).lower() and "unexpected" not in out + err, (command, out, err)
+    assert sorted(str(p) for p in cache.rglob("*")) == listing
+    code, out, err = world.cli("fetch", "v1_b", env=env)      # a populated read-only cache still serves
+    assert code == 0 and str(cache / "v1_b" / "r1") in out
 
 
 def test_broken_pipe_exits_quietly(tmp_path):

@@ -202,7 +202,14 @@ def rebuild_from_kept_archive(cache: Cache, entry: Entry, release: Release, expe
             return False
     except OSError:
         return False
-    staging = cache.staging_dir(entry, release)
+    try:
+        staging = cache.staging_dir(entry, release)
+    except OSError as exc:
+        if isinstance(exc, CacheError):
+            raise
+        from .cache import cache_write_error
+
+        raise cache_write_error(exc, "rebuild the entry in", cache.root / layout.STAGING_DIR) from None
     try:
         files = unpack_archive(archive, staging / layout.MODEL_DIR, label=entry.id)
         manifest = Manifest(entry.id, release.release, release.url, expected, archive.stat().st_size,
