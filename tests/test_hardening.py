@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from zoo import layout
 from zoo.locking import CacheLock, host_name
@@ -455,7 +454,7 @@ def test_repair_rebuilds_from_the_kept_archive_offline(world, damage):
     world.server.reset_stats()
     code, out, err = world.cli("--offline", "verify", "--repair")
     assert code == 0 and "repaired" in out and "from the kept archive" in out, out + err
-    assert world.server.stats(f"/models/v1_a.tgz").requests == 0
+    assert world.server.stats("/models/v1_a.tgz").requests == 0
     assert world.cli("verify")[0] == 0 and world.verified()["v1_a@r1"] == world.sha("v1_a")
 
 
@@ -756,7 +755,6 @@ def test_read_only_cache_commands_say_so(world, tmp_path, request):
 
 def test_broken_pipe_exits_quietly(tmp_path):
     import subprocess
-    import sys
 
     from .conftest import console_script
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import email.utils
 import enum
 import hashlib
-import json
 import logging
 import os
 import random
