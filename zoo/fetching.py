@@ -136,11 +136,16 @@ def fetch_entry(entry: Entry, release: Release, opts: FetchOptions, *, force: bo
         return hit
 
     sources = sources_for(release.url, opts.mirrors, offline=opts.offline, token=opts.mirror_token)
-    if not sources:
-        state = ("is not in the cache" if why == "not cached" else f"has an unusable cached copy ({why})")
-        raise OfflineError(f"{entry.id}@{release.release} {state} ({cache.root}) and --offline allows no network",
-                           f"run `mobilenet-zoo fetch {entry.id}` while online, or add a file mirror "
-                           "(--mirror DIR) made with `mobilenet-zoo mirror`")
+
+    def offline_error() -> OfflineError:
+        state = ("is not in the cache" if why in ("not cached", "forced")
+                 else f"has an unusable cached copy ({why})")
+        return OfflineError(f"{entry.id}@{release.release} {state} ({cache.root}) and --offline allows no network",
+                            f"run `mobilenet-zoo fetch {entry.id}` while online, or add a file mirror "
+                            "(--mirror DIR) made with `mobilenet-zoo mirror`")
+
+    if not sources and (force or why == "not cached"):
+        raise offline_error()  # (a damaged entry may still be rebuilt offline from its kept archive)
     cache.ensure_writable()
 
     from .locking import CacheLock
@@ -153,13 +158,15 @@ def fetch_entry(entry: Entry, release: Release, opts: FetchOptions, *, force: bo
                 return hit
         cache.clear_dead_staging(entry, release)
         if why not in ("not cached", "forced"):
-            opts.warn(f"{entry.id}@{release.release}: cached copy not used ({why}); fetching it again")
-        if release.size_bytes:
-            cache.check_free_space(int(release.size_bytes * 2.2), f"{entry.id} (archive + unpacked files)")
+            opts.warn(f"{entry.id}@{release.release}: cached copy not used ({why}); replacing it")
         if not force and rebuild_from_kept_archive(cache, entry, release, expected, opts):
             hit, why = _cache_hit(cache, entry, release, expected)
             if hit is not None:
                 return hit
+        if not sources:
+            raise offline_error()
+        if release.size_bytes:
+            cache.check_free_space(int(release.size_bytes * 2.2), f"{entry.id} (archive + unpacked files)")
         return _fetch_locked(cache, entry, release, expected, from_tofu, sources, opts, force)
 
 
