@@ -56,7 +56,10 @@ class CacheLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        import fcntl
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: filelock's msvcrt lock (no symlinks to fear there)
+            return self._acquire_portable()
 
         deadline = time.monotonic() + self.timeout
         told = False
@@ -99,7 +102,21 @@ class CacheLock:
                 pass  # read-only descriptor: the lock holds all the same
             return
 
+    def _acquire_portable(self) -> None:  # pragma: no cover
+        from filelock import FileLock, Timeout
+
+        self._portable = FileLock(str(self.path), timeout=self.timeout)
+        try:
+            self._portable.acquire()
+        except Timeout:
+            raise LockTimeout(f"waited {self.timeout:.0f} s for another process holding {self.path}") from None
+
     def release(self) -> None:
+        portable = getattr(self, "_portable", None)
+        if portable is not None:  # pragma: no cover
+            portable.release()
+            self._portable = None
+            return
         import fcntl
 
         if self._fd is None:
