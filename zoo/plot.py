@@ -145,7 +145,8 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
     from .atomic import default_file_mode
 
     fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=out.parent)
-    os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; a picture is shared like any file
+    if hasattr(os, "fchmod"):  # mkstemp makes 0600; a picture is shared like any file
+        os.fchmod(fd, default_file_mode())
     os.close(fd)
     try:
         fig.savefig(tmp, format="png")
