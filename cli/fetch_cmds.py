@@ -153,7 +153,9 @@ def fetch_one(entry, quiet: bool):
 
     opts = _options()
     if quiet:
-        opts.warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)
+        from zoo.redact import redact
+
+        opts.warn = lambda msg: print(f"warning: {redact(msg)}", file=sys.stderr)
     with _progress(_show_progress(quiet, False)) as update:
         opts.progress = update
         return fetch_entry(entry, entry.default_release, opts)

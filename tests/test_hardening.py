@@ -800,6 +800,25 @@ def test_passwords_in_mirror_urls_are_masked_everywhere(world):
         assert code == 1 and secret not in out + err and "bob:***@" in out + err, (command, out, err)
 
 
+def test_passwords_in_a_private_catalogs_urls_are_masked(world):
+    world.fetch_all()
+    secret = "catalog-pw-42"
+    entries = [dict(e) for e in world.entries]
+    for i in (0, 1):   # v1_a: the cached copy's URL changed (a warning); v1_b: a 404 (an error)
+        url = world.url(entries[i]["id"]).replace("http://", f"http://carol:{secret}@")
+        if i == 1:
+            url = url.replace("/models/", "/missing/")
+        entries[i] = model_entry(entries[i]["id"], url, world.data[entries[i]["id"]])
+    cat = write_catalog(world.tmp / "private.yaml", entries)
+    assert world.cli("cache", "rm", "v1_b")[0] == 0
+    for args in (("fetch", "v1_a", "v1_b"), ("fetch", "v1_a", "v1_b", "--json"), ("verify",)):
+        code, out, err = world.cli(*args, catalog=cat)
+        assert secret not in out + err, (args, out, err)
+        if args[0] == "fetch":
+            assert code == 1 and "carol:***@" in out + err, (args, out, err)
+    # the first fetch warned about v1_a's changed URL (and rebuilt it from its kept archive)
+
+
 def test_mirror_token_goes_to_mirrors_only_and_never_across_hosts(world):
     host = world.url("v1_a").split("/")[2]
     world.server.add(f"/m/{host}/models/v1_a.tgz", world.data["v1_a"])

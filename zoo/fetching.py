@@ -51,7 +51,7 @@ class FetchOptions:
     policy: object | None = None  # zoo.download.DownloadPolicy
     mirror_token: str | None = None  # $MOBILENET_ZOO_MIRROR_TOKEN: sent to http(s) mirrors only
     progress: Callable[[Entry, int, int | None], None] | None = None
-    warn: Callable[[str], None] = field(default=lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    warn: Callable[[str], None] = field(default=lambda msg: print(f"warning: {redact(msg)}", file=sys.stderr))
 
 
 @dataclass(frozen=True)
