@@ -55,6 +55,7 @@ def _report(records: list[dict], json_out: bool, verb: str) -> None:
 def dry_run_fetch(pairs, opts, json_out: bool) -> None:
     """What `fetch` would do, touching nothing."""
     from zoo.mirrors import sources_for
+    from zoo.redact import redact
 
     records = []
     for entry, release in pairs:
@@ -64,7 +65,7 @@ def dry_run_fetch(pairs, opts, json_out: bool) -> None:
         if cached is not None:
             record.update(action="cached", path=str(cached))
         else:
-            sources = [s.url for s in sources_for(release.url, opts.mirrors, offline=opts.offline)]
+            sources = [redact(s.url) for s in sources_for(release.url, opts.mirrors, offline=opts.offline)]
             record.update(action="download" if sources else "unavailable", sources=sources)
         records.append(record)
     _report(records, json_out, "download")
@@ -72,18 +73,20 @@ def dry_run_fetch(pairs, opts, json_out: bool) -> None:
 
 def dry_run_mirror(directory: Path, pairs, opts, json_out: bool) -> None:
     """What `mirror DIR` would do, touching nothing (present files would be re-checked, not re-downloaded)."""
-    from zoo.mirrors import mirror_path, sources_for
+    from zoo.mirrors import mirror_target, sources_for
+    from zoo.redact import redact
 
     records = []
     for entry, release in pairs:
-        target = Path(directory) / mirror_path(release.url)
+        target = mirror_target(Path(directory), release.url)  # the same checked path `mirror` writes
         record = {"id": entry.id, "release": release.release, "model": entry.spec(release),
                   "size_bytes": release.size_bytes, "sha256": release.sha256, "path": str(target), "sources": []}
         if target.is_file():
             record["action"] = "present (would be re-checked)"
         else:
             record.update(action="download",
-                          sources=[s.url for s in sources_for(release.url, opts.mirrors, offline=opts.offline)])
+                          sources=[redact(s.url) for s in sources_for(release.url, opts.mirrors,
+                                                                      offline=opts.offline)])
         records.append(record)
     _report(records, json_out, "download")
 

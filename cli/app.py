@@ -19,6 +19,7 @@ from zoo import config
 
 import mobilenet_zoo_cli as _package
 from zoo.errors import ZooError
+from zoo.redact import redact
 
 @dataclass
 class Settings:
@@ -67,9 +68,9 @@ class _ZooGroup(TyperGroup):
         except KeyboardInterrupt:
             _print_error("interrupted", None)
             raise typer.Exit(130) from None
-        except BrokenPipeError:  # `mobilenet-zoo list | head`: the reader left; stop quietly, like `ls`
+        except BrokenPipeError:  # `mobilenet-zoo list | head -1`: the reader left; so do we, quietly
             _silence_stdout()
-            raise typer.Exit(141) from None
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own flow and usage errors
             raise
         except ModuleNotFoundError as exc:
@@ -80,13 +81,55 @@ class _ZooGroup(TyperGroup):
                 raise
             command = ctx.invoked_subcommand or "this command"
             _print_error(f"`{command}` needs {TF_EXTRA_MODULES[root]}, which is not installed", tf_extra_hint())
+        except OSError as exc:
+            if settings.debug or config.debug():
+                raise
+            known = _environment_error(exc)
+            if known is None:
+                _print_error(f"unexpected {type(exc).__name__}: {redact(str(exc))}",
+                             "rerun with --debug for the traceback, and please report it")
+                raise typer.Exit(3) from None
+            _print_error(*known)
             raise typer.Exit(1) from None
         except Exception as exc:
             if settings.debug or config.debug():
                 raise
-            _print_error(f"unexpected {type(exc).__name__}: {exc}",
+            _print_error(f"unexpected {type(exc).__name__}: {redact(str(exc))}",
                          "rerun with --debug for the traceback, and please report it")
             raise typer.Exit(3) from None
+
+
+# Quietly, with status 1: what click and rich do when the reader of stdout goes away, so every
+# command behaves the same whichever of them noticed first. (Not exit 3: not a bug of ours.)
+EXIT_BROKEN_PIPE = 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _environment_error(exc: OSError) -> tuple[str, str] | None:
+    """Ordinary situations (read-only or full disks, permissions) as (message, hint); None: a bug."""
+    import errno
+
+    where = exc.filename or "a file"
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EROFS:
+        return f"cannot write {where}: {reason}", "the file system is read-only; use a writable location"
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return f"cannot write {where}: {reason}", "free some disk space or use another location"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied: {where}", "fix its permissions or choose another location"
+    return None
 
 
 app = typer.Typer(
@@ -181,11 +224,16 @@ def _silence_stdout() -> None:
 
 
 def main() -> None:
+    import sys
+
     try:
-        app(prog_name="mobilenet-zoo")
+        try:
+            app(prog_name="mobilenet-zoo")
+        finally:
+            sys.stdout.flush()  # a reader that left shows up here, at the final flush
     except BrokenPipeError:
         _silence_stdout()
-        raise SystemExit(141) from None
+        sys.exit(EXIT_BROKEN_PIPE)
 
 
 # Command modules register themselves on `app` when imported. The console script

@@ -54,6 +54,12 @@ def _progress(enabled: bool):
     yield feedback.reporter() if enabled else None
 
 
+def _debug() -> bool:
+    from zoo import config
+
+    return settings.debug or config.debug()
+
+
 def _show_progress(quiet: bool, json_out: bool) -> bool:
     return not quiet and not json_out
 
@@ -107,36 +113,44 @@ def fetch(
                 opts.progress = update
                 airgap.fetch_from_file(from_file, pairs, opts, json_out)
         return
-    if json_out or quiet:
-        opts.warn = lambda msg: None if json_out else print(f"warning: {msg}", file=sys.stderr)
-    err = Console(stderr=True, highlight=False)
+    # warnings (trust on first use, a changed pin, a rebuilt entry) go to stderr even with --json
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _progress(_show_progress(quiet, json_out)) as update:
         opts.progress = update
         outcomes = fetch_many(pairs, opts, jobs)
-    failed = 0
-    results = []
-    for entry, result, error in outcomes:
-        if error is not None:
-            failed += 1
-            results.append({"id": entry.id, "path": None, "sha256": None, "bytes_downloaded": 0, "cached": False,
-                            "error": error.message})
-            if not json_out:
-                from rich.markup import escape
+    from rich.markup import escape
 
+    from zoo.fetching import failure_json
+
+    records, counts, exit_code = [], {"cached": 0, "fetched": 0, "failed": 0}, 0
+    for (entry, result, error), (_, release) in zip(outcomes, pairs):
+        if error is not None:
+            if error.exit_code == 3 and error.__cause__ is not None and _debug():
+                import traceback
+
+                traceback.print_exception(error.__cause__)
+            counts["failed"] += 1
+            exit_code = max(exit_code, 3 if error.exit_code == 3 else 1)
+            records.append(failure_json(entry, release, error))
+            if not json_out:
                 err.print(f"[bold red]error:[/] {escape(error.message)}")
                 if error.hint:
                     err.print(f"[yellow]hint:[/] {escape(error.hint)}")
             continue
-        results.append(result.to_json())
+        counts[result.outcome] += 1
+        records.append(result.to_json())
         if not json_out:
             note = "cached" if result.cached else f"fetched {result.bytes_downloaded:,} bytes from {result.source}"
             print(result.path)
             if not quiet:
                 err.print(f"[green]{entry.id}[/] ({note}; sha256 {result.sha256[:16]}...)")
     if json_out:
-        print_json(results)
-    if failed:
-        raise typer.Exit(1)
+        print_json(records)
+    if len(outcomes) > 1 or counts["failed"]:
+        summary = ", ".join(f"{n} {what}" for what, n in counts.items())
+        print(summary, file=sys.stderr)
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 def fetch_one(entry, quiet: bool):
@@ -145,7 +159,9 @@ def fetch_one(entry, quiet: bool):
 
     opts = _options()
     if quiet:
-        opts.warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)
+        from zoo.redact import redact
+
+        opts.warn = lambda msg: print(f"warning: {redact(msg)}", file=sys.stderr)
     with _progress(_show_progress(quiet, False)) as update:
         opts.progress = update
         return fetch_entry(entry, entry.default_release, opts)
@@ -155,7 +171,8 @@ def fetch_one(entry, quiet: bool):
 def verify(
     models: Optional[list[str]] = typer.Argument(None, help="Models to check (default: everything cached).",
                                                  autocompletion=complete_model),
-    repair: bool = typer.Option(False, "--repair", help="Fetch again whatever is broken."),
+    repair: bool = typer.Option(False, "--repair", help="Rebuild what is broken: from the kept archive if it is "
+                                                         "intact (works --offline), else by downloading again."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON report."),
 ) -> None:
     """Re-hash cached archives and every unpacked file against their manifests.
@@ -176,10 +193,15 @@ def verify(
         if not reports:
             print("nothing cached to verify")
         for report in reports:
-            print(f"{report.status:13s} {report.id}@{report.release}")
+            how = f" ({report.how})" if report.how else ""
+            print(f"{report.status:13s} {report.id}@{report.release}{how}")
             for problem in report.problems:
                 print(f"    {problem}")
-    if any(r.status in ("broken", "missing", "repair-failed") for r in reports):
+        broken = [r for r in reports if r.status == "broken"]
+        if broken:
+            print(f"hint: `mobilenet-zoo verify --repair {' '.join(r.id for r in broken)}` rebuilds them "
+                  "(from the kept archive when it is intact, else by downloading)", file=sys.stderr)
+    if any(r.status in ("broken", "missing", "repair-failed", "error") for r in reports):
         raise typer.Exit(1)
 
 
@@ -199,6 +221,8 @@ def mirror(
 
     Example: mobilenet-zoo mirror /srv/mobilenet --family v1 && mobilenet-zoo --mirror /srv/mobilenet fetch 1.0_224
     """
+    from zoo.errors import ZooError
+    from zoo.fetching import failure_json
     from zoo.mirroring import mirror_one
 
     pairs = _select(models or [], family, quantized, all_models)
@@ -208,28 +232,36 @@ def mirror(
 
         dry_run_mirror(directory, pairs, opts, json_out)
         return
-    results, failed = [], 0
+    results, failed, exit_code = [], 0, 0
     with _progress(_show_progress(False, json_out)) as update:
         opts.progress = update
         for entry, release in pairs:
             try:
                 results.append(mirror_one(directory, entry, release, opts).to_json())
-            except Exception as exc:
-                from zoo.errors import ZooError
-
-                if not isinstance(exc, ZooError):
+            except Exception as exc:  # every model's outcome is reported, also after a bug of ours
+                if not isinstance(exc, ZooError) and _debug():
                     raise
+                if not isinstance(exc, ZooError):
+                    from zoo.fetching import UnexpectedError
+
+                    exc = UnexpectedError(f"[{entry.id}] unexpected {type(exc).__name__}: {exc}",
+                                          "rerun this model with --debug for the traceback, and please report it")
                 failed += 1
-                results.append({"id": entry.id, "release": release.release, "error": exc.message})
+                exit_code = max(exit_code, exc.exit_code if exc.exit_code == 3 else 1)
+                results.append(failure_json(entry, release, exc))
                 print(f"error: {exc.message}", file=sys.stderr)
+                if exc.hint:
+                    print(f"hint: {exc.hint}", file=sys.stderr)
     if json_out:
         print_json(results)
     else:
         for r in results:
-            if "path" in r:
+            if r["path"]:
                 print(r["path"])
-    if failed:
-        raise typer.Exit(1)
+    if len(results) > 1 or failed:
+        print(f"{len(results) - failed} mirrored, {failed} failed", file=sys.stderr)
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 @cache_app.command("path")
@@ -288,7 +320,7 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print a JSON a
     for cached in Cache(settings.resolved_cache_dir()).entries():
         ok = cached.manifest is not None and not cheap_problems(cached.path, cached.manifest)
         rows.append({"id": cached.model_id, "release": cached.release, "path": str(cached.path),
-                     "size_bytes": cached.size_bytes, "sizes_ok": ok,
+                     "size_bytes": cached.size_bytes, "sizes_ok": ok, "problem": cached.problem,
                      "sha256": cached.manifest.archive_sha256 if cached.manifest else None,
                      "trusted_on_first_use": bool(cached.manifest and cached.manifest.trusted_on_first_use)})
     if json_out:
@@ -309,7 +341,8 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print a JSON a
 
 @cache_app.command("rm")
 def cache_rm(models: list[str] = typer.Argument(..., help="Models to remove (NAME@RELEASE for one release).",
-                                                autocompletion=complete_model)) -> None:
+                                                autocompletion=complete_model),
+             dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only say what would be removed.")) -> None:
     """Remove models from the cache.
 
     Example: mobilenet-zoo cache rm v1_1.0_224
@@ -319,22 +352,37 @@ def cache_rm(models: list[str] = typer.Argument(..., help="Models to remove (NAM
 
     catalog = settings.load_catalog()
     cache = Cache(settings.resolved_cache_dir())
-    for name in models:
+    resolved = []
+    for name in models:  # every name is checked before anything is removed
         entry = catalog.get(name)
-        release = entry.release(names.split_release(name)[1]) if "@" in name else None
-        removed = cache.remove(entry, release)
-        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} of {entry.id}")
+        resolved.append((entry, entry.release(names.split_release(name)[1]) if "@" in name else None))
+    verb = "would remove" if dry_run else "removed"
+    for entry, release in resolved:
+        removed = cache.remove(entry, release, dry_run=dry_run)
+        for path in removed:
+            print(f"{verb} {path}")
+        print(f"{verb} {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} of {entry.id}")
 
 
 @cache_app.command("prune")
-def cache_prune() -> None:
-    """Remove leftovers of dead processes (partials, staging dirs, stale locks) and outdated releases.
+def cache_prune(
+    unlisted: bool = typer.Option(False, "--unlisted",
+                                  help="Also remove verified entries the catalog does not list (another catalog's "
+                                       "models, old releases, changed URLs)."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only say what would be removed."),
+) -> None:
+    """Remove what is provably ours and dead: partials and staging dirs of dead processes on this
+    host, and unheld locks. Verified entries stay unless --unlisted.
 
-    Example: mobilenet-zoo cache prune
+    Example: mobilenet-zoo cache prune --dry-run
     """
     from zoo.cache import Cache
 
-    removed = Cache(settings.resolved_cache_dir()).prune(settings.load_catalog())
-    for path in removed:
-        print(f"removed {path}")
-    print(f"{len(removed)} item(s) removed")
+    report = Cache(settings.resolved_cache_dir()).prune(settings.load_catalog(), unlisted=unlisted,
+                                                         dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for path in report.removed:
+        print(f"{verb} {path}")
+    for note in report.kept:
+        print(f"kept {note}", file=sys.stderr)
+    print(f"{verb} {len(report.removed)} item(s); left {len(report.kept)} alone")

@@ -210,6 +210,7 @@ def bench_cmd(
     Example: mobilenet-zoo bench v1_0.25_128_quant v2_0.35_96 --threads 2 --runs 50
     """
     from zoo.benchmark import bench
+    from zoo.errors import ZooError
 
     bar = None
     tasks: dict[str, int] = {}
@@ -227,12 +228,22 @@ def bench_cmd(
     try:
         results = bench(models, fmt.value, threads=threads, runs=runs, warmup=warmup,
                         catalog=settings.load_catalog(), cache_dir=settings.resolved_cache_dir(),
-                        progress=show_progress if bar is not None else None)
+                        progress=show_progress if bar is not None else None, record=False)
     finally:
         if bar is not None:
             bar.stop()
+    from zoo.profile import record as record_latency
+
+    try:  # the figures are printed first whatever happens to the profile file
+        for r in results:
+            record_latency(r["id"], r["format"], r["threads"], r["median_ms"], r["p90_ms"])
+        save_error = None
+    except ZooError as exc:
+        save_error = exc
     if as_json:
         print_json(results)
+        if save_error is not None:
+            raise save_error
         return
     from zoo.units import format_ms
 
@@ -244,6 +255,8 @@ def bench_cmd(
     print_table(columns, [[r["id"], r["format"], str(r["threads"]), format_ms(r["median_ms"]),
                            format_ms(r["p90_ms"])] for r in results],
                 title=f"latency on this machine ({runs} runs after {warmup} warm-up)")
+    if save_error is not None:
+        raise save_error
     print(style("recorded as device `local` (and local-<format>-<threads>t)", "dim"), file=sys.stderr)
 
 

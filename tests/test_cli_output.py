@@ -129,8 +129,25 @@ def test_catalog_copy_is_used_and_untrusted(tmp_path):
     os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert source.stat().st_size == st.st_size
     assert load_catalog(source, with_profile=False).get("v1_1.0_224").top1 == 70.8
-    # a read-only cache costs only the speed-up
-    os.environ["MOBILENET_ZOO_CACHE"] = str(tmp_path / "file-not-dir")
+    # the copy lives in this user's private state folder, never in a (possibly shared) model cache
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.json"))
+    assert copy.parent.parent == Path(os.environ["MOBILENET_ZOO_PROFILE"]).parent
+    assert copy.stat().st_mode & 0o777 == 0o600
+    # a copy another user could have written (group/world-writable), or a link, is ignored
+    load_catalog(source, with_profile=False)
+    data = json.loads(copy.read_bytes())
+    data["models"][0]["top1"] = 12.5
+    copy.write_text(json.dumps(data))
+    copy.chmod(0o620)
+    assert load_catalog(source, with_profile=False).get("v1_1.0_224").top1 == 70.8
+    planted = tmp_path / "planted.json"
+    planted.write_text(json.dumps(data))
+    planted.chmod(0o600)
+    copy.unlink()
+    copy.symlink_to(planted)
+    assert load_catalog(source, with_profile=False).get("v1_1.0_224").top1 == 70.8
+    # an unwritable state folder costs only the speed-up
+    os.environ["MOBILENET_ZOO_PROFILE"] = str(tmp_path / "file-not-dir" / "profile.json")
     (tmp_path / "file-not-dir").write_text("")
     assert len(load_catalog(source, with_profile=False)) == len(first)
 

@@ -131,14 +131,21 @@ def test_stream_and_file_unpack_agree(fault_server, two_models, tmp_path):
     assert read_manifest(a.path).files == read_manifest(b.path).files
 
 
-def test_damaged_entry_is_noticed_cheaply_and_refetched(fault_server, two_models, tmp_path):
+def test_damaged_entry_is_noticed_cheaply_and_rebuilt_from_kept_archive(fault_server, two_models, tmp_path):
     catalog, served, _ = two_models
     path = fetch("v1_a", catalog=catalog, cache_dir=tmp_path / "cache")
     victim = next((path / "model").iterdir())
     victim.write_bytes(victim.read_bytes()[:-1])     # truncated: size check catches it
     requests = fault_server.stats(served[0].path).requests
     path2 = fetch("v1_a", catalog=catalog, cache_dir=tmp_path / "cache")
-    assert path2 == path and fault_server.stats(served[0].path).requests == requests + 1
+    # the kept archive still matches the pin: rebuilt without the network
+    assert path2 == path and fault_server.stats(served[0].path).requests == requests
+    assert victim.read_bytes() == _members(served[0].data)[victim.name]
+    # a damaged archive too: only then is it downloaded again
+    victim.write_bytes(victim.read_bytes()[:-1])
+    (path / layout.ARCHIVE).write_bytes(b"x" * len(served[0].data))
+    assert fetch("v1_a", catalog=catalog, cache_dir=tmp_path / "cache") == path
+    assert fault_server.stats(served[0].path).requests == requests + 1
     assert victim.read_bytes() == _members(served[0].data)[victim.name]
 
 

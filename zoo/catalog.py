@@ -19,6 +19,7 @@ import yaml
 
 from . import config, names
 from .errors import CatalogError, UnknownModelError
+from .safepath import SAFE_URL_PART, is_safe_name, unsafe_url_path
 
 if TYPE_CHECKING:
     from .selection import PickResult
@@ -219,6 +220,27 @@ def _check_type(value: Any, types: tuple) -> bool:
     return isinstance(value, types)
 
 
+def _unsafe_url(url: str) -> str | None:
+    """Why a URL cannot be mirrored as ``<host>/<path>`` (None: it can); see ``zoo.safepath``."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme != "file" and not SAFE_URL_PART.fullmatch(parts.netloc.rpartition("@")[2] or "-"):
+        return f"host {parts.netloc!r} is not a plain host name"
+    if parts.scheme != "file" and not parts.netloc:
+        return "the URL has no host"
+    return unsafe_url_path(parts.path)
+
+
+def _unsafe_relative(path: str) -> bool:
+    """True for absolute paths, '..' components, backslashes and control characters."""
+    return (path.startswith("/") or "\\" in path or any(ord(c) < 32 for c in path)
+            or ".." in path.split("/"))
+
+
 def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
     model_id = raw.get("id") if isinstance(raw.get("id"), str) else None
 
@@ -236,6 +258,10 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
             continue
         if not _check_type(raw[key], types):
             raise fail(f"field {key!r} must be {_type_name(types)}, got {raw[key]!r}", key)
+
+    if not is_safe_name(raw.get("id")):
+        raise fail(f"field 'id' must be a plain name (letters, digits, '.', '_', '-', '+'; starting with a "
+                   f"letter or digit; no '/' or '..'), got {raw.get('id')!r}", "id")
 
     family = raw["family"]
     if family not in FAMILIES:
@@ -266,6 +292,12 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
                    "input_quantization")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in raw["files"].items()):
         raise fail("files must map roles (checkpoint, frozen_graph, tflite, ...) to paths", "files")
+    for role, pattern in raw["files"].items():
+        if _unsafe_relative(pattern):
+            raise fail(f"files.{role} must be a relative path inside the archive, got {pattern!r}", "files")
+    if "archive_root" in raw and _unsafe_relative(raw["archive_root"]):
+        raise fail(f"archive_root must be a relative path inside the archive, got {raw['archive_root']!r}",
+                   "archive_root")
 
     releases = _releases(raw, fail)
     return Entry(
@@ -302,8 +334,15 @@ def _releases(raw: _LineMap, fail: Callable[..., CatalogError]) -> tuple[Release
         if not isinstance(rel, dict) or not {"release", "url"} <= set(rel) or set(rel) - _RELEASE_KEYS:
             raise fail("each release needs release and url (optional: sha256, size_bytes, digest_source)", key)
         name, url, sha, size_b = rel["release"], rel["url"], rel.get("sha256"), rel.get("size_bytes")
+        if isinstance(name, int) and not isinstance(name, bool):
+            name = str(name)  # `release: 2018` in YAML is a name, not a number
+        if not is_safe_name(name):
+            raise fail(f"release name must be a plain name (letters, digits, '.', '_', '-', '+'; no '/' or "
+                       f"'..'), got {name!r}", key)
         if not isinstance(url, str) or not url.startswith(("http://", "https://", "file://")):
             raise fail(f"release {name!r}: url must be an http(s) or file URL, got {url!r}", key)
+        if (why := _unsafe_url(url)) is not None:
+            raise fail(f"release {name!r}: url {url!r}: {why}", key)
         if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
             raise fail(f"release {name!r}: sha256 must be 64 lowercase hex digits", key)
         if size_b is not None and (not isinstance(size_b, int) or isinstance(size_b, bool) or size_b <= 0):

@@ -1,30 +1,33 @@
 """A parsed copy of the catalog, so the light commands skip the YAML parser (~20 ms).
 
 The YAML is the truth. After a successful parse its ``models`` list is written as JSON to
-``<cache>/.catalog/<checksum of the path>.json``, keyed by the YAML file's path, size,
-mtime, inode and CRC-32 (so a stale copy is never used). A later run whose key matches loads that JSON (~1 ms) and still runs
-every entry through the same validation as the YAML path: the file is untrusted input
-(another user, a damaged disk, an older version of this program), so anything wrong with
-it (unreadable, other key, other schema, an entry that fails validation) means "parse the
-YAML again", never an error and never a wrong catalog. Writing is atomic and best effort:
-a read-only cache only costs the speed-up.
+``<state>/parsed-catalogs/<checksum of the path>.json``, where ``<state>`` is the per-user,
+per-machine folder of the `bench` profile (``config.profile_path().parent``), never the model
+cache: a cache may be shared with other people, and a planted copy there could change the
+pins that every cached model is checked against. The copy is keyed by the YAML file's path,
+size, mtime, inode and CRC-32 (so a stale copy is never used), written 0600, and read only if
+it is a regular file (no link followed) owned by this user and writable by nobody else.
 
-Trust: the copy sits in the model cache and is exactly as trusted as the models next to
-it (whoever can write there can already replace a model); it adds no new way in.
+It is still untrusted input (a damaged disk, an older version of this program): every entry
+goes through the same validation as the YAML, and anything wrong with the copy means "parse
+the YAML again", never an error and never a wrong catalog. Writing is atomic and best effort:
+an unwritable folder only costs the speed-up.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from stat import S_ISREG
 import zlib
 from pathlib import Path
 from typing import Any
 
 from . import config
 
-FORMAT = 1  # bump when the cached shape or the validation rules change
-DIR = ".catalog"
+FORMAT = 2  # bump when the cached shape or the validation rules change
+DIR = "parsed-catalogs"
+MAX_BYTES = 16 << 20  # the shipped catalog's copy is ~150 kB
 
 
 def _key(source: Path, stat: os.stat_result, data: bytes) -> dict[str, Any]:
@@ -39,13 +42,27 @@ def _key(source: Path, stat: os.stat_result, data: bytes) -> dict[str, Any]:
 def cache_file(source: Path) -> Path:
     # A short, stable name per catalog path (hashlib would cost ~2 ms of start-up to import).
     tag = zlib.crc32(str(source).encode()) ^ (zlib.adler32(str(source).encode()) << 32)
-    return config.cache_dir() / DIR / f"{tag:016x}.json"
+    return config.profile_path().parent / DIR / f"{tag:016x}.json"
+
+
+def _read_private(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file of ours that nobody else can write; else OSError."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        st = os.fstat(fd)
+        foreign = hasattr(os, "geteuid") and st.st_uid != os.geteuid()
+        if not S_ISREG(st.st_mode) or foreign or st.st_mode & 0o022 or st.st_size > MAX_BYTES:
+            raise PermissionError(f"{path}: not a private file of this user")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(MAX_BYTES + 1)
+    finally:
+        os.close(fd)
 
 
 def load_models(source: Path, stat: os.stat_result, data: bytes) -> list[dict] | None:
     """The cached raw ``models`` list for this exact file (``data`` = its bytes), or None."""
     try:
-        cached = json.loads(cache_file(source).read_bytes())
+        cached = json.loads(_read_private(cache_file(source)))
     except (OSError, ValueError):
         return None
     if not isinstance(cached, dict) or cached.get("key") != _key(source, stat, data):
@@ -67,6 +84,6 @@ def store_models(source: Path, stat: os.stat_result, data: bytes, models: list[d
     if plain != models:  # something JSON cannot hold exactly (non-string keys, ...): do not cache
         return
     try:
-        atomic_write_json(cache_file(source), {"key": _key(source, stat, data), "models": plain})
+        atomic_write_json(cache_file(source), {"key": _key(source, stat, data), "models": plain}, mode=0o600)
     except OSError:
         pass

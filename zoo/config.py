@@ -17,6 +17,7 @@ ENV_PROFILE = "MOBILENET_ZOO_PROFILE"
 ENV_DEBUG = "MOBILENET_ZOO_DEBUG"
 ENV_QUIET = "MOBILENET_ZOO_QUIET"
 ENV_LOG_LEVEL = "MOBILENET_ZOO_LOG_LEVEL"
+ENV_MIRROR_TOKEN = "MOBILENET_ZOO_MIRROR_TOKEN"
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -46,6 +47,13 @@ def mirrors() -> list[str]:
     """Mirror bases from $MOBILENET_ZOO_MIRROR (several separated by whitespace or ';')."""
     value = os.environ.get(ENV_MIRROR, "")
     return [m for m in value.replace(";", " ").split() if m]
+
+
+def mirror_token() -> str | None:
+    """A bearer token sent to http(s) mirrors only (never to upstream, never after a redirect
+    to another host). Credentials in ~/.netrc are used by requests for any host as usual."""
+    value = os.environ.get(ENV_MIRROR_TOKEN, "").strip()
+    return value or None
 
 
 def offline() -> bool:

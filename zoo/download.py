@@ -33,7 +33,6 @@ from __future__ import annotations
 import email.utils
 import enum
 import hashlib
-import json
 import logging
 import os
 import random
@@ -45,7 +44,10 @@ from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
+from .atomic import DamagedStateFile, atomic_write_json, read_state
 from .errors import CacheError, DownloadError, IntegrityError, ZooError
+from .redact import redact
+from .safepath import open_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -79,6 +81,7 @@ class DownloadPolicy:
     min_rate_window: float = 30.0
     max_redirects: int = 5
     chunk_size: int = 1 << 20
+    max_unknown_size: int = 2 << 30  # cap when the catalog gives no size (the biggest tarball is ~0.1 GB)
 
 
 @dataclass
@@ -121,21 +124,24 @@ def sidecar_path(partial: Path) -> Path:
 def read_sidecar(partial: Path) -> PartialState | None:
     """The sidecar's state, or None when it is missing or unreadable (never trusted blindly)."""
     try:
-        raw = json.loads(sidecar_path(partial).read_text(encoding="utf-8"))
-        return PartialState(url=str(raw["url"]), etag=raw.get("etag"),
-                            last_modified=raw.get("last_modified"),
-                            expected_size=raw.get("expected_size"), total=raw.get("total"),
-                            resumable=bool(raw.get("resumable", True)))
-    except (OSError, ValueError, KeyError, TypeError):
+        raw = read_state(sidecar_path(partial), cap=64 << 10)
+        if not isinstance(raw, dict):
+            return None
+        state = PartialState(url=str(raw["url"]), etag=raw.get("etag"),
+                             last_modified=raw.get("last_modified"),
+                             expected_size=raw.get("expected_size"), total=raw.get("total"),
+                             resumable=bool(raw.get("resumable", True)))
+    except (DamagedStateFile, OSError, ValueError, KeyError, TypeError):
         return None
+    ok_str = all(v is None or isinstance(v, str) for v in (state.etag, state.last_modified))
+    ok_int = all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+                 for v in (state.expected_size, state.total))
+    return state if ok_str and ok_int else None
 
 
 def write_sidecar(partial: Path, state: PartialState) -> None:
     """Write the sidecar atomically (temp file + os.replace)."""
-    target = sidecar_path(partial)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": 1, **asdict(state)}, indent=1), encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write_json(sidecar_path(partial), {"version": 1, **asdict(state)})
 
 
 def remove_partial(partial: Path) -> None:
@@ -312,13 +318,18 @@ def decide(status: int, headers: Mapping[str, str], offset: int, expected_size: 
             return Decision(Action.REFETCH, f"206 starts at byte {start}, asked for {offset}")
         if expected_size is not None and total is not None and total != expected_size:
             return Decision(Action.REFETCH, f"206 says the file has {total} bytes, expected {expected_size}")
+        # Any validator that changed means another version of the file: splicing it onto the
+        # partial would mix two files, whatever If-Range should have made the server do.
         etag = h.get("etag")
         if state is not None and state.etag and etag and etag != state.etag:
             return Decision(Action.REFETCH, f"ETag changed ({state.etag} -> {etag})", changed=True)
         lm = h.get("last-modified")
-        if state is not None and not state.etag and state.last_modified and lm \
-                and lm != state.last_modified:
+        if state is not None and state.last_modified and lm and lm != state.last_modified:
             return Decision(Action.REFETCH, "Last-Modified changed", changed=True)
+        if state is not None and state.total is not None and total is not None and total != state.total:
+            return Decision(Action.REFETCH, f"the file's size changed ({state.total} -> {total})", changed=True)
+        if state is not None and not state.etag and not lm and not etag:
+            return Decision(Action.REFETCH, "206 without any validator: cannot prove it is the same file")
         return Decision(Action.APPEND, total=total if total is not None else expected_size)
     if status == 416:
         cr = parse_content_range(h.get("content-range"))
@@ -383,7 +394,8 @@ def download(url: str, partial: Path, *, expected_size: int | None = None,
              expected_sha256: str | None = None, policy: DownloadPolicy = DownloadPolicy(),
              progress: Callable[[int, int | None], None] | None = None, sink: Sink | None = None,
              session: "requests.Session | None" = None, sleep: Callable[[float], None] = time.sleep,
-             clock: Callable[[], float] = time.monotonic, label: str | None = None) -> DownloadResult:
+             clock: Callable[[], float] = time.monotonic, label: str | None = None,
+             token: str | None = None) -> DownloadResult:
     """Download ``url`` into ``partial`` (resuming it if possible), verified; see the module doc.
 
     Raises DownloadError (network, HTTP status, redirects, deadline, too slow; the partial
@@ -400,7 +412,7 @@ def download(url: str, partial: Path, *, expected_size: int | None = None,
                             hint="use an http(s):// or file:// url")
     job = _HttpDownload(url, partial, expected_size=expected_size, expected_sha256=expected_sha256,
                         policy=policy, progress=progress, sink=sink, session=session, sleep=sleep,
-                        clock=clock, label=label)
+                        clock=clock, label=label, token=token)
     return job.run()
 
 
@@ -422,14 +434,24 @@ def _copy_file(url: str, partial: Path, *, expected_size: int | None, expected_s
     total = expected_size if expected_size is not None else src.stat().st_size
     if sink is not None:
         sink.restart()
-    with open(src, "rb") as r, open(partial, "wb") as w:
+    cap = expected_size if expected_size is not None else policy.max_unknown_size
+    with open(src, "rb") as r, open_file(partial, "wb") as w:
         while chunk := r.read(policy.chunk_size):
-            if expected_size is not None and size + len(chunk) > expected_size:
+            if size + len(chunk) > cap:
+                w.close()
                 remove_partial(partial)
+                if expected_size is None:
+                    raise DownloadError(f"the file is larger than {cap} bytes and the catalog gives no size; "
+                                        "refusing to read on", model_id=label, url=url,
+                                        hint="add size_bytes to the catalog entry if the file really is this big")
                 raise _integrity_error("more bytes than expected", label=label, url=url,
                                        expected_sha256=expected_sha256, actual_sha256=None,
                                        expected_size=expected_size, actual_size=size + len(chunk))
-            w.write(chunk)
+            try:
+                w.write(chunk)
+            except OSError as exc:
+                raise CacheError(f"cannot write {partial}: {exc.strerror or exc}",
+                                 "free some disk space or point the cache elsewhere") from exc
             hasher.update(chunk)
             if sink is not None:
                 sink.write(chunk)
@@ -440,6 +462,39 @@ def _copy_file(url: str, partial: Path, *, expected_size: int | None, expected_s
     _verify(partial, digest=digest, size=size, url=url, label=label,
             expected_size=expected_size, expected_sha256=expected_sha256)
     return DownloadResult(partial, digest, size, size, False, 1)
+
+
+def _unresolved_host(exc: BaseException) -> str | None:
+    """The host name when ``exc`` (or what caused it) is a DNS failure, else None."""
+    import socket
+
+    import urllib3
+
+    seen = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        name_error = getattr(urllib3.exceptions, "NameResolutionError", None)
+        if (name_error is not None and isinstance(e, name_error)) or isinstance(e, socket.gaierror):
+            conn = getattr(e, "conn", None)
+            return getattr(conn, "host", None) or "?"
+        stack.extend([getattr(e, "reason", None), e.__cause__, e.__context__,
+                      *[a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]])
+    return None
+
+
+class _Bearer:
+    """requests auth: ``Authorization: Bearer <token>`` (takes precedence over ~/.netrc)."""
+
+    def __init__(self, token: str):
+        self.token = token
+
+    def __call__(self, request):
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
 
 
 @dataclass
@@ -459,7 +514,7 @@ class _HttpDownload:
     """The I/O half: requests, the partial file, the hasher and the sink."""
 
     def __init__(self, url, partial, *, expected_size, expected_sha256, policy, progress, sink,
-                 session, sleep, clock, label):
+                 session, sleep, clock, label, token=None):
         self.url, self.partial = url, partial
         self.expected_size, self.expected_sha256 = expected_size, expected_sha256
         self.policy, self.progress, self.sink = policy, progress, sink
@@ -475,24 +530,31 @@ class _HttpDownload:
         self.changes = 0  # restarts because the file changed on the server
         self.deadline_at: float | None = None
         self.pool = None  # one helper thread for write + hash (set by run())
+        self.token = token  # bearer token for self.url's host only
 
     # ---- errors
     def _error(self, message: str, hint: str | None = None) -> DownloadError:
         return DownloadError(message, model_id=self.label, url=self.url, hint=hint)
+
+    def _kept(self, then: str) -> str:
+        """The hint's first half: what is left on disk (only say "kept" when bytes arrived)."""
+        if self.size > 0:
+            return f"the partial download ({self.size} bytes) is kept and resumed by the next run; {then}"
+        return f"nothing was downloaded; {then}"
 
     def _deadline_error(self, last: str | None) -> DownloadError:
         got = f"{self.size} of {self.total if self.total is not None else '?'} bytes"
         return self._error(
             f"download did not finish within the {self.policy.deadline:g}s deadline ({got}"
             + (f"; last problem: {last}" if last else "") + ")",
-            hint="the partial download is kept; run the command again to resume, or raise the deadline")
+            hint=self._kept("raise the deadline (--deadline) or try again later"))
 
     # ---- the partial file
     def _restart(self, why: str, changed: bool = False) -> None:
         """Truncate the partial and start over from byte 0."""
         if why:
-            log.info("%s: restarting from byte 0: %s", self.label or self.url, why)
-        with open(self.partial, "wb"):
+            log.info("%s: restarting from byte 0: %s", self.label or redact(self.url), why)
+        with open_file(self.partial, "wb"):
             pass
         self.hasher, self.size, self.resumed = hashlib.sha256(), 0, False
         if changed:
@@ -512,7 +574,7 @@ class _HttpDownload:
         if self.sink is not None:
             self.sink.restart()
         done = 0
-        with open(self.partial, "rb") as f:
+        with open_file(self.partial, "rb") as f:
             while done < self.size and (chunk := f.read(min(self.policy.chunk_size, self.size - done))):
                 hasher.update(chunk)
                 if self.sink is not None:
@@ -526,6 +588,12 @@ class _HttpDownload:
     def _write(self, f, data: bytes) -> None:
         if not data:
             return
+        if self.expected_size is None and self.size + len(data) > self.policy.max_unknown_size:
+            f.close()
+            remove_partial(self.partial)
+            raise self._error(f"the server sent more than {self.policy.max_unknown_size} bytes and the catalog "
+                              "gives no size; refusing to read on",
+                              hint="add size_bytes to the catalog entry if the file really is this big")
         if self.expected_size is not None and self.size + len(data) > self.expected_size:
             f.close()
             remove_partial(self.partial)
@@ -535,7 +603,7 @@ class _HttpDownload:
         try:
             f.write(data)
         except OSError as exc:  # local disk, not the network: retrying would not help
-            raise CacheError(f"cannot write {self.partial}: {exc}",
+            raise CacheError(f"cannot write {self.partial}: {exc.strerror or exc}",
                              "free some disk space or point the cache elsewhere") from exc
         self.hasher.update(data)
         if self.sink is not None:
@@ -582,7 +650,7 @@ class _HttpDownload:
             self.deadline_at = self.clock() + p.deadline
         self.state = read_sidecar(self.partial)
         try:
-            on_disk = self.partial.stat().st_size
+            on_disk = os.lstat(self.partial).st_size
         except FileNotFoundError:
             on_disk = 0
         offset, why = resume_offset(on_disk, self.state, self.url, self.expected_size)
@@ -612,16 +680,16 @@ class _HttpDownload:
             self.high_water = max(self.high_water, self.size)
             no_progress = 0 if progressed else no_progress + 1
             slow = slow + 1 if out.slow else 0
-            log.info("%s: attempt %d: %s (%d bytes so far)", self.label or self.url,
+            log.info("%s: attempt %d: %s (%d bytes so far)", self.label or redact(self.url),
                      self.attempts, out.reason, self.size)
             if slow >= 2:
                 raise self._error(f"server too slow: {out.reason}",
-                                  hint="the partial download is kept; retry later or use another mirror")
+                                  hint=self._kept("retry later or use another mirror"))
             if no_progress >= p.max_attempts_without_progress:
                 raise self._error(f"giving up after {no_progress} attempts in a row without "
                                   f"progress; last problem: {out.reason}",
-                                  hint="the partial download is kept; run the command again to "
-                                       "resume, or try another mirror")
+                                  hint=self._kept("try again later, use a mirror (--mirror) or the "
+                                                  "cache (--offline), or check proxy settings"))
             if out.kind in ("continue", "refetch"):
                 continue
             delay = backoff_delay(no_progress, p, out.retry_after)
@@ -666,6 +734,11 @@ class _HttpDownload:
                 requests.exceptions.MissingSchema) as exc:
             raise self._error(f"invalid url: {exc}") from None
         except net_errors as exc:
+            host = _unresolved_host(exc)
+            if host is not None:  # DNS will not answer differently in a second: say so now
+                raise self._error(f"cannot resolve host {host!r} (no DNS answer)",
+                                  hint="check the network and the URL, use a mirror (--mirror) or the cache "
+                                       "(--offline), or set HTTPS_PROXY/HTTP_PROXY if you need a proxy") from None
             return _Outcome("retry", f"{type(exc).__name__}: {exc}")
         try:
             d = decide(resp.status_code, resp.headers, offset, self.expected_size, self.state)
@@ -717,9 +790,12 @@ class _HttpDownload:
 
     def _request(self, headers: dict):
         current, visited = self.url, [self.url]
+        home = urlsplit(self.url).netloc.rpartition("@")[2].lower()
         while True:
+            same_host = urlsplit(current).netloc.rpartition("@")[2].lower() == home
+            auth = _Bearer(self.token) if self.token and same_host else None  # never to another host
             resp = self.session.get(current, headers=headers, stream=True, allow_redirects=False,
-                                    timeout=self._timeout())
+                                    timeout=self._timeout(), auth=auth)
             if resp.status_code not in REDIRECT_STATUSES:
                 return resp
             location = resp.headers.get("location")
@@ -744,7 +820,7 @@ class _HttpDownload:
         got = 0
         win_t, win_bytes = self.clock(), 0
         raw = resp.raw
-        with open(self.partial, "r+b") as f:
+        with open_file(self.partial, "r+b") as f:
             f.seek(self.size)
             pending = None  # the previous chunk's write+hash, overlapping the next recv
 

@@ -14,6 +14,9 @@ class ZooError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None):
+        from .redact import redact  # the one place every message passes: no password leaves in text
+
+        message, hint = redact(message), redact(hint) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint

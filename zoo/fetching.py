@@ -20,6 +20,7 @@ leaves only private leftovers that later runs reclaim (see ``zoo.cache``).
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import sys
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import config, layout
-from .cache import Cache, Manifest, TrustStore, atomic_write_json, fsync_dir, remove_tree
+from .cache import Cache, Manifest, TrustStore, atomic_write_json, fsync_dir
 from .catalog import Catalog, Entry, Release, load_catalog
 from .errors import CacheError, DownloadError, IntegrityError, OfflineError, UnsafeArchiveError, ZooError
-from .mirrors import Source, sources_for
+from .mirrors import Source, redact, sources_for
+from .safepath import remove_tree
 
 LOCK_TIMEOUT = 3600.0  # a waiting process gives up after an hour (a slow peer is still downloading)
 
@@ -47,8 +49,9 @@ class FetchOptions:
     keep_archive: bool = True
     stream_unpack: bool = True
     policy: object | None = None  # zoo.download.DownloadPolicy
+    mirror_token: str | None = None  # $MOBILENET_ZOO_MIRROR_TOKEN: sent to http(s) mirrors only
     progress: Callable[[Entry, int, int | None], None] | None = None
-    warn: Callable[[str], None] = field(default=lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    warn: Callable[[str], None] = field(default=lambda msg: print(f"warning: {redact(msg)}", file=sys.stderr))
 
 
 @dataclass(frozen=True)
@@ -62,18 +65,39 @@ class FetchResult:
     source: str | None = None
     trusted_on_first_use: bool = False
 
+    @property
+    def outcome(self) -> str:
+        return "cached" if self.cached else "fetched"
+
     def to_json(self) -> dict:
-        return {"id": self.id, "release": self.release, "path": str(self.path), "sha256": self.sha256,
-                "bytes_downloaded": self.bytes_downloaded, "cached": self.cached, "source": self.source}
+        return {"id": self.id, "release": self.release, "status": self.outcome, "path": str(self.path),
+                "sha256": self.sha256, "bytes_downloaded": self.bytes_downloaded, "cached": self.cached,
+                "source": self.source, "error": None, "hint": None}
+
+
+def failure_json(entry: Entry, release: Release, error: ZooError) -> dict:
+    """A failed model's JSON record: the same keys as ``FetchResult.to_json``."""
+    return {"id": entry.id, "release": release.release, "status": "failed", "path": None, "sha256": None,
+            "bytes_downloaded": 0, "cached": False, "source": getattr(error, "source", None),
+            "error": error.message, "hint": error.hint}
+
+
+class UnexpectedError(ZooError):
+    """A bug of ours met while handling one model of several: reported with the others (exit 3)."""
+
+    exit_code = 3
 
 
 def options_from_env(**overrides) -> FetchOptions:
     """Options for API callers: environment variables first, keyword arguments win."""
-    opts = FetchOptions(cache_dir=config.cache_dir(), mirrors=config.mirrors(), offline=config.offline())
+    opts = FetchOptions(cache_dir=config.cache_dir(), mirrors=config.mirrors(), offline=config.offline(),
+                        mirror_token=config.mirror_token())
     from . import progress
 
     opts.progress = progress.default_progress()  # e.g. the CLI's bar, for downloads inside restore/classify
-    opts.warn = progress.default_warn() or opts.warn
+    shown = progress.default_warn()
+    if shown is not None:  # warnings name URLs: mask their credentials wherever they are shown
+        opts.warn = lambda msg: shown(redact(msg))
     for key, value in overrides.items():
         if value is not None:
             setattr(opts, key, Path(value) if key == "cache_dir" else value)
@@ -102,90 +126,200 @@ def expected_digest(entry: Entry, release: Release, cache: Path) -> tuple[str | 
     return recorded, recorded is not None
 
 
-def fetch_entry(entry: Entry, release: Release, opts: FetchOptions,
+def fetch_entry(entry: Entry, release: Release, opts: FetchOptions, *, force: bool = False,
                 sources: list[Source] | None = None) -> FetchResult:
-    """Fetch one release into the cache; ``sources`` replaces mirrors + upstream (``fetch --from``)."""
+    """Fetch one release into the cache (see the module docstring). ``force`` (verify --repair,
+    after a deep check failed) ignores the cached copy and the archive it kept; ``sources``
+    replaces mirrors + upstream (``fetch --from``)."""
     cache = Cache(opts.cache_dir)
     expected, from_tofu = expected_digest(entry, release, cache.root)
     if opts.require_pinned and not release.sha256:
         raise IntegrityError(f"{entry.id}@{release.release} has no published sha256 and --require-pinned is set",
                              "fetch it without --require-pinned to trust it on first use, or pin a digest "
                              "in your own catalog (--catalog)")
-    hit = _cache_hit(cache, entry, release, expected)
+    hit, why = _cache_hit(cache, entry, release, expected)
+    if force:
+        hit, why = None, "forced"
     if hit is not None:
         return hit
 
     if sources is None:
-        sources = sources_for(release.url, opts.mirrors, offline=opts.offline)
-    if not sources:
-        raise OfflineError(f"{entry.id}@{release.release} is not in the cache ({cache.root}) and --offline "
-                           "allows no network",
-                           f"run `mobilenet-zoo fetch {entry.spec(release)}` while online, or add a file mirror "
-                           "(--mirror DIR) made with `mobilenet-zoo mirror`")
+        sources = sources_for(release.url, opts.mirrors, offline=opts.offline, token=opts.mirror_token)
+
+    def offline_error() -> OfflineError:
+        state = ("is not in the cache" if why in ("not cached", "forced")
+                 else f"has an unusable cached copy ({why})")
+        return OfflineError(f"{entry.id}@{release.release} {state} ({cache.root}) and --offline allows no network",
+                            f"run `mobilenet-zoo fetch {entry.spec(release)}` while online, or add a file mirror "
+                            "(--mirror DIR) made with `mobilenet-zoo mirror`")
+
+    if not sources and (force or why == "not cached"):
+        raise offline_error()  # (a damaged entry may still be rebuilt offline from its kept archive)
     cache.ensure_writable()
 
-    from filelock import FileLock, Timeout
+    from .locking import CacheLock
 
-    lock = FileLock(str(layout.lock_path(cache.root, entry, release)), timeout=LOCK_TIMEOUT)
-    try:
-        with lock:
-            hit = _cache_hit(cache, entry, release, expected)  # a peer may have finished meanwhile
+    with CacheLock(layout.lock_path(cache.root, entry, release), timeout=LOCK_TIMEOUT,
+                   what=f"fetching {entry.id}@{release.release}", on_wait=opts.warn):
+        if not force:
+            hit, why = _cache_hit(cache, entry, release, expected)  # a peer may have finished meanwhile
             if hit is not None:
                 return hit
-            cache.clear_dead_staging(entry, release)
-            broken = cache.entry_dir(entry, release)
-            if broken.exists():
-                opts.warn(f"{entry.id}@{release.release}: cached copy is damaged or outdated; fetching it again")
-                cache.discard(broken)
-            if release.size_bytes:
-                cache.check_free_space(int(release.size_bytes * 2.2), f"{entry.id} (archive + unpacked files)")
-            return _fetch_locked(cache, entry, release, expected, from_tofu, sources, opts)
-    except Timeout:
-        raise CacheError(f"waited {LOCK_TIMEOUT:.0f} s for another process fetching {entry.id}",
-                         "if no other mobilenet-zoo is running, run `mobilenet-zoo cache prune`") from None
+        cache.clear_dead_staging(entry, release)
+        if why not in ("not cached", "forced"):
+            opts.warn(f"{entry.id}@{release.release}: cached copy not used ({why}); replacing it")
+        if not force and rebuild_from_kept_archive(cache, entry, release, expected, opts):
+            hit, why = _cache_hit(cache, entry, release, expected)
+            if hit is not None:
+                return hit
+        if not sources:
+            raise offline_error()
+        if release.size_bytes:
+            cache.check_free_space(int(release.size_bytes * 2.2), f"{entry.id} (archive + unpacked files)")
+        return _fetch_locked(cache, entry, release, expected, from_tofu, sources, opts, force)
 
 
-def _cache_hit(cache: Cache, entry: Entry, release: Release, expected: str | None) -> FetchResult | None:
-    found = cache.lookup(entry, release)
-    if found is None:
-        return None
-    path, manifest = found
+def _cache_hit(cache: Cache, entry: Entry, release: Release,
+               expected: str | None) -> tuple[FetchResult | None, str]:
+    """(a hit, "") or (None, why the cache cannot serve it). Writes nothing, hashes nothing."""
+    found = cache.examine(entry, release)
+    if found.problem is not None:
+        return None, found.problem
+    manifest = found.manifest
     if expected and manifest.archive_sha256 != expected:
-        return None  # built from other bytes than the ones we now insist on: refetch
-    return FetchResult(entry.id, release.release, path, manifest.archive_sha256, 0, True,
-                       trusted_on_first_use=manifest.trusted_on_first_use)
+        # built from other bytes than the ones we now insist on (a corrected pin, a re-publication)
+        return None, (f"it was made from sha256 {manifest.archive_sha256[:16]}..., the catalog now pins "
+                      f"{expected[:16]}...")
+    return FetchResult(entry.id, release.release, found.path, manifest.archive_sha256, 0, True,
+                       trusted_on_first_use=manifest.trusted_on_first_use), ""
+
+
+def rebuild_from_kept_archive(cache: Cache, entry: Entry, release: Release, expected: str | None,
+                              opts: FetchOptions) -> bool:
+    """Rebuild a damaged entry from the ``archive.tgz`` it kept, when that archive still hashes
+    to the digest we insist on (no network: works offline). False when there is nothing to use.
+
+    The new entry replaces the old one only after it unpacked cleanly; the old one (and its
+    archive) stays untouched until then.
+    """
+    from .hashing import sha256_file
+    from .safepath import is_plain_file
+    from .unpack import unpack_archive
+
+    if not expected:
+        return False  # without a pin or a recorded digest nothing proves the kept archive
+    path = cache.entry_dir(entry, release)
+    archive = path / layout.ARCHIVE
+    if not os.path.isdir(path) or os.path.islink(path) or not is_plain_file(archive, own=False):
+        return False
+    try:
+        if (release.size_bytes and archive.stat().st_size != release.size_bytes) \
+                or sha256_file(archive) != expected:
+            return False
+    except OSError:
+        return False
+    try:
+        staging = cache.staging_dir(entry, release)
+    except OSError as exc:
+        if isinstance(exc, CacheError):
+            raise
+        from .cache import cache_write_error
+
+        raise cache_write_error(exc, "rebuild the entry in", cache.root / layout.STAGING_DIR) from None
+    try:
+        files = unpack_archive(archive, staging / layout.MODEL_DIR, label=entry.id)
+        manifest = Manifest(entry.id, release.release, release.url, expected, archive.stat().st_size,
+                            tuple((f.path, f.size, f.sha256) for f in files), not release.sha256,
+                            time.time(), True)
+        atomic_write_json(staging / layout.MANIFEST, manifest.to_json())
+        os.link(archive, staging / layout.ARCHIVE)
+        fsync_dir(staging)
+        cache.discard(path)
+        os.rename(staging, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        remove_tree(staging)
+        if isinstance(exc, CacheError):
+            raise
+        if _is_disk_full(exc):
+            raise _disk_full(cache, entry, release, exc, expected and archive.stat().st_size, archive) from None
+        return False
+    except (UnsafeArchiveError, IntegrityError):
+        remove_tree(staging)
+        return False
+    except BaseException:
+        remove_tree(staging)
+        raise
+    opts.warn(f"{entry.id}@{release.release}: rebuilt from the verified archive kept in the cache")
+    return True
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
+
+
+def _disk_full(cache: Cache, entry: Entry, release: Release, exc: OSError, size: int | None = None,
+               archive: Path | None = None) -> CacheError:
+    """Disk full while writing: a space problem, not a damaged or hostile archive.
+
+    When the whole archive is on disk its headers say exactly how much room unpacking needs.
+    """
+    import shutil
+
+    from .unpack import declared_size
+
+    size = size or release.size_bytes
+    unpacked = declared_size(archive) if archive is not None and size else None
+    try:
+        free = shutil.disk_usage(cache.root).free
+    except OSError:
+        free = None
+    if unpacked is not None:
+        need = f"about {(unpacked + size) / 1e6:.1f} MB free ({unpacked / 1e6:.1f} MB unpacked + the " \
+               f"{size / 1e6:.1f} MB archive)"
+    elif size:
+        need = f"about {size * 2.2 / 1e6:.0f} MB free (archive + unpacked files, estimated)"
+    else:
+        need = "more free space"
+    have = f"; {free / 1e6:.1f} MB free now" if free is not None else ""
+    return CacheError(f"{entry.id}@{release.release}: the disk holding {cache.root} is full "
+                      f"({exc.strerror or exc}); it needs {need}{have}",
+                      "free some space and run the command again (what was downloaded is kept and "
+                      "resumed), or use another --cache-dir")
 
 
 def _fetch_locked(cache: Cache, entry: Entry, release: Release, expected: str | None, from_tofu: bool,
-                  sources: list[Source], opts: FetchOptions) -> FetchResult:
+                  sources: list[Source], opts: FetchOptions, force: bool = False) -> FetchResult:
     failures: list[str] = []
     for source in sources:
         try:
-            return _fetch_from(cache, entry, release, expected, from_tofu, source, opts)
+            return _fetch_from(cache, entry, release, expected, from_tofu, source, opts, force)
         except UnsafeArchiveError:
             raise  # the bytes matched the digest we trust: another source will not be better
         except (DownloadError, IntegrityError) as exc:
             if len(sources) == 1:
                 raise
-            failures.append(f"{source.label}: {exc.message.splitlines()[0]}")
+            failures.append(f"{source.label}: " + exc.message.replace("\n", "\n    ")
+                            + (f"\n    hint: {exc.hint}" if exc.hint else ""))
     raise DownloadError(f"[{entry.id}] every source failed:\n  " + "\n  ".join(failures),
-                        hint="check the mirrors' contents and your network; partial downloads are kept "
-                             "and resumed by the next run")
+                        hint="check the mirrors' contents and your network (--mirror, --offline, proxy "
+                             "settings); each source's own hint is shown above")
 
 
 def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | None, from_tofu: bool,
-                source: Source, opts: FetchOptions) -> FetchResult:
+                source: Source, opts: FetchOptions, force: bool = False) -> FetchResult:
     from .download import DownloadPolicy, download, remove_partial
 
     partial = cache.adopt_partial(entry, release)
     staging = cache.staging_dir(entry, release)
     unpacker = _StreamingUnpacker(staging / layout.MODEL_DIR, entry.id) if opts.stream_unpack else None
     progress = (lambda done, total: opts.progress(entry, done, total)) if opts.progress else None
+    result = None
     try:
         try:
             result = download(source.url, partial, expected_size=release.size_bytes, expected_sha256=expected,
                               policy=opts.policy or DownloadPolicy(), progress=progress, sink=unpacker,
-                              label=entry.id)
+                              label=entry.id, token=source.token)
         except BaseException:
             if unpacker:
                 unpacker.abandon()
@@ -196,12 +330,16 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
 
             remove_tree(staging / layout.MODEL_DIR)
             files = unpack_archive(partial, staging / layout.MODEL_DIR, label=entry.id)
-    except (UnsafeArchiveError, IntegrityError):
-        remove_partial(partial)  # refused or damaged bytes are never resumed from
+    except BaseException as exc:
         remove_tree(staging)
-        raise
-    except BaseException:
-        remove_tree(staging)
+        cause = exc if isinstance(exc, OSError) and not isinstance(exc, ZooError) else exc.__cause__
+        if _is_disk_full(cause):  # our disk, not the archive: keep the download for the next run
+            raise _disk_full(cache, entry, release, cause, result and result.size,
+                             partial if result is not None else None) from None
+        if isinstance(exc, (UnsafeArchiveError, IntegrityError)):
+            remove_partial(partial)  # refused or damaged bytes are never resumed from
+        else:
+            _drop_if_empty(partial)
         raise
 
     trusted_now = expected is None
@@ -216,6 +354,8 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
         fsync_dir(staging)
         final = cache.entry_dir(entry, release)
         final.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(final) and (force or cache.lookup(entry, release) is None):
+            cache.discard(final)  # the damaged or outdated copy this download replaces
         try:
             os.rename(staging, final)
         except OSError:
@@ -224,8 +364,14 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
             if cache.lookup(entry, release) is None:
                 raise
         fsync_dir(final.parent)
-    except BaseException:
+    except BaseException as exc:
         remove_tree(staging)
+        if isinstance(exc, OSError) and not isinstance(exc, ZooError):
+            from .cache import cache_write_error
+
+            if _is_disk_full(exc):
+                raise _disk_full(cache, entry, release, exc, result.size) from None
+            raise cache_write_error(exc, "publish the entry at", cache.entry_dir(entry, release)) from None
         raise
     if trusted_now:
         TrustStore(cache.root).record(entry, release, result.sha256, result.size)
@@ -233,6 +379,17 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
                   f"(sha256 {result.sha256}) and insisting on it from now on")
     return FetchResult(entry.id, release.release, final, result.sha256, result.bytes_transferred, False,
                        source.label, trusted_now or from_tofu)
+
+
+def _drop_if_empty(partial: Path) -> None:
+    """A partial that received nothing is no resume point: leave nothing behind."""
+    from .download import remove_partial
+
+    try:
+        if os.lstat(partial).st_size == 0:
+            remove_partial(partial)
+    except OSError:
+        pass
 
 
 class _Pipe:
@@ -311,8 +468,23 @@ class _StreamingUnpacker:
             pipe.closed_by_reader = True  # stop blocking the writer (trailing padding, or failure)
 
     def write(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._failure()  # the unpacker refused these bytes: stop the download at once
         if self._pipe is not None:
             self._pipe.put(bytes(chunk))
+
+    def _failure(self) -> BaseException:
+        error = self._error
+        if isinstance(error, ZooError):  # refused (UnsafeArchiveError) or damaged (IntegrityError)
+            return error
+        if isinstance(error, OSError):  # our disk, not the archive (disk full, permissions)
+            failure = CacheError(f"cannot write the unpacked files in {self.dest}: {error.strerror or error}",
+                                 "free some disk space, or use another --cache-dir")
+            failure.__cause__ = error
+            return failure
+        failure = UnsafeArchiveError(str(error), archive=self.label)
+        failure.__cause__ = error
+        return failure
 
     def finish(self):
         if self._thread is None or self._pipe is None:
@@ -320,9 +492,7 @@ class _StreamingUnpacker:
         self._pipe.put(None)
         self._thread.join()
         if self._error is not None:
-            if isinstance(self._error, ZooError):  # refused (UnsafeArchiveError) or damaged (IntegrityError)
-                raise self._error
-            raise UnsafeArchiveError(str(self._error), archive=self.label)
+            raise self._failure()
         return self._result
 
     def abandon(self) -> None:
@@ -362,6 +532,13 @@ def fetch_many(pairs: Sequence[tuple[Entry, Release]], opts: FetchOptions, jobs:
             outcome = (entry, fetch_entry(entry, release, opts), None)
         except ZooError as exc:
             outcome = (entry, None, exc)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a bug of ours must not lose the other models' results
+            error = UnexpectedError(f"[{entry.id}] unexpected {type(exc).__name__}: {redact(str(exc))}",
+                                    "rerun this model with --debug for the traceback, and please report it")
+            error.__cause__ = exc
+            outcome = (entry, None, error)
         if on_done:
             on_done(*outcome)
         return outcome

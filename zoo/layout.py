@@ -4,13 +4,14 @@
         model/                               the tarball's members, exactly as upstream laid them out
         manifest.json                        url, archive sha256 and size, and every file's size and sha256
         archive.tgz                          the verified tarball itself (kept unless disabled)
-    <cache>/.partial/<model_id>@<release>.pid<N>.<tag>.part   a download in progress (resumable,
-                                             adopted by a later run once process N is gone), with .part.json
-    <cache>/.staging/<model_id>@<release>.pid<N>.<tag>/       an unpack in progress (never trusted)
-    <cache>/.locks/                          file locks
+    <cache>/.partial/<model_id>@<release>.<host>.pid<N>.<tag>.part   a download in progress (resumable,
+                                             adopted by a later run on <host> once process N is gone), with .part.json
+    <cache>/.staging/<model_id>@<release>.<host>.pid<N>.<tag>/       an unpack in progress (never trusted)
+    <cache>/.locks/                          file locks (each names its holder)
     <cache>/trusted.json                     digests recorded on first use for models upstream never pinned
 
-Pure path arithmetic plus a glob: no network, no heavy imports.
+Path arithmetic through ``zoo.safepath.inside`` (every path provably under the cache root,
+no symlink followed on the way) plus a glob: no network, no heavy imports.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import re
 from pathlib import Path
 
 from .catalog import Entry, Release
-from .errors import RestoreError
+from .errors import CacheError, RestoreError
+from .safepath import inside
 
 MODEL_DIR = "model"
 MANIFEST = "manifest.json"
@@ -31,11 +33,12 @@ TRUST_FILE = "trusted.json"
 
 
 def entry_dir(cache: Path, entry: Entry, release: Release) -> Path:
-    return cache / entry.id / release.release
+    """``<cache>/<id>/<release>``; CacheError if that would leave the cache or pass a symlink."""
+    return inside(cache, entry.id, release.release, what=f"cache entry of {entry.id}")
 
 
 def lock_path(cache: Path, entry: Entry, release: Release) -> Path:
-    return cache / LOCK_DIR / f"{entry.id}@{release.release}.lock"
+    return inside(cache, LOCK_DIR, f"{entry.id}@{release.release}.lock", what=f"lock file of {entry.id}")
 
 
 def checkpoint_order(prefix: Path) -> tuple[int, str]:
@@ -74,7 +77,14 @@ def find_file(entry: Entry, model_dir: Path, role: str) -> Path:
 
 def cached_releases(cache: Path, entry: Entry) -> list[str]:
     """Names of the releases of ``entry`` with a complete entry in ``cache`` (cheap: stat only)."""
-    return [r.release for r in entry.releases if (entry_dir(cache, entry, r) / MANIFEST).is_file()]
+    out = []
+    for r in entry.releases:
+        try:
+            if (entry_dir(cache, entry, r) / MANIFEST).is_file():
+                out.append(r.release)
+        except CacheError:
+            continue
+    return out
 
 
 def spec_for_path(entry: Entry, path: Path) -> str:

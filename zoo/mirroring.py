@@ -13,32 +13,40 @@ from pathlib import Path
 from .cache import TrustStore
 from .catalog import Entry, Release
 from .fetching import FetchOptions, FetchResult, expected_digest
-from .mirrors import mirror_path, sources_for
+from .errors import DownloadError, IntegrityError, OfflineError
+from .mirrors import mirror_target, sources_for
 
 
 def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptions) -> FetchResult:
     from .download import DownloadPolicy, download
     from .hashing import sha256_file
 
-    target = Path(directory) / mirror_path(release.url)
+    target = mirror_target(Path(directory), release.url)  # provably inside DIR, no link followed
     expected, _ = expected_digest(entry, release, opts.cache_dir)
-    if target.is_file():
+    if target.is_file() and not target.is_symlink():
         digest = sha256_file(target)
         if expected is None or digest == expected:
             return FetchResult(entry.id, release.release, target, digest, 0, True, "mirror directory")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.pid{os.getpid()}.part")
-    last_error = None
-    for source in sources_for(release.url, [m for m in opts.mirrors], offline=opts.offline):
+    sources = sources_for(release.url, list(opts.mirrors), offline=opts.offline, token=opts.mirror_token)
+    if not sources:
+        raise OfflineError(f"{entry.id}@{release.release}: --offline leaves no source to mirror from",
+                           "run `mobilenet-zoo mirror` without --offline, or give a file mirror (--mirror DIR)")
+    failures = []
+    for source in sources:
         try:
             result = download(source.url, partial, expected_size=release.size_bytes, expected_sha256=expected,
-                              policy=opts.policy or DownloadPolicy(), label=entry.id,
+                              policy=opts.policy or DownloadPolicy(), label=entry.id, token=source.token,
                               progress=(lambda d, t: opts.progress(entry, d, t)) if opts.progress else None)
             break
-        except Exception as exc:  # try the next source; the last error is raised below
-            last_error = exc
+        except (DownloadError, IntegrityError) as exc:  # try the next source; all failures reported below
+            if len(sources) == 1:
+                raise
+            failures.append(f"{source.label}: " + exc.message.replace("\n", "\n    "))
     else:
-        raise last_error  # type: ignore[misc]
+        raise DownloadError(f"[{entry.id}] every source failed:\n  " + "\n  ".join(failures),
+                            hint="check the mirrors and your network")
     os.replace(partial, target)
     Path(str(partial) + ".json").unlink(missing_ok=True)
     if expected is None:

@@ -3,6 +3,10 @@
 A mirror ``BASE`` serves an upstream URL ``scheme://host/path`` at ``BASE/host/path``,
 the layout TensorFlow's own mirror uses. ``BASE`` may be http(s)://, file:// or a plain
 directory; `mobilenet-zoo mirror DIR` writes exactly that layout.
+
+Authentication: credentials in the mirror URL (``https://user:pass@host``), ``~/.netrc``
+(read by requests), or ``$MOBILENET_ZOO_MIRROR_TOKEN`` sent as ``Authorization: Bearer``
+to http(s) mirrors only. Labels and messages show URLs with the password masked.
 """
 
 from __future__ import annotations
@@ -13,13 +17,18 @@ from typing import Sequence
 from urllib.parse import urlsplit
 
 from .errors import UsageError
+from .redact import redact
+from .safepath import inside, unsafe_url_path
+
+__all__ = ["Source", "mirror_base", "mirror_path", "mirror_target", "redact", "rewrite", "sources_for"]
 
 
 @dataclass(frozen=True)
 class Source:
     url: str
-    label: str          # "upstream" or "mirror <base>", for messages
+    label: str          # "upstream" or "mirror <base>" (password masked), for messages
     is_local: bool      # file:// (usable offline)
+    token: str | None = None  # bearer token for this source (mirrors only)
 
 
 def mirror_base(base: str) -> str:
@@ -29,23 +38,41 @@ def mirror_base(base: str) -> str:
     if scheme in ("http", "https", "file"):
         return base.rstrip("/")
     if scheme and len(scheme) > 1:
-        raise UsageError(f"unsupported mirror {base!r}", "use http(s)://, file:// or a directory path")
+        raise UsageError(f"unsupported mirror {redact(base)!r}", "use http(s)://, file:// or a directory path")
     return Path(base).expanduser().resolve().as_uri().rstrip("/")
 
 
 def mirror_path(url: str) -> str:
-    """``scheme://host/path`` -> ``host/path`` (the mirror-relative path)."""
+    """``scheme://host/path`` -> ``host/path`` (the mirror-relative path); ValueError if unsafe."""
     parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}"
+    why = unsafe_url_path(parts.path)
+    if why is not None:
+        raise ValueError(f"{redact(url)}: {why}")
+    return f"{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def mirror_target(directory: Path, url: str) -> Path:
+    """Where `mirror DIR` stores ``url``: provably inside ``directory`` (CacheError otherwise)."""
+    try:
+        rel = mirror_path(url)
+    except ValueError as exc:
+        from .errors import CacheError
+
+        raise CacheError(f"refusing to mirror {exc}", "fix the catalog's url") from None
+    return inside(Path(directory), *[p for p in rel.split("/") if p], what="mirror path")
 
 
 def rewrite(url: str, base: str) -> str:
     return f"{mirror_base(base)}/{mirror_path(url)}"
 
 
-def sources_for(url: str, mirrors: Sequence[str], *, offline: bool) -> list[Source]:
+def sources_for(url: str, mirrors: Sequence[str], *, offline: bool, token: str | None = None) -> list[Source]:
     """Sources to try in order; offline keeps only local (file) ones."""
-    out = [Source(rewrite(url, m), f"mirror {m}", rewrite(url, m).startswith("file:")) for m in mirrors]
+    out = []
+    for m in mirrors:
+        target = rewrite(url, m)
+        local = target.startswith("file:")
+        out.append(Source(target, f"mirror {redact(mirror_base(m))}", local, None if local else token))
     out.append(Source(url, "upstream", url.startswith("file:")))
     if offline:
         out = [s for s in out if s.is_local]

@@ -175,7 +175,11 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out} must end in .png")
     out.parent.mkdir(parents=True, exist_ok=True)
+    from .atomic import default_file_mode
+
     fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=out.parent)
+    if hasattr(os, "fchmod"):  # mkstemp makes 0600; a picture is shared like any file
+        os.fchmod(fd, default_file_mode())
     os.close(fd)
     try:
         fig.savefig(tmp, format="png")

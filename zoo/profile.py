@@ -21,6 +21,7 @@ from typing import Any
 
 from . import config
 from .atomic import atomic_write_json
+from .errors import ZooError
 
 LOCAL = "local"
 
@@ -67,14 +68,37 @@ def read_local_latencies(path: Path | None = None) -> dict[str, dict[str, float]
     return out
 
 
+class ProfileError(ZooError):
+    """The measurement was made but cannot be saved (read-only home, full disk...)."""
+
+    def __init__(self, path: Path, exc: BaseException):
+        reason = getattr(exc, "strerror", None) or str(exc)
+        super().__init__(f"could not save the measurements to {path}: {reason}",
+                         f"point ${config.ENV_PROFILE} at a writable file, or fix the permissions of {path.parent}")
+        self.path = path
+
+
 def record(model_id: str, fmt: str, threads: int, median_ms: float, p90_ms: float,
            path: Path | None = None) -> Path:
-    """Add one measurement; the file is rewritten atomically under a lock."""
-    from filelock import FileLock
-
+    """Add one measurement; the file is rewritten atomically under a lock (ProfileError if it cannot be)."""
     target = path or config.profile_path()
+    try:
+        _record(target, model_id, fmt, threads, median_ms, p90_ms)
+    except OSError as exc:
+        raise ProfileError(target, exc) from None
+    return target
+
+
+def _record(target: Path, model_id: str, fmt: str, threads: int, median_ms: float, p90_ms: float) -> None:
+    from filelock import FileLock, Timeout
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock", timeout=30):
+    try:
+        lock = FileLock(str(target) + ".lock", timeout=30)
+        lock.acquire()
+    except Timeout as exc:
+        raise OSError(f"its lock {target}.lock is held by another process") from exc
+    try:
         data = _read(target)
         data.setdefault("machine", {"node": platform.node(), "machine": platform.machine(),
                                     "processor": platform.processor() or None,
@@ -84,4 +108,5 @@ def record(model_id: str, fmt: str, threads: int, median_ms: float, p90_ms: floa
             "p90_ms": round(p90_ms, 4), "measured_at": time.time(),
         }
         atomic_write_json(target, data)
-    return target
+    finally:
+        lock.release()

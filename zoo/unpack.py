@@ -94,6 +94,16 @@ def unpack_stream(fileobj: BinaryIO, dest: Path, *, limits: UnpackLimits = Unpac
     return _extract(fileobj, Path(dest), limits, label, None)
 
 
+def declared_size(archive: Path, *, limits: UnpackLimits = UnpackLimits()) -> int | None:
+    """Bytes the archive's headers say it unpacks to (one inflate pass, nothing written);
+    None when the archive cannot be read or is refused. Used to say how much room is needed."""
+    try:
+        with open(archive, "rb") as raw:
+            return sum(size for _name, _type, size in _scan(raw, limits, str(archive), "<scan>"))
+    except (OSError, IntegrityError, UnsafeArchiveError):
+        return None
+
+
 def verify_tree(root: Path, manifest: Iterable[ManifestFile], *, deep: bool,
                 ignore: Iterable[str] = (), report_extra: bool = True) -> list[str]:
     """Problems found comparing the tree under ``root`` with ``manifest`` (empty: all good).
@@ -212,9 +222,13 @@ def _inflate(raw: BinaryIO, label: str) -> Iterator[bytes]:
             return
         if pending[:2] == _GZIP_MAGIC:
             continue
+        padding = 0
         while pending:
             if pending.count(0) != len(pending):
                 raise _damaged(label, "unexpected data after the end of the gzip stream")
+            padding += len(pending)
+            if padding > _MAX_PADDING:  # gzip(1) accepts any amount; we read no stream without a cap
+                raise _refuse(label, f"more than {_MAX_PADDING} bytes of zero padding after the gzip stream")
             pending = raw.read(CHUNK)
         return
 
