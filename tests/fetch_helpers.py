@@ -42,6 +42,16 @@ def model_entry(model_id: str, url: str, data: bytes | None, *, pinned: bool = T
     return entry
 
 
+def entry_served_at(entry, url: str, data: bytes) -> dict:
+    """A catalog mapping for ``entry`` (e.g. a tiny test model) whose one release is ``data`` at ``url``."""
+    raw = entry.to_dict()
+    for derived in ("model_size_mb", "url", "sha256", "size_bytes"):  # JSON conveniences, not catalog fields
+        raw.pop(derived)
+    raw["releases"] = [{"release": "r1", "url": url, "sha256": hashlib.sha256(data).hexdigest(),
+                        "size_bytes": len(data)}]
+    return raw
+
+
 def write_catalog(path: Path, entries: list[dict]) -> Path:
     path.write_text(yaml.safe_dump({"schema_version": 1, "models": entries}, sort_keys=False))
     return path

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .fetch_helpers import write_catalog
+from .fetch_helpers import entry_served_at, write_catalog
 
 
 tf = pytest.importorskip("tensorflow")
@@ -39,11 +38,7 @@ def tiny_v1(tmp_path_factory):
 def test_fetch_then_restore_and_classify_every_format(cli, fault_server, tiny_v1, tmp_path):
     data = _tarball(tiny_v1.directory)
     url = fault_server.add(f"/models/{tiny_v1.entry.id}.tgz", data)
-    entry = tiny_v1.entry.to_dict()
-    for derived in ("model_size_mb", "url", "sha256", "size_bytes"):  # JSON conveniences, not catalog fields
-        entry.pop(derived)
-    sha = hashlib.sha256(data).hexdigest()
-    entry.update(releases=[{"release": "r1", "url": url, "sha256": sha, "size_bytes": len(data)}])
+    entry = entry_served_at(tiny_v1.entry, url, data)
     catalog = write_catalog(tmp_path / "catalog.yaml", [entry])
     args = ("--catalog", str(catalog))
 

@@ -74,12 +74,11 @@ def test_three_formats_agree(tiny, labelled):
 def test_cli_eval_of_a_catalog_name_fetches_once_and_checks_the_data_first(cli, fault_server, tiny, labelled,
                                                                            tmp_path):
     """MODEL resolves as in `classify`: a catalog name, fetched from its URL (a loopback server)."""
-    import hashlib
     import io
     import json
     import tarfile
 
-    from .fetch_helpers import write_catalog
+    from .fetch_helpers import entry_served_at, write_catalog
 
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w:gz") as tar:
@@ -88,11 +87,7 @@ def test_cli_eval_of_a_catalog_name_fetches_once_and_checks_the_data_first(cli, 
     data = raw.getvalue()
     route = f"/models/{tiny.entry.id}.tgz"
     url = fault_server.add(route, data)
-    entry = tiny.entry.to_dict()
-    entry.pop("model_size_mb")
-    sha = hashlib.sha256(data).hexdigest()
-    entry.update(url=url, sha256=sha, size_bytes=len(data),
-                 releases=[{"release": "r1", "url": url, "sha256": sha, "size_bytes": len(data)}])
+    entry = entry_served_at(tiny.entry, url, data)
     args = ("--catalog", str(write_catalog(tmp_path / "catalog.yaml", [entry])))
 
     code, _, err = cli(*args, "eval", tiny.entry.id, "--data", str(tmp_path / "missing"))
