@@ -15,6 +15,7 @@ import typer
 from zoo import layout
 from zoo.units import format_bytes, format_count, format_ms, format_percent, format_width
 from zoo.catalog import Entry
+from zoo.redact import redact
 from zoo.selection import COST_LABELS, Filters, frontier as compute_frontier, pick as pick_model, sort_entries
 
 from .app import app, settings
@@ -211,7 +212,7 @@ def show(
         marks = [m for m, on in (("default", i == 0), ("chosen", "@" in model and rel is chosen),
                                  ("cached", rel.release in cached)) if on]
         sections.append((f"release {rel.release}" + (f" ({', '.join(marks)})" if marks else ""), [
-            ("url", rel.url),
+            ("url", redact(rel.url)),
             ("sha256", rel.sha256 or "none published (trusted on first use)"),
             ("size", f"{format_bytes(rel.size_bytes)} ({rel.size_bytes:,} bytes)" if rel.size_bytes else "unknown"),
         ]))

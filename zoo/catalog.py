@@ -125,15 +125,17 @@ class Entry:
         return steps
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape used by `list --json`, `show --json` and `pick --json`."""
+        """The JSON shape used by `list --json`, `show --json` and `pick --json` (passwords in URLs masked)."""
+        from .redact import redact
+
         return {
             "id": self.id, "family": self.family, "variant": self.variant,
             "width": self.width, "resolution": self.resolution, "quantized": self.quantized,
             "macs_m": self.macs_m, "params_m": self.params_m, "model_size_mb": self.model_size_mb,
             "top1": self.top1, "top5": self.top5,
-            "url": self.url, "sha256": self.sha256, "size_bytes": self.size_bytes,
+            "url": redact(self.url), "sha256": self.sha256, "size_bytes": self.size_bytes,
             "releases": [
-                {"release": r.release, "url": r.url, "sha256": r.sha256, "size_bytes": r.size_bytes}
+                {"release": r.release, "url": redact(r.url), "sha256": r.sha256, "size_bytes": r.size_bytes}
                 for r in self.releases
             ],
             "latency_ms": dict(self.latency_ms),
