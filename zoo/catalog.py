@@ -67,6 +67,8 @@ class Entry:
     archive_root: str
     files: Mapping[str, str]
     aliases: tuple[str, ...] = ()
+    # Class names of a model with its own classes (fine-tuned); None: the 1001 ImageNet labels.
+    labels: tuple[str, ...] | None = None
 
     @property
     def model_size_mb(self) -> float:
