@@ -135,3 +135,4 @@ def main() -> None:
 
 # Command modules register themselves on `app` when imported.
 from . import catalog_cmds, fetch_cmds, run_cmds  # noqa: E402,F401
+from . import train_cmds  # noqa: E402,F401 - finetune, export

@@ -97,7 +97,7 @@ def restore_cmd(
         if key in ("used", "skipped", "notes", "id", "format", "catalog_params_m"):
             continue
         text = "runtime default" if key == "threads" and value is None else _fmt_value(value)
-        if key == "parameters" and params:
+        if key == "parameters" and params and info.get("catalog_params_m"):
             diff = params / 1e6 - info["catalog_params_m"]
             text = f"{params:,} ({params / 1e6:.3f} M; catalog {info['catalog_params_m']} M, diff {diff:+.3f} M)"
         table.add_row(_SUMMARY_LABELS.get(key, key.replace("_", " ")), text)

@@ -18,13 +18,16 @@ from .catalog import Catalog, Entry, Release, load_catalog
 from .errors import ZooError
 
 __version__ = "0.1.0"
-__all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "restore", "classify", "bench"]
+__all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "restore", "classify", "bench",
+           "finetune", "export_model"]
 
 _LAZY = {
     "fetch": ("zoo.fetching", "fetch"),
     "restore": ("zoo.formats.base", "restore"),
     "classify": ("zoo.classification", "classify"),
     "bench": ("zoo.benchmark", "bench"),
+    "finetune": ("zoo.finetuning", "finetune"),
+    "export_model": ("zoo.export", "export_model"),
 }
 
 

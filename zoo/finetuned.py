@@ -144,7 +144,7 @@ class KerasFileModel(RestoredModel):
         import numpy as np
 
         trainable = int(sum(int(np.prod(v.shape)) for v in self.keras_model.trainable_weights))
-        return {"output": f"probabilities over {self.entry.num_classes} classes ({LABELS_FILE})",
+        return {"catalog_params_m": None, "output": f"probabilities over {self.entry.num_classes} classes ({LABELS_FILE})",
                 "parameters": int(self.keras_model.count_params()), "parameters_trainable": trainable,
                 "keras_model": self.keras_model.name, "labels": list(self.entry.labels or ())}
 
