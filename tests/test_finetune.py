@@ -290,3 +290,51 @@ def test_multiworker_two_processes_only_the_chief_writes(few_digits, checkpoint,
     training = json.loads((outs[0] / "finetune.json").read_text())["training"]
     assert training["workers"] == 2 and training["strategy_used"] == "multiworker"
     assert results[0]["train_images"] == results[1]["train_images"]
+
+
+# ----------------------------------------------------------------------------- catalog models
+@pytest.fixture
+def served_catalog(fault_server, checkpoint, tmp_path):
+    """The real-weight checkpoint as the v1_0.25_128 tarball on the loopback server."""
+    import hashlib
+    import io
+    import tarfile
+
+    from .fetch_helpers import write_catalog
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for path in sorted(checkpoint.parent.iterdir()):
+            tar.add(path, arcname=f"./{path.name}", recursive=False)
+    data = raw.getvalue()
+    url = fault_server.add(f"/models/{BASE}.tgz", data)
+    entry = load_catalog().get(BASE).to_dict()
+    entry.pop("model_size_mb")
+    sha = hashlib.sha256(data).hexdigest()
+    entry.update(url=url, sha256=sha, size_bytes=len(data), files={"checkpoint": "mobilenet_v1_0.25_128.ckpt"},
+                 releases=[{"release": "r1", "url": url, "sha256": sha, "size_bytes": len(data)}])
+    return write_catalog(tmp_path / "catalog.yaml", [entry])
+
+
+def test_catalog_model_is_fetched_finetuned_and_exported(cli, served_catalog, few_digits, tmp_path):
+    args = ("--catalog", str(served_catalog))
+    code, stdout, stderr = cli(*args, "finetune", BASE, "--data", str(few_digits), "--out", str(tmp_path / "m"),
+                               "--epochs", "1", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["val_top1"] is not None
+    target = tmp_path / "mobilenet_v1_0.25_128.tflite"  # an upstream name: classify recognises it
+    code, stdout, stderr = cli(*args, "export", BASE, "--to", "tflite", "--quantize", "int8", "--calibration",
+                               str(few_digits), "--calibration-size", "40", "--out", str(target), "--json")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["model"] == BASE and result["top1_agreement"] is not None
+    from zoo.formats.tflite import load_tflite
+
+    model = load_tflite(load_catalog().get(BASE), target)
+    assert model.summary()["input_dtype"] == "uint8" and model.summary()["output_shape"] == [None, 1001]
+    # the int8 file answers ImageNet like the real upstream uint8 model on a real photo
+    image = REPO / "tests/data/cat.bmp"
+    code, ours, _ = cli(*args, "classify", str(target), str(image), "--top", "1", "--json")
+    assert code == 0
+    code, upstream, _ = cli("classify", str(real_weights.TFLITE), str(image), "--top", "1", "--json")
+    assert json.loads(ours)[0]["predictions"][0]["index"] == json.loads(upstream)[0]["predictions"][0]["index"]

@@ -338,29 +338,37 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     interrupted = False
     head_lr = HEAD_LEARNING_RATE if learning_rate is None else learning_rate
 
+    if batch_size < dist.num_replicas_in_sync:
+        raise UsageError(f"--batch-size {batch_size} is smaller than the {dist.num_replicas_in_sync} devices "
+                         "training in sync", hint=f"use --batch-size {dist.num_replicas_in_sync} or more")
     with dist.scope():
         backbone, head, full = _backbone_and_head(base, train.classes)
     state["model"] = full
     workdir = tempfile.TemporaryDirectory(prefix="mobilenet-zoo-features-")
     try:
         # ---- head-only: the frozen backbone runs once per image
+        tick = time.perf_counter()
         feats, labels = _extract_features(tf, backbone, my_train, size, batch_size, AUGMENTED_VIEWS,
                                           Path(workdir.name), "train", seed)
         vfeats, vlabels = _extract_features(tf, backbone, my_val, size, batch_size, 0,
                                             Path(workdir.name), "val", seed)
+        state["feature_seconds"] = round(time.perf_counter() - tick, 3)
+        state["feature_images"] = len(my_train) * (1 + AUGMENTED_VIEWS) + len(my_val)
         with dist.scope():
             head.compile(optimizer=keras.optimizers.Adam(head_lr), loss="sparse_categorical_crossentropy",
                          metrics=["accuracy"])
         steps = _steps(len(train) * (1 + AUGMENTED_VIEWS), batch_size)
-        # one worker: each validation image exactly once. Several: every worker must run the
-        # same number of steps (collectives), so shards repeat and a few images count twice.
-        several = plan.workers > 1
+        # One device: each validation image exactly once. Several: workers must run the same
+        # number of steps (collectives) and no replica may get an empty last batch (TF's CPU
+        # convolution fails on one), so validation repeats and a few images count twice per
+        # epoch. That only picks the best epoch; the reported top-1 is measured exactly below.
+        several = dist.num_replicas_in_sync > 1
         val_steps = _steps(len(val), batch_size) if several else None
         try:
             head.fit(_feature_dataset(tf, feats, labels, batch_size, True, seed), epochs=epochs,
                      steps_per_epoch=steps,
                      validation_data=_feature_dataset(tf, vfeats, vlabels, batch_size, False, seed, repeat=several),
-                     validation_steps=val_steps, verbose=0,
+                     validation_steps=val_steps, verbose=0, shuffle=False,
                      callbacks=_callbacks(keras, "head", epochs, steps, batch_size, progress, state))
         except KeyboardInterrupt:
             interrupted = True
@@ -378,7 +386,7 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
                                        repeat=True, seed=seed),
                          epochs=epochs, steps_per_epoch=steps,
                          validation_data=image_dataset(my_val, size, batch=batch_size, repeat=several),
-                         validation_steps=val_steps, verbose=0,
+                         validation_steps=val_steps, verbose=0, shuffle=False,
                          callbacks=_callbacks(keras, "backbone", epochs, steps, batch_size, progress, state))
             except KeyboardInterrupt:
                 interrupted = True
@@ -406,6 +414,8 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
                 "train_backbone": train_backbone, "strategy": strategy, "strategy_used": plan.kind,
                 "replicas": int(dist.num_replicas_in_sync), "workers": plan.workers,
                 "augmented_views": AUGMENTED_VIEWS, "best_epoch": state["best_epoch"],
+                "feature_extraction": {"images": state.get("feature_images"),
+                                       "seconds": state.get("feature_seconds")},
                 "epochs_done": len(state["history"]), "interrupted": interrupted, "seed": seed,
                 "history": state["history"]})
     result.seconds = round(time.perf_counter() - start, 2)
@@ -427,16 +437,27 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
     try:
         size = base.entry.input_size[:2]
         entry = derived_entry(base.base_entry, out.name, tuple(train.classes))
+        timings: dict[str, float] = {}
+        tick = time.perf_counter()
         full.save(staging / names.KERAS_FILE)
         saved = write_saved_model(full, staging / names.SAVED_MODEL_DIR)
+        timings["keras_and_saved_model"] = round(time.perf_counter() - tick, 3)
+        tick = time.perf_counter()
         write_tflite(saved, staging / names.TFLITE_FILE)
+        timings["tflite"] = round(time.perf_counter() - tick, 3)
         (staging / names.LABELS_FILE).write_text("".join(c + "\n" for c in train.classes), encoding="utf-8")
         calibration = _calibration_sample(train, calibration_size, spread)
         if quantize:
+            tick = time.perf_counter()
             write_int8_tflite(saved, staging / names.INT8_TFLITE_FILE,
                               lambda: preprocessed_batches(calibration, size), "uint8")
+            timings["int8_tflite_convert_and_calibrate"] = round(time.perf_counter() - tick, 3)
         # accuracy of each deliverable on the held-out images, the same files for all three
-        runners = {"val_top1": lambda x: full.predict_on_batch(x),
+        from .formats.keras_models import import_tensorflow
+
+        # a plain call, not predict_on_batch: under a strategy that would split and re-join batches
+        infer = import_tensorflow().function(lambda x: full(x, training=False), reduce_retracing=True)
+        runners = {"val_top1": lambda x: infer(x).numpy(),
                    "tflite_top1": load_tflite(entry, staging / names.TFLITE_FILE)}
         if quantize:
             runners["int8_top1"] = load_tflite(entry, staging / names.INT8_TFLITE_FILE)
@@ -459,7 +480,7 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
                               "calibration_images": len(calibration)} if quantize else None),
             "data": {"train": str(train.root), "val": str(val.root), "train_images": len(train),
                      "val_images": len(val), "per_class_train": train.counts()},
-            "metrics": metrics, "training": training,
+            "metrics": metrics, "training": training, "export_seconds": timings,
             "command": shlex.join(command) if command else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
