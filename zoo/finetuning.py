@@ -192,45 +192,87 @@ def _unfreeze_except_batch_norm(keras: Any, backbone: Any) -> None:
             layer.trainable = False
 
 
-# ----------------------------------------------------------------------------- progress
-def _callbacks(keras: Any, phase: str, epochs: int, steps: int, batch: int, show: bool, state: dict) -> list:
-    """Per-epoch progress on stderr (a bar on a terminal) and best-weights tracking."""
+# ----------------------------------------------------------------------------- training
+def _train(tf: Any, keras: Any, dist: Any, model: Any, train_ds: Any, val_ds: Any, *, phase: str, epochs: int,
+           steps: int, val_steps: int | None, learning_rate: float, batch: int, show: bool, state: dict) -> None:
+    """Train ``model`` for ``epochs`` x ``steps`` batches with ``dist``; keep the best weights in ``state``.
+
+    A plain ``strategy.run`` loop rather than ``Model.fit``: Keras 3's ``fit`` cannot start
+    under ``MultiWorkerMirroredStrategy`` (its first-batch build reduces a tuple of
+    per-replica values, which the collective reducer rejects). One loop serves every
+    strategy, so what the tests run on one device is what runs on a cluster.
+    ``val_steps`` None: run the validation set once to its end (one replica only).
+    """
     from tqdm.auto import tqdm
 
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-            self.bar = tqdm(total=steps, desc=f"{phase} {epoch + 1}/{epochs}", file=sys.stderr, leave=False,
-                            disable=not (show and sys.stderr.isatty()), unit="step")
+    with dist.scope():
+        optimizer = keras.optimizers.Adam(learning_rate)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+    variables = model.trainable_variables
 
-        def on_train_batch_end(self, batch_index, logs=None):
-            self.bar.update(1)
-            if logs and batch_index % 5 == 0:
-                self.bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}", acc=f"{logs.get('accuracy', 0):.3f}")
+    def sums(y, probs):
+        per_example = loss_fn(y, probs)
+        hits = tf.cast(tf.equal(tf.argmax(probs, axis=1, output_type=tf.int32), tf.cast(y, tf.int32)), tf.float32)
+        return per_example, tf.stack([tf.reduce_sum(per_example), tf.reduce_sum(hits),
+                                      tf.cast(tf.shape(y)[0], tf.float32)])
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.bar.close()
-            logs = dict(logs or {})
-            seconds = time.perf_counter() - self.start
-            val = logs.get("val_accuracy")
-            record = {"phase": phase, "epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
-                      "accuracy": float(logs.get("accuracy", float("nan"))),
-                      "val_accuracy": None if val is None else float(val), "seconds": round(seconds, 2)}
-            state["history"].append(record)
-            score = -float(logs.get("val_loss", 0.0)) if val is None else float(val)
-            if state["best_score"] is None or score > state["best_score"]:
-                state["best_score"] = score
-                state["best_weights"] = state["model"].get_weights()
-                state["best_epoch"] = len(state["history"])
-            if show:
-                text = (f"{phase} epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}, "
-                        f"accuracy {100 * record['accuracy']:.1f}%")
-                if val is not None:
-                    text += f", val accuracy {100 * record['val_accuracy']:.1f}%"
-                text += f" ({seconds:.1f} s, {steps * batch / max(seconds, 1e-9):.0f} images/s)"
-                print(text, file=sys.stderr, flush=True)
+    def train_replica(x, y):
+        with tf.GradientTape() as tape:
+            probs = model(x, training=True)
+            per_example, totals = sums(y, probs)
+            loss = tf.nn.compute_average_loss(per_example)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return totals
 
-    return [Progress()]
+    def eval_replica(x, y):
+        return sums(y, model(x, training=False))[1]
+
+    @tf.function
+    def train_step(iterator):
+        return dist.reduce("SUM", dist.run(train_replica, args=next(iterator)), axis=None)
+
+    @tf.function
+    def eval_step(batch):
+        return dist.reduce("SUM", dist.run(eval_replica, args=batch), axis=None)
+
+    train_iter = iter(dist.experimental_distribute_dataset(train_ds))
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        bar = tqdm(total=steps, desc=f"{phase} {epoch + 1}/{epochs}", file=sys.stderr, leave=False, unit="step",
+                   disable=not (show and sys.stderr.isatty()))
+        totals = np.zeros(3)
+        for step in range(steps):
+            totals += train_step(train_iter).numpy()
+            bar.update(1)
+            if step % 5 == 0:
+                bar.set_postfix(loss=f"{totals[0] / max(totals[2], 1):.3f}", acc=f"{totals[1] / max(totals[2], 1):.3f}")
+        bar.close()
+        val = np.zeros(3)
+        val_iter = iter(dist.experimental_distribute_dataset(val_ds))
+        for _ in (range(val_steps) if val_steps is not None else iter(int, 1)):
+            batch = next(val_iter, None)
+            if batch is None:
+                break
+            val += eval_step(batch).numpy()
+        seconds = time.perf_counter() - start
+        record = {"phase": phase, "epoch": epoch + 1, "loss": float(totals[0] / max(totals[2], 1)),
+                  "accuracy": float(totals[1] / max(totals[2], 1)),
+                  "val_accuracy": float(val[1] / val[2]) if val[2] else None,
+                  "val_loss": float(val[0] / val[2]) if val[2] else None, "seconds": round(seconds, 3),
+                  "images_per_s": round(totals[2] / max(seconds, 1e-9), 1)}
+        state["history"].append(record)
+        score = record["val_accuracy"] if record["val_accuracy"] is not None else -record["loss"]
+        if state["best_score"] is None or score > state["best_score"]:
+            state["best_score"] = score
+            state["best_weights"] = state["model"].get_weights()
+            state["best_epoch"] = len(state["history"])
+        if show:
+            text = (f"{phase} epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}, "
+                    f"accuracy {100 * record['accuracy']:.1f}%")
+            if record["val_accuracy"] is not None:
+                text += f", val accuracy {100 * record['val_accuracy']:.1f}%"
+            text += f" ({seconds:.1f} s, {record['images_per_s']:.0f} images/s)"
+            print(text, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- features
@@ -354,9 +396,6 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
                                             Path(workdir.name), "val", seed)
         state["feature_seconds"] = round(time.perf_counter() - tick, 3)
         state["feature_images"] = len(my_train) * (1 + AUGMENTED_VIEWS) + len(my_val)
-        with dist.scope():
-            head.compile(optimizer=keras.optimizers.Adam(head_lr), loss="sparse_categorical_crossentropy",
-                         metrics=["accuracy"])
         steps = _steps(len(train) * (1 + AUGMENTED_VIEWS), batch_size)
         # One device: each validation image exactly once. Several: workers must run the same
         # number of steps (collectives) and no replica may get an empty last batch (TF's CPU
@@ -364,12 +403,11 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
         # epoch. That only picks the best epoch; the reported top-1 is measured exactly below.
         several = dist.num_replicas_in_sync > 1
         val_steps = _steps(len(val), batch_size) if several else None
+        common = dict(epochs=epochs, val_steps=val_steps, batch=batch_size, show=progress, state=state)
         try:
-            head.fit(_feature_dataset(tf, feats, labels, batch_size, True, seed), epochs=epochs,
-                     steps_per_epoch=steps,
-                     validation_data=_feature_dataset(tf, vfeats, vlabels, batch_size, False, seed, repeat=several),
-                     validation_steps=val_steps, verbose=0, shuffle=False,
-                     callbacks=_callbacks(keras, "head", epochs, steps, batch_size, progress, state))
+            _train(tf, keras, dist, head, _feature_dataset(tf, feats, labels, batch_size, True, seed),
+                   _feature_dataset(tf, vfeats, vlabels, batch_size, False, seed, repeat=several),
+                   phase="head", steps=steps, learning_rate=head_lr, **common)
         except KeyboardInterrupt:
             interrupted = True
         # ---- the whole network, at a lower learning rate, batch norm frozen
@@ -377,17 +415,13 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
             if state["best_weights"] is not None:
                 full.set_weights(state["best_weights"])
             _unfreeze_except_batch_norm(keras, backbone)
-            with dist.scope():
-                full.compile(optimizer=keras.optimizers.Adam(head_lr * BACKBONE_LR_FACTOR),
-                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-            steps = _steps(len(train), batch_size)
             try:
-                full.fit(image_dataset(my_train, size, batch=batch_size, augment=True, shuffle=True,
-                                       repeat=True, seed=seed),
-                         epochs=epochs, steps_per_epoch=steps,
-                         validation_data=image_dataset(my_val, size, batch=batch_size, repeat=several),
-                         validation_steps=val_steps, verbose=0, shuffle=False,
-                         callbacks=_callbacks(keras, "backbone", epochs, steps, batch_size, progress, state))
+                _train(tf, keras, dist, full,
+                       image_dataset(my_train, size, batch=batch_size, augment=True, shuffle=True, repeat=True,
+                                     seed=seed),
+                       image_dataset(my_val, size, batch=batch_size, repeat=several),
+                       phase="backbone", steps=_steps(len(train), batch_size),
+                       learning_rate=head_lr * BACKBONE_LR_FACTOR, **common)
             except KeyboardInterrupt:
                 interrupted = True
             backbone.trainable = False
