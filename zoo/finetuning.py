@@ -205,10 +205,11 @@ def _train(tf: Any, keras: Any, dist: Any, model: Any, train_ds: Any, val_ds: An
     """
     from tqdm.auto import tqdm
 
+    variables = model.trainable_variables
     with dist.scope():
         optimizer = keras.optimizers.Adam(learning_rate)
+        optimizer.build(variables)  # slots now, not lazily inside a replica's tf.function (mirrored fails)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
-    variables = model.trainable_variables
 
     def sums(y, probs):
         per_example = loss_fn(y, probs)
