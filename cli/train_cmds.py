@@ -39,14 +39,14 @@ def finetune_cmd(
     epochs: int = typer.Option(5, "--epochs", min=1, help="Epochs (head-only; with --train-backbone, as many again)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Global batch size (split over devices)."),
     learning_rate: Optional[float] = typer.Option(
-        None, "--learning-rate", metavar="LR", help="Adam learning rate of the head [default: 1e-3]; "
+        None, "--learning-rate", metavar="LR", help="Adam learning rate of the head (default 1e-3); "
                                                     "the backbone phase uses a tenth."),
     train_backbone: bool = typer.Option(
         False, "--train-backbone/--head-only",
         help="After the head, also train the backbone (batch norm stays frozen). Default: head only."),
     val_data: Optional[Path] = typer.Option(None, "--val-data", metavar="DIR", help="Validation images, same classes."),
     val_split: Optional[float] = typer.Option(
-        None, "--val-split", metavar="F", help="Fraction of each class held out when no --val-data [default: 0.2]."),
+        None, "--val-split", metavar="F", help="Fraction of each class held out when no --val-data (default 0.2)."),
     quantize: Optional[Quantize] = typer.Option(
         None, "--quantize", help="Also write model_int8.tflite: full-integer, uint8 I/O, calibrated on training images."),
     strategy: Strategy = typer.Option(
