@@ -152,6 +152,7 @@ SCHEMA: dict[str, tuple[tuple, bool]] = {
     "archive_root": ((str,), False),
     "files": ((dict,), True),
     "aliases": ((list,), False),
+    "labels": ((list, type(None)), False),  # own class names (e.g. a fine-tuned model); default ImageNet's
 }
 _RELEASE_KEYS = {"release", "url", "sha256", "size_bytes", "digest_source"}
 
@@ -268,6 +269,9 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
     if (first.url, first.sha256, first.size_bytes) != (raw["url"], raw["sha256"], raw["size_bytes"]):
         raise fail("url/sha256/size_bytes must repeat the first (default) release's values", "url")
 
+    labels = raw.get("labels")
+    if labels is not None and (len(labels) != raw["num_classes"] or not all(isinstance(x, str) for x in labels)):
+        raise fail(f"labels must list num_classes ({raw['num_classes']}) class names", "labels")
     return Entry(
         id=raw["id"], family=family, variant=variant, width=float(raw["width"]),
         resolution=raw["resolution"], quantized=raw["quantized"],
@@ -278,7 +282,7 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
         input_quantization=MappingProxyType(dict(quant)) if quant else None,
         num_classes=raw["num_classes"], input_node=raw["input_node"], output_node=raw["output_node"],
         archive_root=raw.get("archive_root", "."), files=MappingProxyType(dict(raw["files"])),
-        aliases=tuple(raw.get("aliases") or ()),
+        aliases=tuple(raw.get("aliases") or ()), labels=tuple(labels) if labels is not None else None,
     )
 
 
