@@ -355,8 +355,7 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     if val_data is not None and val_split is not None:
         raise UsageError("--val-data and --val-split exclude each other",
                          hint="a validation folder, or a fraction of --data held out, not both")
-    plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"),
-                         gpus=local_gpu_count() if strategy == "auto" else 0)
+    plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"))  # checks TF_CONFIG; no TensorFlow yet
     out = Path(out)
     if plan.is_chief:
         check_target(out, overwrite)
@@ -370,6 +369,8 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
 
     from .formats.keras_models import import_keras, import_tensorflow
 
+    if strategy == "auto" and plan.kind == "default":  # only now: counting GPUs imports TensorFlow
+        plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"), gpus=local_gpu_count())
     tf = import_tensorflow()
     dist = make_strategy(plan)  # before any other TF op: multi-worker needs that
     keras = import_keras()
@@ -390,6 +391,10 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     workdir = tempfile.TemporaryDirectory(prefix="mobilenet-zoo-features-")
     try:
         # ---- head-only: the frozen backbone runs once per image
+        if progress:
+            print(f"{base.entry.id}: {len(train)} training and {len(val)} validation images, "
+                  f"{len(train.classes)} classes; running the frozen backbone once over "
+                  f"{len(my_train) * (1 + AUGMENTED_VIEWS) + len(my_val)} images", file=sys.stderr, flush=True)
         tick = time.perf_counter()
         feats, labels = _extract_features(tf, backbone, my_train, size, batch_size, AUGMENTED_VIEWS,
                                           Path(workdir.name), "train", seed)
