@@ -225,6 +225,26 @@ def test_ctrl_c_keeps_the_best_model_so_far(few_digits, checkpoint, tmp_path):
     assert (out / "model.tflite").is_file() and "best model so far" in rest
 
 
+def test_ctrl_c_before_the_first_epoch_writes_nothing(all_digits, checkpoint, tmp_path):
+    from zoo.finetuning import TrainingInterrupted
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "never"
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.5)  # lands in feature extraction (several seconds here)
+    try:
+        with pytest.raises((TrainingInterrupted, KeyboardInterrupt)) as err:
+            finetune(BASE, all_digits, out, checkpoint=checkpoint, epochs=1, catalog=load_catalog(), progress=False)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    if err.type is TrainingInterrupted:
+        assert "nothing written" in err.value.message and err.value.exit_code == 130
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
 # ----------------------------------------------------------------------------- tf.distribute
 _MIRRORED = """
 import sys, json, tensorflow as tf
