@@ -365,6 +365,9 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
         train, val = folder, scan_image_folder(Path(val_data), classes=folder.classes, flag="--val-data")
     else:
         train, val = split(folder, DEFAULT_VAL_SPLIT if val_split is None else val_split, seed)
+    if min(len(train), len(val)) < plan.workers:
+        raise UsageError(f"{plan.workers} workers need at least {plan.workers} training and validation images "
+                         f"each, got {len(train)} and {len(val)}", hint="add images or use fewer workers")
     base = _resolve_base(model, Path(checkpoint) if checkpoint else None, catalog, cache_dir)
 
     from .formats.keras_models import import_keras, import_tensorflow
