@@ -242,4 +242,4 @@ def main() -> None:
 from . import catalog_cmds  # noqa: E402,F401
 
 if not _package.LIGHT_ONLY:
-    from . import eval_cmds, fetch_cmds, run_cmds  # noqa: E402,F401
+    from . import eval_cmds, fetch_cmds, run_cmds, train_cmds  # noqa: E402,F401

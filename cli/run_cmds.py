@@ -68,7 +68,9 @@ def summary_lines(info: dict) -> list[tuple[str, str]]:
                       f"{batch} in the file (larger batches run "
                       + ("image by image)" if batch == 1 else f"{batch} images at a time)")))
     params = info.get("parameters")
-    if params:
+    if params and not info.get("catalog_params_m"):  # e.g. a fine-tuned model: no published figure
+        lines.append(("parameters", f"{params:,} ({params / 1e6:.3f} M)"))
+    elif params:
         diff = params / 1e6 - info["catalog_params_m"]
         lines.append(("parameters", f"{params:,} ({params / 1e6:.3f} M); the catalog says "
                       f"{info['catalog_params_m']} M ({diff:+.3f} M)"))

@@ -12,6 +12,7 @@ from .http_server import fault_server  # noqa: F401 - the loopback server fixtur
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 SHARED = REPO.parent / "shared"
+STATE = "state"  # per test: tmp_path / STATE holds what the program keeps per user (not output, not cache)
 
 
 def console_script() -> str:
@@ -30,7 +31,8 @@ def console_script() -> str:
 def isolated_env(tmp_path, monkeypatch):
     """Point the cache and the bench profile at temp dirs and clear catalog/mirror overrides."""
     monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("MOBILENET_ZOO_PROFILE", str(tmp_path / "profile.json"))
+    # this user's private state (bench profile, parsed catalog copies) lives in its own folder
+    monkeypatch.setenv("MOBILENET_ZOO_PROFILE", str(tmp_path / STATE / "profile.json"))
     for name in ("MOBILENET_ZOO_CATALOG", "MOBILENET_ZOO_MIRROR", "MOBILENET_ZOO_OFFLINE", "MOBILENET_ZOO_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     # Any stray attempt to reach a real host fails fast instead of hanging.

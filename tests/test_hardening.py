@@ -21,6 +21,7 @@ from zoo import layout
 from zoo.locking import CacheLock, host_name
 
 from . import archives
+from .conftest import STATE
 from .fetch_helpers import model_entry, v1_tarball, write_catalog
 from .http_server import Fault
 
@@ -62,11 +63,11 @@ class World:
 
     def outside(self) -> dict[str, str]:
         """path -> content digest (or link target) of everything under tmp_path but the cache
-        and this user's private state beside the profile (the parsed catalog copies)."""
+        and this user's private state (the bench profile and parsed catalog copies)."""
         out = {}
         for folder, dirs, files in os.walk(self.tmp):
             if Path(folder) == self.tmp:
-                dirs[:] = [d for d in dirs if d not in ("cache", "parsed-catalogs")]
+                dirs[:] = [d for d in dirs if d not in ("cache", STATE)]
             for name in dirs + files:
                 p = Path(folder) / name
                 rel = p.relative_to(self.tmp).as_posix()

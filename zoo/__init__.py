@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on 
 
 __version__ = "0.1.0"
 __all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "restore", "classify", "bench",
-           "evaluate"]
+           "evaluate",
+           "finetune", "export_model"]
 
 _LAZY = {
     "fetch": ("zoo.fetching", "fetch"),
@@ -33,6 +34,8 @@ _LAZY = {
     "classify": ("zoo.classification", "classify"),
     "bench": ("zoo.benchmark", "bench"),
     "evaluate": ("zoo.evaluation", "evaluate"),
+    "finetune": ("zoo.finetuning", "finetune"),
+    "export_model": ("zoo.export", "export_model"),
 }
 
 

@@ -70,6 +70,8 @@ class Entry:
     archive_root: str
     files: Mapping[str, str]
     aliases: tuple[str, ...] = ()
+    # Class names of a model with its own classes (fine-tuned); None: the 1001 ImageNet labels.
+    labels: tuple[str, ...] | None = None
 
     @property
     def model_size_mb(self) -> float:
@@ -178,6 +180,7 @@ SCHEMA: dict[str, tuple[tuple, bool]] = {
     "archive_root": ((str,), False),
     "files": ((dict,), True),
     "aliases": ((list,), False),
+    "labels": ((list, type(None)), False),  # own class names (e.g. a fine-tuned model); default ImageNet's
 }
 _RELEASE_KEYS = {"release", "url", "sha256", "size_bytes", "digest_source"}
 
@@ -302,6 +305,10 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
                    "archive_root")
 
     releases = _releases(raw, fail)
+
+    labels = raw.get("labels")
+    if labels is not None and (len(labels) != raw["num_classes"] or not all(isinstance(x, str) for x in labels)):
+        raise fail(f"labels must list num_classes ({raw['num_classes']}) class names", "labels")
     return Entry(
         id=raw["id"], family=family, variant=variant, width=float(raw["width"]),
         resolution=raw["resolution"], quantized=raw["quantized"],
@@ -312,7 +319,7 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
         input_quantization=MappingProxyType(dict(quant)) if quant else None,
         num_classes=raw["num_classes"], input_node=raw["input_node"], output_node=raw["output_node"],
         archive_root=raw.get("archive_root", "."), files=MappingProxyType(dict(raw["files"])),
-        aliases=tuple(raw.get("aliases") or ()),
+        aliases=tuple(raw.get("aliases") or ()), labels=tuple(labels) if labels is not None else None,
     )
 
 

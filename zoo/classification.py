@@ -18,10 +18,14 @@ from .labels import label
 from .formats.base import RestoredModel, locate, normalize_format, restore_any
 
 
-def top_k(probs: np.ndarray, k: int) -> list[dict[str, Any]]:
-    """The k best classes of one probability vector, best first (ties: lower index first)."""
+def top_k(probs: np.ndarray, k: int, labels: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The k best classes of one probability vector, best first (ties: lower index first).
+
+    ``labels``: a model's own class names (fine-tuned models); None for ImageNet's.
+    """
     order = np.argsort(-probs, kind="stable")[:k]
-    return [{"label": label(int(i)), "index": int(i), "score": float(probs[i])} for i in order]
+    return [{"label": labels[int(i)] if labels is not None else label(int(i)), "index": int(i),
+             "score": float(probs[i])} for i in order]
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -71,7 +75,8 @@ def classify(name_or_model: str | Path | Entry | RestoredModel, images: Sequence
     model = name_or_model if isinstance(name_or_model, RestoredModel) else \
         restore_any(name_or_model, fmt, catalog=catalog, cache_dir=cache_dir, threads=threads)
     probs = model(batch)
-    return [{"image": str(path), "predictions": top_k(row, top)} for path, row in zip(paths, probs)]
+    labels = model.entry.labels
+    return [{"image": str(path), "predictions": top_k(row, top, labels)} for path, row in zip(paths, probs)]
 
 
 def _classify_skipping(name_or_model, images, **kwargs) -> list[dict[str, Any]]:

@@ -156,6 +156,14 @@ def restore_file(entry: Entry, path: Path, fmt: str, **options: Any) -> Restored
         from .frozen import load_frozen_graph
 
         return load_frozen_graph(entry, Path(path), threads=options.get("threads"))
+    if Path(path).suffix == ".keras":  # a fine-tuned model (zoo.finetuned)
+        from ..finetuned import load_keras_file
+
+        if options.get("weights") is not None:
+            raise UsageError("--weights applies to slim checkpoints, not to a fine-tuned model.keras")
+        _require_tensorflow("loading Keras models")
+        configure_tf_threads(options.get("threads"))
+        return load_keras_file(entry, Path(path))
     from .ckpt import restore_checkpoint
 
     _require_tensorflow("restoring checkpoints")
@@ -251,7 +259,8 @@ def entry_for_file(path: Path, catalog: Catalog, fmt: str) -> Entry:
 
 def locate(model: str | Path | Entry, format: str = "tflite",
            catalog: Catalog | None = None) -> tuple[Entry, Path | None, str]:
-    """(entry, local file or None, format) for a catalog name, an Entry or a local upstream file.
+    """(entry, local file or None, format) for a catalog name, an Entry, a local upstream file,
+    or a fine-tuned model directory (or a .tflite / .keras file in one).
 
     Nothing is loaded or fetched, so callers can check their other inputs first.
     """
@@ -259,6 +268,11 @@ def locate(model: str | Path | Entry, format: str = "tflite",
     if isinstance(model, Entry):
         return model, None, fmt
     path = Path(model)
+    from ..finetuned import locate_finetuned  # a `finetune` OUT dir, or a model file inside one
+
+    finetuned = locate_finetuned(path, fmt)
+    if finetuned is not None:
+        return finetuned
     if path.is_file():
         fmt = format_of_file(path) or fmt
         return entry_for_file(path, catalog if catalog is not None else _default_catalog(), fmt), path, fmt

@@ -1,0 +1,360 @@
+"""`finetune` end to end on real data with real weights (``zoo.finetuning``, ``zoo.finetuned``).
+
+Data: scikit-learn's UCI optical digits (1797 real 8x8 scans) as class folders.
+Weights: a v1 0.25_128 checkpoint dequantized from the real upstream uint8 TFLite file
+(``tests/real_weights.py``), restored by the same code as a published checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("sklearn")
+pytestmark = pytest.mark.tf
+
+from zoo.catalog import load_catalog  # noqa: E402
+from zoo.finetuning import FinetuneResult, finetune  # noqa: E402
+
+from . import real_weights  # noqa: E402
+from .conftest import REPO, STATE, console_script  # noqa: E402
+from .digits import write_digits  # noqa: E402
+from .test_classify import CAT_CLASSES  # noqa: E402
+
+BASE = real_weights.CATALOG_ID
+JSON_KEYS = ["out", "classes", "train_images", "val_images", "val_top1", "tflite", "tflite_top1", "seconds"]
+INT8_KEYS = JSON_KEYS[:-1] + ["int8_tflite", "int8_top1", "seconds"]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    return real_weights.write_checkpoint(tmp_path_factory.mktemp("real_v1"))
+
+
+@pytest.fixture(scope="session")
+def all_digits(tmp_path_factory):
+    return write_digits(tmp_path_factory.mktemp("digits") / "all", size=32)
+
+
+@pytest.fixture(scope="session")
+def few_digits(tmp_path_factory):
+    """Three classes, about 60 images: enough to exercise every path in seconds."""
+    return write_digits(tmp_path_factory.mktemp("digits") / "few", size=32, limit=200, classes=(0, 1, 7))
+
+
+@pytest.fixture(scope="session")
+def small_out(tmp_path_factory, few_digits, checkpoint):
+    """A fine-tuned OUT (head-only, 2 epochs, with int8) shared by the resolver tests."""
+    out = tmp_path_factory.mktemp("runs") / "small"
+    result = finetune(BASE, few_digits, out, checkpoint=checkpoint, epochs=2, quantize="int8",
+                      catalog=load_catalog(), progress=False, command=["test"])
+    return out, result
+
+
+def _run_cli(*args, env=None, timeout=600):
+    return subprocess.run([console_script(), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+
+
+# ----------------------------------------------------------------------------- quality
+@pytest.mark.slow
+def test_real_digits_reach_high_heldout_accuracy_and_int8_stays_close(tmp_path, all_digits, checkpoint):
+    result = finetune(BASE, all_digits, tmp_path / "digits_model", checkpoint=checkpoint, epochs=8,
+                      train_backbone=True, quantize="int8", catalog=load_catalog(), progress=False)
+    print("\ndigits held-out top-1:", result.to_json())
+    assert result.val_images == 359 and result.train_images == 1438
+    assert result.val_top1 >= 90.0
+    assert abs(result.tflite_top1 - result.val_top1) <= 0.6       # same float function
+    # full-integer stays close: measured 4 to 8.4 points below float here (training is not bit-reproducible
+    # across thread schedules); the bar is 10 until the int8 gap is narrowed (see the README)
+    assert result.int8_top1 >= result.tflite_top1 - 10.0
+
+
+# ----------------------------------------------------------------------------- OUT
+def test_out_holds_every_deliverable_and_a_complete_manifest(small_out, few_digits):
+    out, result = small_out
+    names = {p.name for p in out.iterdir()}
+    assert {"model.keras", "saved_model", "model.tflite", "model_int8.tflite", "labels.txt",
+            "finetune.json"} <= names
+    assert (out / "labels.txt").read_text().split() == ["0", "1", "7"]
+    manifest = json.loads((out / "finetune.json").read_text())
+    assert manifest["base_id"] == BASE and manifest["classes"] == ["0", "1", "7"]
+    assert manifest["preprocessing"]["central_crop"] == 0.875
+    assert manifest["metrics"]["tflite_top1"] == result.tflite_top1
+    assert manifest["command"] == "test" and manifest["training"]["epochs_done"] == 2
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+    assert list(result.to_json()) == INT8_KEYS
+
+
+def test_int8_file_is_full_integer_with_uint8_io(small_out):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(small_out[0] / "model_int8.tflite"))
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    assert interpreter.get_output_details()[0]["dtype"] == np.uint8
+    float_ops = [t for t in interpreter.get_tensor_details() if t["dtype"] == np.float32]
+    assert not float_ops, [t["name"] for t in float_ops][:3]
+
+
+def test_json_keys_without_quantize():
+    result = FinetuneResult("o", ["a", "b"], 1, 1, 50.0, "o/model.tflite", 50.0)
+    assert list(result.to_json()) == JSON_KEYS
+
+
+# ----------------------------------------------------------------------------- the resolver
+@pytest.mark.parametrize("target, fmt", [("", "tflite"), ("", "ckpt"), ("model.tflite", "tflite"),
+                                         ("model_int8.tflite", "tflite"), ("model.keras", "ckpt")])
+def test_classify_takes_out_or_its_files_with_the_new_labels(cli, small_out, few_digits, target, fmt):
+    out, _ = small_out
+    image = sorted((few_digits / "7").iterdir())[0]
+    code, stdout, stderr = cli("classify", str(out / target) if target else str(out), str(image),
+                               "--format", fmt, "--top", "3", "--json")
+    assert code == 0, stderr
+    predictions = json.loads(stdout)[0]["predictions"]
+    assert sorted(p["label"] for p in predictions) == ["0", "1", "7"]
+    assert predictions[0]["label"] == "7"
+
+
+def test_restore_and_bench_take_out(cli, small_out):
+    out, _ = small_out
+    code, stdout, stderr = cli("restore", str(out), "--json")
+    assert code == 0, stderr
+    info = json.loads(stdout)
+    assert info["output_shape"] == [None, 3] and info["input_dtype"] == "float32"
+    code, stdout, stderr = cli("bench", str(out / "model_int8.tflite"), "--runs", "2", "--warmup", "0", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)[0]["id"] == out.name
+
+
+def test_frozen_format_of_out_is_a_clear_error(cli, small_out):
+    code, _, stderr = cli("classify", str(small_out[0]), str(REPO / "tests/data/cat.bmp"), "--format", "frozen")
+    assert code == 2 and "no frozen graph" in stderr
+
+
+def test_export_of_a_finetuned_model_reports_int8_agreement(cli, small_out, few_digits, tmp_path):
+    target = tmp_path / "m_int8.tflite"
+    code, stdout, stderr = cli("export", str(small_out[0]), "--to", "tflite", "--quantize", "int8",
+                               "--calibration", str(few_digits), "--calibration-size", "30", "--out", str(target),
+                               "--json")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert target.is_file() and result["calibration_images"] == 30 and result["top1_agreement"] >= 80
+    code, _, stderr = cli("export", str(small_out[0]), "--to", "tflite", "--out", str(target))
+    assert code == 2 and "already exists" in stderr
+    code, _, stderr = cli("export", str(small_out[0]), "--to", "saved_model", "--out", str(tmp_path / "sm"))
+    assert code == 0, stderr
+    assert (tmp_path / "sm" / "saved_model.pb").is_file()
+
+
+def test_a_finetuned_model_can_be_finetuned_again(small_out, few_digits, tmp_path):
+    result = finetune(small_out[0], few_digits, tmp_path / "again", epochs=1, progress=False)
+    manifest = json.loads((tmp_path / "again" / "finetune.json").read_text())
+    assert manifest["base_id"] == BASE and result.classes == ["0", "1", "7"]
+
+
+# ----------------------------------------------------------------------------- the command
+def test_cli_json_and_refusing_an_existing_out(cli, few_digits, checkpoint, tmp_path):
+    out = tmp_path / "cli_out"
+    args = ("finetune", BASE, "--checkpoint", str(checkpoint), "--data", str(few_digits), "--out", str(out),
+            "--epochs", "1")
+    code, stdout, stderr = cli(*args, "--json")
+    assert code == 0, stderr
+    assert list(json.loads(stdout)) == JSON_KEYS
+    manifest = json.loads((out / "finetune.json").read_text())
+    before = (out / "finetune.json").stat().st_mtime_ns
+    code, stdout, stderr = cli(*args)
+    assert code == 2 and "already exists" in stderr and "--overwrite" in stderr
+    assert (out / "finetune.json").stat().st_mtime_ns == before
+    code, stdout, stderr = cli(*args, "--overwrite")
+    assert code == 0, stderr
+    assert "held-out top-1" in stdout and manifest["classes"] == ["0", "1", "7"]
+
+
+@pytest.mark.parametrize("case", ["quantized", "tflite_file", "one_class", "tf_config", "bad_val_split"])
+def test_cli_bad_input_is_one_clear_message_and_writes_nothing(cli, few_digits, checkpoint, tmp_path, case):
+    data, model, env, extra = few_digits, BASE, None, []
+    if case == "quantized":
+        model = BASE + "_quant"
+    elif case == "tflite_file":
+        model = str(real_weights.TFLITE)
+    elif case == "one_class":
+        data = write_digits(tmp_path / "one", size=8, limit=30, classes=(4,))
+    elif case == "tf_config":
+        env = {"TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}'}
+        extra = ["--strategy", "multiworker"]
+    elif case == "bad_val_split":
+        extra = ["--val-split", "1.5"]
+    out = tmp_path / "never"
+    code, stdout, stderr = cli("finetune", model, "--checkpoint", str(checkpoint), "--data", str(data),
+                               "--out", str(out), *extra, env=env)
+    expected = {"quantized": "is a quantized model", "tflite_file": "cannot be trained", "one_class": "at least two",
+                "tf_config": "TF_CONFIG is malformed", "bad_val_split": "--val-split"}[case]
+    assert code == 2 and expected in stderr, stderr
+    assert "Traceback" not in stderr and not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_best_model_so_far(few_digits, checkpoint, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([console_script(), "finetune", BASE, "--checkpoint", str(checkpoint), "--data",
+                             str(few_digits), "--out", str(out), "--epochs", "100000", "--batch-size", "4"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    seen = ""
+    deadline = time.monotonic() + 300
+    while "head epoch 3/" not in seen and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    stdout, rest = proc.communicate(timeout=300)
+    assert proc.returncode == 0, seen + rest
+    manifest = json.loads((out / "finetune.json").read_text())
+    assert manifest["training"]["interrupted"] is True and manifest["training"]["epochs_done"] >= 3
+    assert (out / "model.tflite").is_file() and "best model so far" in rest
+
+
+def test_ctrl_c_before_the_first_epoch_writes_nothing(all_digits, checkpoint, tmp_path):
+    from zoo.finetuning import TrainingInterrupted
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "never"
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.5)  # lands in feature extraction (several seconds here)
+    try:
+        with pytest.raises((TrainingInterrupted, KeyboardInterrupt)) as err:
+            finetune(BASE, all_digits, out, checkpoint=checkpoint, epochs=1, catalog=load_catalog(), progress=False)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    if err.type is TrainingInterrupted:
+        assert "nothing written" in err.value.message and err.value.exit_code == 130
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name != STATE] == []
+
+
+# ----------------------------------------------------------------------------- tf.distribute
+_MIRRORED = """
+import sys, json, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from zoo.finetuning import finetune
+from zoo.catalog import load_catalog
+r = finetune("{base}", sys.argv[1], sys.argv[2], checkpoint=sys.argv[3], epochs=1, train_backbone=True,
+             strategy="mirrored", batch_size=8, catalog=load_catalog(), progress=False)
+print(json.dumps(r.to_json()))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_over_two_logical_cpus(few_digits, checkpoint, tmp_path):
+    out = tmp_path / "mirrored"
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED.format(base=BASE), str(few_digits), str(out),
+                           str(checkpoint)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    training = json.loads((out / "finetune.json").read_text())["training"]
+    assert training["strategy_used"] == "mirrored" and training["replicas"] == 2
+    assert [h["phase"] for h in training["history"]] == ["head", "backbone"]
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multiworker_two_processes_only_the_chief_writes(few_digits, checkpoint, tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    outs = [tmp_path / "w0" / "model", tmp_path / "w1" / "model"]  # each worker's own view of OUT
+    procs = []
+    for index in range(2):
+        outs[index].parent.mkdir()
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            [console_script(), "finetune", BASE, "--checkpoint", str(checkpoint), "--data", str(few_digits),
+             "--out", str(outs[index]), "--epochs", "2", "--train-backbone", "--batch-size", "8",
+             "--strategy", "multiworker", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "TF_CONFIG": config, "TF_CPP_MIN_LOG_LEVEL": "3"}))
+    results = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=600)
+            assert proc.returncode == 0, stderr[-3000:]
+            results.append(json.loads(stdout))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert results[0]["out"] == str(outs[0]) and (outs[0] / "finetune.json").is_file()
+    assert results[1]["out"] is None and not outs[1].exists()
+    training = json.loads((outs[0] / "finetune.json").read_text())["training"]
+    assert training["workers"] == 2 and training["strategy_used"] == "multiworker"
+    assert results[0]["train_images"] == results[1]["train_images"]
+
+
+# ----------------------------------------------------------------------------- catalog models
+@pytest.fixture
+def served_catalog(fault_server, checkpoint, tmp_path):
+    """The real-weight checkpoint as the v1_0.25_128 tarball on the loopback server."""
+    import io
+    import tarfile
+
+    from .fetch_helpers import entry_served_at, write_catalog
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for path in sorted(checkpoint.parent.iterdir()):
+            tar.add(path, arcname=f"./{path.name}", recursive=False)
+    data = raw.getvalue()
+    url = fault_server.add(f"/models/{BASE}.tgz", data)
+    entry = entry_served_at(load_catalog().get(BASE), url, data)
+    entry["files"] = {"checkpoint": "mobilenet_v1_0.25_128.ckpt"}
+    return write_catalog(tmp_path / "catalog.yaml", [entry])
+
+
+def test_catalog_model_is_fetched_finetuned_and_exported(cli, served_catalog, few_digits, tmp_path):
+    args = ("--catalog", str(served_catalog))
+    code, stdout, stderr = cli(*args, "finetune", BASE, "--data", str(few_digits), "--out", str(tmp_path / "m"),
+                               "--epochs", "1", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["val_top1"] is not None
+    target = tmp_path / "mobilenet_v1_0.25_128.tflite"  # an upstream name: classify recognises it
+    code, stdout, stderr = cli(*args, "export", BASE, "--to", "tflite", "--quantize", "int8", "--calibration",
+                               str(few_digits), "--calibration-size", "40", "--out", str(target), "--json")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["model"] == BASE and result["top1_agreement"] is not None
+    from zoo.formats.tflite import load_tflite
+
+    model = load_tflite(load_catalog().get(BASE), target)
+    assert model.summary()["input_dtype"] == "uint8" and model.summary()["output_shape"] == [None, 1001]
+    # the int8 file answers ImageNet like the real upstream uint8 model on a real photo
+    image = REPO / "tests/data/cat.bmp"
+    code, ours, _ = cli(*args, "classify", str(target), str(image), "--top", "1", "--json")
+    assert code == 0
+    code, upstream, _ = cli("classify", str(real_weights.TFLITE), str(image), "--top", "1", "--json")
+    # (calibrated on 40 digit scans, not photos: a cat class, not always the very same one)
+    assert json.loads(upstream)[0]["predictions"][0]["label"] in CAT_CLASSES
+    assert json.loads(ours)[0]["predictions"][0]["label"] in CAT_CLASSES
