@@ -34,7 +34,7 @@ from . import config, layout
 from .cache import Cache, Manifest, TrustStore, atomic_write_json, fsync_dir
 from .catalog import Catalog, Entry, Release, load_catalog
 from .errors import CacheError, DownloadError, IntegrityError, OfflineError, UnsafeArchiveError, ZooError
-from .mirrors import Source, redact, sources_for
+from .mirrors import Source, redact, sources_for, try_sources
 from .safepath import remove_tree
 
 LOCK_TIMEOUT = 3600.0  # a waiting process gives up after an hour (a slow peer is still downloading)
@@ -290,20 +290,8 @@ def _disk_full(cache: Cache, entry: Entry, release: Release, exc: OSError, size:
 
 def _fetch_locked(cache: Cache, entry: Entry, release: Release, expected: str | None, from_tofu: bool,
                   sources: list[Source], opts: FetchOptions, force: bool = False) -> FetchResult:
-    failures: list[str] = []
-    for source in sources:
-        try:
-            return _fetch_from(cache, entry, release, expected, from_tofu, source, opts, force)
-        except UnsafeArchiveError:
-            raise  # the bytes matched the digest we trust: another source will not be better
-        except (DownloadError, IntegrityError) as exc:
-            if len(sources) == 1:
-                raise
-            failures.append(f"{source.label}: " + exc.message.replace("\n", "\n    ")
-                            + (f"\n    hint: {exc.hint}" if exc.hint else ""))
-    raise DownloadError(f"[{entry.id}] every source failed:\n  " + "\n  ".join(failures),
-                        hint="check the mirrors' contents and your network (--mirror, --offline, proxy "
-                             "settings); each source's own hint is shown above")
+    return try_sources(sources, lambda source: _fetch_from(cache, entry, release, expected, from_tofu, source,
+                                                           opts, force), model=entry.id)
 
 
 def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | None, from_tofu: bool,
