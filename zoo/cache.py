@@ -31,6 +31,7 @@ from .atomic import DamagedStateFile, atomic_write_json, read_state
 from .catalog import Entry, Release
 from .errors import CacheError
 from .locking import CacheLock, LockTimeout, host_name
+from .partial import PARTIAL_SUFFIX, SIDECAR_SUFFIX, move_partial, sidecar_path
 from .safepath import check_inside, inside, is_plain_file, is_safe_name, remove_tree
 
 MANIFEST_VERSION = 1
@@ -77,7 +78,7 @@ def private_name(entry: Entry, release: Release) -> str:
 
 # <key>.<host>.pid<N>.<8 hex>[.part[.json]]; names from before the host was added have no host
 _PRIVATE = re.compile(r"\.(?:(?P<host>[A-Za-z0-9-]+)\.)?pid(?P<pid>\d+)\.(?P<tag>[0-9a-f]{4,16})"
-                      r"(?P<suffix>\.part(?:\.json)?)?$")
+                      rf"(?P<suffix>{re.escape(PARTIAL_SUFFIX)}(?:{re.escape(SIDECAR_SUFFIX)})?)?$")
 
 
 @dataclass(frozen=True)
@@ -510,7 +511,7 @@ class Cache:
     def partials(self, entry: Entry | None = None, release: Release | None = None) -> list[Path]:
         key = f"{entry.id}@{release.release}" if entry and release else None
         return sorted(Path(item.path) for item, owner in self._private(layout.PARTIAL_DIR)
-                      if owner is not None and item.name.endswith(".part") and (key is None or owner.key == key))
+                      if owner is not None and item.name.endswith(PARTIAL_SUFFIX) and (key is None or owner.key == key))
 
     def adopt_partial(self, entry: Entry, release: Release) -> Path:
         """A private partial path for this process, taking over the largest leftover of a dead one.
@@ -521,28 +522,24 @@ class Cache:
         """
         folder = inside(self.root, layout.PARTIAL_DIR, what="cache folder")
         folder.mkdir(parents=True, exist_ok=True)
-        mine = folder / (private_name(entry, release) + ".part")
+        mine = folder / (private_name(entry, release) + PARTIAL_SUFFIX)
         leftovers = [p for p in self.partials(entry, release)
                      if owner_of(p.name).dead and is_plain_file(p)]
         leftovers.sort(key=lambda p: p.lstat().st_size if os.path.lexists(p) else -1, reverse=True)
         for candidate in leftovers:
+            if not is_plain_file(sidecar_path(candidate)):
+                remove_tree(sidecar_path(candidate))  # a planted link or folder is never carried along
             try:
-                os.rename(candidate, mine)
+                move_partial(candidate, mine)
             except FileNotFoundError:
                 continue
             if not is_plain_file(mine):  # swapped for something else between the check and the rename
                 remove_tree(mine)
                 continue
-            side = Path(str(candidate) + ".json")
-            if is_plain_file(side):
-                try:
-                    os.rename(side, Path(str(mine) + ".json"))
-                except FileNotFoundError:
-                    pass
             for other in leftovers:  # older leftovers of dead writers are useless now
                 if other != candidate:
                     remove_tree(other)
-                    remove_tree(Path(str(other) + ".json"))
+                    remove_tree(sidecar_path(other))
             break
         return mine
 

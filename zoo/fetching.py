@@ -296,7 +296,8 @@ def _fetch_locked(cache: Cache, entry: Entry, release: Release, expected: str | 
 
 def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | None, from_tofu: bool,
                 source: Source, opts: FetchOptions, force: bool = False) -> FetchResult:
-    from .download import DownloadPolicy, download, remove_partial
+    from .download import DownloadPolicy, download
+    from .partial import remove_partial
 
     partial = cache.adopt_partial(entry, release)
     staging = cache.staging_dir(entry, release)
@@ -371,7 +372,7 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
 
 def _drop_if_empty(partial: Path) -> None:
     """A partial that received nothing is no resume point: leave nothing behind."""
-    from .download import remove_partial
+    from .partial import remove_partial
 
     try:
         if os.lstat(partial).st_size == 0:

@@ -18,7 +18,8 @@ from .mirrors import Source, mirror_target, sources_for, try_sources
 
 
 def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptions) -> FetchResult:
-    from .download import DownloadPolicy, download, remove_partial
+    from .download import DownloadPolicy, download
+    from .partial import PARTIAL_SUFFIX, remove_partial
     from .hashing import sha256_file
 
     target = mirror_target(Path(directory), release.url)  # provably inside DIR, no link followed
@@ -28,7 +29,7 @@ def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptio
         if expected is None or digest == expected:
             return FetchResult(entry.id, release.release, target, digest, 0, True, "mirror directory")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.pid{os.getpid()}.part")
+    partial = target.with_name(f".{target.name}.pid{os.getpid()}{PARTIAL_SUFFIX}")
     sources = sources_for(release.url, list(opts.mirrors), offline=opts.offline, token=opts.mirror_token)
 
     def attempt(source: Source) -> FetchResult:
