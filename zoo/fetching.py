@@ -25,15 +25,15 @@ import os
 import queue
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from . import config, layout
-from .cache import Cache, Manifest, TrustStore, atomic_write_json, fsync_dir
+from .cache import Cache, TrustStore, fsync_dir
 from .catalog import Catalog, Entry, Release, load_catalog
-from .errors import CacheError, DownloadError, IntegrityError, OfflineError, UnsafeArchiveError, ZooError
+from .errors import CacheError, IntegrityError, OfflineError, UnsafeArchiveError, ZooError
+from .manifest import Manifest, write_manifest
 from .mirrors import Source, redact, sources_for, try_sources
 from .safepath import remove_tree
 
@@ -228,10 +228,10 @@ def rebuild_from_kept_archive(cache: Cache, entry: Entry, release: Release, expe
         raise cache_write_error(exc, "rebuild the entry in", cache.root / layout.STAGING_DIR) from None
     try:
         files = unpack_archive(archive, staging / layout.MODEL_DIR, label=entry.id)
-        manifest = Manifest(entry.id, release.release, release.url, expected, archive.stat().st_size,
-                            tuple((f.path, f.size, f.sha256) for f in files), not release.sha256,
-                            time.time(), True)
-        atomic_write_json(staging / layout.MANIFEST, manifest.to_json())
+        manifest = Manifest.of_unpacked(entry.id, release.release, release.url, expected,
+                                        archive.stat().st_size, files, trusted_on_first_use=not release.sha256,
+                                        archive_kept=True)
+        write_manifest(staging, manifest)
         os.link(archive, staging / layout.ARCHIVE)
         fsync_dir(staging)
         cache.discard(path)
@@ -332,11 +332,10 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
         raise
 
     trusted_now = expected is None
-    manifest = Manifest(entry.id, release.release, release.url, result.sha256, result.size,
-                        tuple((f.path, f.size, f.sha256) for f in files), trusted_now or from_tofu,
-                        time.time(), opts.keep_archive)
+    manifest = Manifest.of_unpacked(entry.id, release.release, release.url, result.sha256, result.size, files,
+                                    trusted_on_first_use=trusted_now or from_tofu, archive_kept=opts.keep_archive)
     try:
-        atomic_write_json(staging / layout.MANIFEST, manifest.to_json())
+        write_manifest(staging, manifest)
         if opts.keep_archive:
             os.replace(partial, staging / layout.ARCHIVE)
         remove_partial(partial)
