@@ -33,6 +33,15 @@ def partial_file(path, **kwargs) -> PartialFile:
     return PartialFile(path, **options)
 
 
+def resumed(tmp_path, on_disk: bytes, recorded: int, **kwargs) -> tuple:
+    """A partial file holding ``on_disk`` whose sidecar said ``recorded`` bytes arrived."""
+    part = tmp_path / "a.part"
+    part.write_bytes(on_disk)
+    f = partial_file(part, **kwargs)
+    f.resume_at(recorded)
+    return part, f
+
+
 def test_sidecar_is_named_moved_and_removed_with_its_partial(tmp_path):
     part = tmp_path / "a.part"
     assert sidecar_path(part) == tmp_path / "a.part.json"
@@ -48,32 +57,23 @@ def test_sidecar_is_named_moved_and_removed_with_its_partial(tmp_path):
 
 
 def test_a_resumed_prefix_is_hashed_once_and_replayed_into_the_sink(tmp_path):
-    part = tmp_path / "a.part"
-    part.write_bytes(b"0123456789abcdef")
     sink = Recorder()
-    f = partial_file(part, sink=sink)
-    f.resume_at(10)
+    part, f = resumed(tmp_path, b"0123456789", 10, sink=sink)
     assert f.sync() and sink.data == b"0123456789" and f.size == 10
     with f.appending():
         f.write(b"XYZ")
-    assert part.read_bytes()[:13] == b"0123456789XYZ"
+    assert part.read_bytes() == b"0123456789XYZ"
     assert f.verify() == hashlib.sha256(b"0123456789XYZ").hexdigest() and sink.data == b"0123456789XYZ"
 
 
 def test_a_partial_shorter_than_recorded_is_not_in_sync(tmp_path):
-    part = tmp_path / "a.part"
-    part.write_bytes(b"01234")
-    f = partial_file(part)
-    f.resume_at(10)  # the sidecar said 10 bytes, the disk holds 5
+    _, f = resumed(tmp_path, b"01234", 10)  # the sidecar said 10 bytes, the disk holds 5
     assert f.sync() is False and f.hasher is None
 
 
 def test_restart_truncates_and_restarts_the_sink(tmp_path):
-    part = tmp_path / "a.part"
-    part.write_bytes(b"old bytes")
     sink = Recorder()
-    f = partial_file(part, sink=sink)
-    f.resume_at(9)
+    part, f = resumed(tmp_path, b"old bytes", 9, sink=sink)
     f.restart()
     assert part.read_bytes() == b"" and f.size == 0 and sink.restarts == 1
 
