@@ -425,7 +425,7 @@ class _Pipe:
 
 
 class _StreamingUnpacker:
-    """Unpacks the tarball while it downloads (a ``zoo.download.Sink``).
+    """Unpacks the tarball while it downloads (a ``zoo.partial.Sink``).
 
     Every restart of the download starts a fresh unpack; ``finish`` returns the manifest
     files, or None when streaming could not follow (the caller then unpacks the file).
