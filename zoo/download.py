@@ -589,7 +589,7 @@ class _HttpDownload:
             if d.action is Action.WRITE_FROM_ZERO:
                 changed = file.state is None or (
                     (h.get("etag"), h.get("last-modified")) != (file.state.etag, file.state.last_modified))
-                if offset or file.size:
+                if offset:
                     self._restart(d.reason, changed=changed)
                 elif file.hasher is None:
                     self._restart("")
