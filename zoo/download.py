@@ -367,6 +367,31 @@ def _unresolved_host(exc: BaseException) -> str | None:
     return None
 
 
+def _get_following_redirects(session, url: str, headers: dict, *, token: str | None, max_redirects: int,
+                             timeout: Callable[[], tuple[float, float]],
+                             fail: Callable[..., DownloadError]):
+    """GET ``url``, following redirects by hand (:func:`redirect_target` decides which are safe);
+    the bearer token goes to ``url``'s own host only. Returns the first non-redirect response."""
+    current, visited = url, [url]
+    home = urlsplit(url).netloc.rpartition("@")[2].lower()
+    while True:
+        same_host = urlsplit(current).netloc.rpartition("@")[2].lower() == home
+        auth = _Bearer(token) if token and same_host else None  # never to another host
+        resp = session.get(current, headers=headers, stream=True, allow_redirects=False,
+                           timeout=timeout(), auth=auth)
+        if resp.status_code not in REDIRECT_STATUSES:
+            return resp
+        location = resp.headers.get("location")
+        resp.close()
+        if not location:
+            raise fail(f"HTTP {resp.status_code} redirect without a Location header", hint="try another mirror")
+        try:
+            current = redirect_target(current, location, visited, max_redirects)
+        except ValueError as exc:
+            raise fail(str(exc), hint="the server's redirects are unsafe or broken; try another mirror") from None
+        visited.append(current)
+
+
 class _Bearer:
     """requests auth: ``Authorization: Bearer <token>`` (takes precedence over ~/.netrc)."""
 
@@ -615,26 +640,9 @@ class _HttpDownload:
             resp.close()
 
     def _request(self, headers: dict):
-        current, visited = self.url, [self.url]
-        home = urlsplit(self.url).netloc.rpartition("@")[2].lower()
-        while True:
-            same_host = urlsplit(current).netloc.rpartition("@")[2].lower() == home
-            auth = _Bearer(self.token) if self.token and same_host else None  # never to another host
-            resp = self.session.get(current, headers=headers, stream=True, allow_redirects=False,
-                                    timeout=self._timeout(), auth=auth)
-            if resp.status_code not in REDIRECT_STATUSES:
-                return resp
-            location = resp.headers.get("location")
-            resp.close()
-            if not location:
-                raise self._error(f"HTTP {resp.status_code} redirect without a Location header",
-                                  hint="try another mirror")
-            try:
-                current = redirect_target(current, location, visited, self.policy.max_redirects)
-            except ValueError as exc:
-                raise self._error(str(exc), hint="the server's redirects are unsafe or broken; "
-                                  "try another mirror") from None
-            visited.append(current)
+        return _get_following_redirects(self.session, self.url, headers, token=self.token,
+                                        max_redirects=self.policy.max_redirects, timeout=self._timeout,
+                                        fail=self._error)
 
     def _stream(self, resp, h: Mapping[str, str]) -> _Outcome:
         """Receive the body into the file (decoded if content-encoded), watching the deadline and
