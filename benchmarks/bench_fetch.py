@@ -70,9 +70,7 @@ def main() -> None:
     entries = []
     for path in [big, *smalls]:
         entry = model_entry(f"v1_{path.stem}", f"{base}/{path.name}", None)
-        entry.update(sha256=sha256(path), size_bytes=path.stat().st_size)
-        entry["releases"] = [{"release": "r1", "url": entry["url"], "sha256": entry["sha256"],
-                              "size_bytes": entry["size_bytes"]}]
+        entry["releases"][0].update(sha256=sha256(path), size_bytes=path.stat().st_size)
         entries.append(entry)
     catalog = write_catalog(work / "catalog.yaml", entries)
     env = {**os.environ, "MOBILENET_ZOO_CATALOG": str(catalog), "MOBILENET_ZOO_PROFILE": str(work / "p.json")}

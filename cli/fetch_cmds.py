@@ -311,7 +311,8 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print a JSON a
 
     Example: mobilenet-zoo cache ls --json
     """
-    from zoo.cache import Cache, cheap_problems
+    from zoo.cache import Cache
+    from zoo.manifest import cheap_problems
     from zoo.units import format_bytes
 
     from .output import Column, print_table

@@ -12,8 +12,8 @@ import pytest
 
 from zoo import layout
 from zoo.atomic import DamagedStateFile, atomic_write_json, read_state
-from zoo.cache import (Cache, Manifest, ManifestError, TrustStore, TrustStoreError, load_manifest, owner_of,
-                       private_name, read_manifest)
+from zoo.cache import Cache, TrustStore, TrustStoreError, owner_of, private_name
+from zoo.manifest import Manifest, ManifestError, load_manifest, read_manifest
 from zoo.catalog import load_catalog
 from zoo.errors import CacheError
 from zoo.locking import CacheLock, LockTimeout, host_name

@@ -15,9 +15,10 @@ import pytest
 import requests
 
 from tests.http_server import Fault, FaultServer
-from zoo.download import (Action, DownloadPolicy, PartialState, backoff_delay, decide, download,
-                          if_range_value, parse_content_range, parse_retry_after, read_sidecar,
-                          redirect_target, resume_offset, sidecar_path, write_sidecar)
+from zoo.download import (Action, DownloadPolicy, backoff_delay, decide, download,
+                          if_range_value, parse_content_range, parse_retry_after,
+                          redirect_target, resume_offset)
+from zoo.partial import PartialState, read_sidecar, sidecar_path, write_sidecar
 from zoo.errors import DownloadError, IntegrityError
 
 pytestmark = pytest.mark.timeout(30)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from zoo import layout
-from zoo.cache import Cache, read_manifest
+from zoo.cache import Cache
+from zoo.manifest import read_manifest
 from zoo.catalog import load_catalog
 from zoo.errors import CacheError, IntegrityError, UnsafeArchiveError
 from zoo.fetching import FetchOptions, _fetch_locked, expected_digest, fetch, fetch_entry

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from zoo import layout
-from zoo.cache import read_manifest
+from zoo.manifest import read_manifest
 
 from .archives import upstream_v1_tarball
 from .fetch_helpers import serve_models

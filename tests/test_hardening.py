@@ -81,7 +81,8 @@ class World:
 
     def verified(self) -> dict[str, str]:
         """id@release -> archive sha256 of every entry whose manifest and files check out."""
-        from zoo.cache import Cache, cheap_problems
+        from zoo.cache import Cache
+        from zoo.manifest import cheap_problems
 
         found = {}
         for cached in Cache(self.cache).entries():

@@ -7,13 +7,15 @@ import hashlib
 import pytest
 
 from zoo.catalog import load_catalog
-from zoo.errors import CacheError, OfflineError, UsageError
+from zoo.errors import (CacheError, DownloadError, IntegrityError, OfflineError, SourcesFailed,
+                        UnsafeArchiveError, UsageError)
 from zoo.fetching import FetchOptions
 from zoo.mirroring import mirror_one
-from zoo.mirrors import mirror_base, mirror_path, mirror_target, rewrite, sources_for
+from zoo.mirrors import Source, mirror_base, mirror_path, mirror_target, rewrite, sources_for, try_sources
 from zoo.redact import redact
 
 from .fetch_helpers import serve_models, v1_tarball
+from .http_server import Fault
 
 URL = "https://storage.googleapis.com/download.tensorflow.org/models/mobilenet_v1_1.0_224.tgz"
 
@@ -84,3 +86,80 @@ def test_mirror_offline_with_no_usable_source_says_so(fault_server, tmp_path):
                         warn=lambda m: None)
     with pytest.raises(OfflineError, match="--offline"):
         mirror_one(tmp_path / "m", entry, release, opts)
+
+
+# ---------------------------------------------------------------- one source loop (fetch and mirror)
+
+def _source(label: str) -> Source:
+    return Source(f"http://{label}.example/x.tgz", label, False)
+
+
+def test_try_sources_with_no_source_is_an_offline_error_and_tries_nothing():
+    tried = []
+    with pytest.raises(OfflineError, match="v1_a.*--offline"):
+        try_sources([], tried.append, model="v1_a")
+    assert tried == []
+    custom = OfflineError("not in the cache", "go online")
+    with pytest.raises(OfflineError) as info:
+        try_sources([], tried.append, model="v1_a", no_source=lambda: custom)
+    assert info.value is custom
+
+
+def test_try_sources_keeps_every_failure_with_its_hint_and_returns_the_first_success():
+    errors = {"a": DownloadError("HTTP 404", hint="hint of a"), "b": IntegrityError("sha256 mismatch", "hint of b")}
+
+    def attempt(source):
+        if source.label in errors:
+            raise errors[source.label]
+        return f"from {source.label}"
+
+    assert try_sources([_source("a"), _source("c")], attempt, model="m") == "from c"
+    with pytest.raises(SourcesFailed) as info:
+        try_sources([_source("a"), _source("b")], attempt, model="m")
+    failed = info.value
+    assert isinstance(failed, DownloadError)
+    assert [(s.label, e) for s, e in failed.failures] == [("a", errors["a"]), ("b", errors["b"])]
+    assert "every source failed" in failed.message
+    for text in ("a: HTTP 404", "hint: hint of a", "b: sha256 mismatch", "hint: hint of b"):
+        assert text in failed.message
+    with pytest.raises(DownloadError) as single:  # one source: its own error, unwrapped
+        try_sources([_source("a")], attempt, model="m")
+    assert single.value is errors["a"]
+
+
+def test_try_sources_stops_at_a_refused_archive_and_lets_other_errors_through():
+    tried = []
+
+    def refuse(source):
+        tried.append(source.label)
+        raise UnsafeArchiveError("member escapes", archive="m")
+
+    with pytest.raises(UnsafeArchiveError):
+        try_sources([_source("a"), _source("b")], refuse, model="m")
+    assert tried == ["a"]  # the bytes matched the trusted digest: another source is no better
+
+    def bug(source):
+        raise KeyError("ours")
+
+    with pytest.raises(KeyError):
+        try_sources([_source("a"), _source("b")], bug, model="m")
+
+
+def test_mirror_reports_every_source_like_fetch(fault_server, tmp_path):
+    catalog_path, served = serve_models(fault_server, tmp_path, [("v1_a", v1_tarball("a"))])
+    entry, release = load_catalog(catalog_path, with_profile=False).resolve("v1_a")
+    fault_server.set_faults(served[0].path, default=Fault(status=404))
+    opts = FetchOptions(cache_dir=tmp_path / "cache", mirrors=[str(tmp_path / "nodir")], warn=lambda m: None)
+    with pytest.raises(SourcesFailed) as info:
+        mirror_one(tmp_path / "m", entry, release, opts)
+    assert [s.label.split()[0] for s, _ in info.value.failures] == ["mirror", "upstream"]
+    assert "hint: " in info.value.message  # each source's own hint, as fetch shows them
+    assert not any(p.is_file() for p in (tmp_path / "m").rglob("*"))  # no partial, no sidecar left
+
+
+def test_cli_mirror_offline_with_only_an_http_mirror_is_a_clean_error(cli, fault_server, tmp_path):
+    catalog_path, _ = serve_models(fault_server, tmp_path, [("v1_a", v1_tarball("a"))])
+    code, out, err = cli("--catalog", str(catalog_path), "--offline", "--mirror", "http://m.example",
+                         "mirror", str(tmp_path / "m"), "v1_a")
+    assert code == 1, err
+    assert "--offline" in err and "v1_a" in err and "Traceback" not in err and "BaseException" not in err

@@ -16,7 +16,8 @@ import pytest
 from tests import archives as A
 from zoo import unpack as U
 from zoo.errors import CacheError, IntegrityError, UnsafeArchiveError
-from zoo.unpack import ManifestFile, UnpackLimits, unpack_archive, unpack_stream, verify_tree
+from zoo.manifest import ManifestFile, verify_tree
+from zoo.unpack import UnpackLimits, unpack_archive, unpack_stream
 
 MODES = ("archive", "archive_noscan", "stream")
 

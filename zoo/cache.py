@@ -19,7 +19,6 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,11 +30,10 @@ from .atomic import DamagedStateFile, atomic_write_json, read_state
 from .catalog import Entry, Release
 from .errors import CacheError
 from .locking import CacheLock, LockTimeout, host_name
+from .manifest import HEX64, Manifest, ManifestError, cheap_problems, is_count, load_manifest, short
+from .partial import PARTIAL_SUFFIX, SIDECAR_SUFFIX, move_partial, sidecar_path
 from .safepath import check_inside, inside, is_plain_file, is_safe_name, remove_tree
 
-MANIFEST_VERSION = 1
-MAX_BYTES = 1 << 40          # no MobileNet file comes near a terabyte: a bigger number is damage
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 # ----------------------------------------------------------------- small primitives
@@ -77,7 +75,7 @@ def private_name(entry: Entry, release: Release) -> str:
 
 # <key>.<host>.pid<N>.<8 hex>[.part[.json]]; names from before the host was added have no host
 _PRIVATE = re.compile(r"\.(?:(?P<host>[A-Za-z0-9-]+)\.)?pid(?P<pid>\d+)\.(?P<tag>[0-9a-f]{4,16})"
-                      r"(?P<suffix>\.part(?:\.json)?)?$")
+                      rf"(?P<suffix>{re.escape(PARTIAL_SUFFIX)}(?:{re.escape(SIDECAR_SUFFIX)})?)?$")
 
 
 @dataclass(frozen=True)
@@ -130,150 +128,6 @@ def cache_write_error(exc: OSError, action: str, path: Path) -> CacheError:
     return CacheError(f"cannot {action} {path}: {reason}", hint)
 
 
-# ----------------------------------------------------------------- manifests
-class ManifestError(DamagedStateFile):
-    """manifest.json exists but does not describe an entry: the entry is broken (repairable)."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What a verified entry holds; written at unpack time, checked by `verify`."""
-
-    model_id: str
-    release: str
-    url: str
-    archive_sha256: str
-    archive_size: int
-    files: tuple[tuple[str, int, str], ...]   # (path, size, sha256)
-    trusted_on_first_use: bool
-    created_at: float
-    archive_kept: bool
-
-    def to_json(self) -> dict:
-        return {
-            "version": MANIFEST_VERSION, "model_id": self.model_id, "release": self.release, "url": self.url,
-            "archive": {"sha256": self.archive_sha256, "size": self.archive_size, "kept": self.archive_kept},
-            "files": [{"path": p, "size": s, "sha256": h} for p, s, h in self.files],
-            "trusted_on_first_use": self.trusted_on_first_use, "created_at": self.created_at,
-        }
-
-    @classmethod
-    def from_json(cls, data: object) -> "Manifest":
-        """Validate every field (types, ranges, relative paths); ValueError names the first bad one."""
-        def need(cond: bool, what: str, value: object) -> None:
-            if not cond:
-                raise ValueError(f"{what} is invalid ({_short(value)})")
-
-        need(isinstance(data, dict), "the top level", data)
-        for key in ("model_id", "release", "url"):
-            need(isinstance(data.get(key), str) and "\0" not in data[key], key, data.get(key))
-        archive = data.get("archive")
-        need(isinstance(archive, dict), "archive", archive)
-        need(isinstance(archive.get("sha256"), str) and bool(_HEX64.fullmatch(archive["sha256"])),
-             "archive.sha256", archive.get("sha256"))
-        need(_is_count(archive.get("size")), "archive.size", archive.get("size"))
-        files = data.get("files")
-        need(isinstance(files, list), "files", files)
-        out = []
-        for i, item in enumerate(files):
-            need(isinstance(item, dict), f"files[{i}]", item)
-            path, size, sha = item.get("path"), item.get("size"), item.get("sha256")
-            need(_is_relative(path), f"files[{i}].path", path)
-            need(_is_count(size), f"files[{i}].size", size)
-            need(isinstance(sha, str) and bool(_HEX64.fullmatch(sha)), f"files[{i}].sha256", sha)
-            out.append((path, size, sha))
-        created = data.get("created_at", 0)
-        need(isinstance(created, (int, float)) and not isinstance(created, bool), "created_at", created)
-        return cls(model_id=data["model_id"], release=data["release"], url=data["url"],
-                   archive_sha256=archive["sha256"], archive_size=archive["size"], files=tuple(out),
-                   trusted_on_first_use=data.get("trusted_on_first_use") is True,
-                   created_at=float(created), archive_kept=archive.get("kept") is True)
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_BYTES
-
-
-def _is_relative(path: object) -> bool:
-    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path:
-        return False
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
-
-
-def load_manifest(entry_dir: Path) -> Manifest | None:
-    """The entry's manifest; None when there is none; ManifestError when it is damaged."""
-    path = Path(entry_dir) / layout.MANIFEST
-    try:
-        data = read_state(path)
-    except DamagedStateFile as exc:
-        raise ManifestError(path, exc.reason) from None
-    if data is None:
-        return None
-    try:
-        return Manifest.from_json(data)
-    except ValueError as exc:
-        raise ManifestError(path, str(exc)) from None
-
-
-def read_manifest(entry_dir: Path) -> Manifest | None:
-    """Lenient form of :func:`load_manifest`: None when missing or damaged."""
-    try:
-        return load_manifest(entry_dir)
-    except ManifestError:
-        return None
-
-
-def _listed_files(manifest: Manifest):
-    from .unpack import ManifestFile
-
-    return [ManifestFile(path, size, sha) for path, size, sha in manifest.files]
-
-
-def cheap_problems(entry_dir: Path, manifest: Manifest) -> list[str]:
-    """Size-only check of every file (stat calls, no hashing): run on every cache hit."""
-    from .unpack import verify_tree
-
-    problems = verify_tree(entry_dir / layout.MODEL_DIR, _listed_files(manifest), deep=False, report_extra=False)
-    if manifest.archive_kept:
-        try:
-            st = os.lstat(entry_dir / layout.ARCHIVE)
-            if not stat.S_ISREG(st.st_mode):
-                problems.append(f"{layout.ARCHIVE}: not a regular file")
-            elif st.st_size != manifest.archive_size:
-                problems.append(f"{layout.ARCHIVE}: wrong size")
-        except OSError:
-            problems.append(f"{layout.ARCHIVE}: missing")
-    return problems
-
-
-def deep_problems(entry_dir: Path, manifest: Manifest, expected_sha256: str | None) -> list[str]:
-    """Re-hash the archive and every unpacked file against the manifest (what `verify` does)."""
-    from .hashing import sha256_file
-    from .unpack import verify_tree
-
-    problems = cheap_problems(entry_dir, manifest)
-    if problems:
-        return problems
-    if expected_sha256 and manifest.archive_sha256 != expected_sha256:
-        problems.append(f"entry was made from sha256 {manifest.archive_sha256}, the catalog pins {expected_sha256}")
-    if manifest.archive_kept:
-        try:
-            actual = sha256_file(entry_dir / layout.ARCHIVE)
-        except OSError as exc:
-            problems.append(f"{layout.ARCHIVE}: unreadable ({exc.strerror or exc})")
-        else:
-            if actual != manifest.archive_sha256:
-                problems.append(f"{layout.ARCHIVE}: sha256 {actual}, expected {manifest.archive_sha256}")
-    return problems + verify_tree(entry_dir / layout.MODEL_DIR, _listed_files(manifest), deep=True)
-
-
 # ----------------------------------------------------------------- trust on first use
 class TrustStoreError(CacheError):
     """trusted.json is damaged: refusing to guess (an empty store would accept any new bytes)."""
@@ -302,10 +156,10 @@ class TrustStore:
             if not isinstance(record, dict):
                 raise self._damaged(f"the record for {key!r} is a {type(record).__name__}, not a mapping")
             if not isinstance(record.get("url"), str) or not (
-                    isinstance(record.get("sha256"), str) and _HEX64.fullmatch(record["sha256"])):
+                    isinstance(record.get("sha256"), str) and HEX64.fullmatch(record["sha256"])):
                 raise self._damaged(f"the record for {key!r} lacks a url or a valid sha256")
-            if record.get("size") is not None and not _is_count(record.get("size")):
-                raise self._damaged(f"the record for {key!r} has an invalid size {_short(record.get('size'))}")
+            if record.get("size") is not None and not is_count(record.get("size")):
+                raise self._damaged(f"the record for {key!r} has an invalid size {short(record.get('size'))}")
         return data
 
     def _damaged(self, reason: str) -> TrustStoreError:
@@ -510,7 +364,7 @@ class Cache:
     def partials(self, entry: Entry | None = None, release: Release | None = None) -> list[Path]:
         key = f"{entry.id}@{release.release}" if entry and release else None
         return sorted(Path(item.path) for item, owner in self._private(layout.PARTIAL_DIR)
-                      if owner is not None and item.name.endswith(".part") and (key is None or owner.key == key))
+                      if owner is not None and item.name.endswith(PARTIAL_SUFFIX) and (key is None or owner.key == key))
 
     def adopt_partial(self, entry: Entry, release: Release) -> Path:
         """A private partial path for this process, taking over the largest leftover of a dead one.
@@ -521,28 +375,24 @@ class Cache:
         """
         folder = inside(self.root, layout.PARTIAL_DIR, what="cache folder")
         folder.mkdir(parents=True, exist_ok=True)
-        mine = folder / (private_name(entry, release) + ".part")
+        mine = folder / (private_name(entry, release) + PARTIAL_SUFFIX)
         leftovers = [p for p in self.partials(entry, release)
                      if owner_of(p.name).dead and is_plain_file(p)]
         leftovers.sort(key=lambda p: p.lstat().st_size if os.path.lexists(p) else -1, reverse=True)
         for candidate in leftovers:
+            if not is_plain_file(sidecar_path(candidate)):
+                remove_tree(sidecar_path(candidate))  # a planted link or folder is never carried along
             try:
-                os.rename(candidate, mine)
+                move_partial(candidate, mine)
             except FileNotFoundError:
                 continue
             if not is_plain_file(mine):  # swapped for something else between the check and the rename
                 remove_tree(mine)
                 continue
-            side = Path(str(candidate) + ".json")
-            if is_plain_file(side):
-                try:
-                    os.rename(side, Path(str(mine) + ".json"))
-                except FileNotFoundError:
-                    pass
             for other in leftovers:  # older leftovers of dead writers are useless now
                 if other != candidate:
                     remove_tree(other)
-                    remove_tree(Path(str(other) + ".json"))
+                    remove_tree(sidecar_path(other))
             break
         return mine
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-from stat import S_ISREG
 import zlib
 from pathlib import Path
 from typing import Any
@@ -45,26 +44,11 @@ def cache_file(source: Path) -> Path:
     return config.profile_path().parent / DIR / f"{tag:016x}.json"
 
 
-def _read_private(path: Path) -> bytes:
-    """The bytes of ``path`` if it is a regular file of ours that nobody else can write; else OSError."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        st = os.fstat(fd)
-        foreign = hasattr(os, "geteuid") and st.st_uid != os.geteuid()
-        if not S_ISREG(st.st_mode) or foreign or st.st_mode & 0o022 or st.st_size > MAX_BYTES:
-            raise PermissionError(f"{path}: not a private file of this user")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read(MAX_BYTES + 1)
-    finally:
-        os.close(fd)
-
-
 def load_models(source: Path, stat: os.stat_result, data: bytes) -> list[dict] | None:
     """The cached raw ``models`` list for this exact file (``data`` = its bytes), or None."""
-    try:
-        cached = json.loads(_read_private(cache_file(source)))
-    except (OSError, ValueError):
-        return None
+    from .atomic import read_json
+
+    cached = read_json(cache_file(source), MAX_BYTES, private=True)
     if not isinstance(cached, dict) or cached.get("key") != _key(source, stat, data):
         return None
     models = cached.get("models")

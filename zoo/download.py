@@ -18,7 +18,8 @@
 
 The decisions are pure functions (:func:`resume_offset`, :func:`decide`,
 :func:`redirect_target`, :func:`parse_retry_after`, :func:`backoff_delay`) so tests can
-drive them directly; the I/O lives in :class:`_HttpDownload` and :func:`_copy_file`.
+drive them directly; the loop over attempts lives in :class:`_HttpDownload` and
+:func:`_copy_file`, the partial file's bytes and bookkeeping in :class:`zoo.partial.PartialFile`.
 ``sleep`` and ``clock`` are injectable so tests never wait for a real backoff.
 
 Speed: writing + hashing a chunk runs on one helper thread while the next chunk is
@@ -32,29 +33,26 @@ from __future__ import annotations
 
 import email.utils
 import enum
-import hashlib
 import logging
-import os
 import random
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
-from .atomic import DamagedStateFile, atomic_write_json, read_state
-from .errors import CacheError, DownloadError, IntegrityError, ZooError
+from .errors import DownloadError, ZooError
+from .partial import (PartialFile, PartialState, Sink, forget_sidecar, integrity_error, read_sidecar,
+                      remove_partial)
 from .redact import redact
-from .safepath import open_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
 log = logging.getLogger(__name__)
 
-SIDECAR_SUFFIX = ".json"
 def _user_agent() -> str:
     from . import __version__
 
@@ -92,65 +90,6 @@ class DownloadResult:
     bytes_transferred: int  # bytes received over the wire in this call
     resumed: bool
     attempts: int
-
-
-class Sink(Protocol):
-    """Optional tee, e.g. an unpacker consuming the stream while it downloads."""
-
-    def restart(self) -> None: ...  # the file (re)starts from byte 0; called before any write
-
-    def write(self, chunk: bytes) -> None: ...  # every byte of the file, in order (maybe from a helper thread)
-
-
-@dataclass(frozen=True)
-class PartialState:
-    """What the sidecar remembers about a partial file."""
-
-    url: str
-    etag: str | None = None
-    last_modified: str | None = None
-    expected_size: int | None = None
-    total: int | None = None  # full size the server announced (decoded size unknown if encoded)
-    resumable: bool = True  # False once the server content-encoded the body: offsets mean nothing
-
-
-# --------------------------------------------------------------------------- sidecar
-
-def sidecar_path(partial: Path) -> Path:
-    partial = Path(partial)
-    return partial.with_name(partial.name + SIDECAR_SUFFIX)
-
-
-def read_sidecar(partial: Path) -> PartialState | None:
-    """The sidecar's state, or None when it is missing or unreadable (never trusted blindly)."""
-    try:
-        raw = read_state(sidecar_path(partial), cap=64 << 10)
-        if not isinstance(raw, dict):
-            return None
-        state = PartialState(url=str(raw["url"]), etag=raw.get("etag"),
-                             last_modified=raw.get("last_modified"),
-                             expected_size=raw.get("expected_size"), total=raw.get("total"),
-                             resumable=bool(raw.get("resumable", True)))
-    except (DamagedStateFile, OSError, ValueError, KeyError, TypeError):
-        return None
-    ok_str = all(v is None or isinstance(v, str) for v in (state.etag, state.last_modified))
-    ok_int = all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
-                 for v in (state.expected_size, state.total))
-    return state if ok_str and ok_int else None
-
-
-def write_sidecar(partial: Path, state: PartialState) -> None:
-    """Write the sidecar atomically (temp file + os.replace)."""
-    atomic_write_json(sidecar_path(partial), {"version": 1, **asdict(state)})
-
-
-def remove_partial(partial: Path) -> None:
-    """Delete a partial file and its sidecar (missing files are fine)."""
-    for p in (Path(partial), sidecar_path(partial)):
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -354,40 +293,6 @@ def decide(status: int, headers: Mapping[str, str], offset: int, expected_size: 
     return Decision(Action.FAIL, f"unexpected HTTP status {status}", hint="try another mirror")
 
 
-# --------------------------------------------------------------------------- verification
-
-def _integrity_error(message: str, *, label: str | None, url: str, expected_sha256: str | None,
-                     actual_sha256: str | None, expected_size: int | None, actual_size: int,
-                     hint: str | None = None) -> IntegrityError:
-    who = f"[{label}] " if label else ""
-    text = (f"{who}{message}: {url}\n"
-            f"  expected sha256 {expected_sha256 or '(not pinned)'}, size "
-            f"{expected_size if expected_size is not None else '(unknown)'}\n"
-            f"  actual   sha256 {actual_sha256 or '(not computed)'}, size {actual_size}\n"
-            f"  the partial download was deleted")
-    err = IntegrityError(text, hint or "the server delivered different bytes than the catalog "
-                         "pins; retry, try another mirror, or update the catalog if upstream "
-                         "re-published the file")
-    err.model_id, err.url = label, url
-    err.expected_sha256, err.actual_sha256 = expected_sha256, actual_sha256
-    err.expected_size, err.actual_size = expected_size, actual_size
-    return err
-
-
-def _verify(partial: Path, *, digest: str, size: int, url: str, label: str | None,
-            expected_size: int | None, expected_sha256: str | None) -> None:
-    """Size then sha256; on failure delete the partial + sidecar and raise IntegrityError."""
-    bad = None
-    if expected_size is not None and size != expected_size:
-        bad = "size mismatch"
-    elif expected_sha256 and digest != expected_sha256.strip().lower():
-        bad = "sha256 mismatch"
-    if bad:
-        remove_partial(partial)
-        raise _integrity_error(bad, label=label, url=url, expected_sha256=expected_sha256,
-                               actual_sha256=digest, expected_size=expected_size, actual_size=size)
-
-
 # --------------------------------------------------------------------------- entry point
 
 def download(url: str, partial: Path, *, expected_size: int | None = None,
@@ -426,42 +331,18 @@ def _copy_file(url: str, partial: Path, *, expected_size: int | None, expected_s
     if not src.is_file():
         raise DownloadError(f"no such file on the mirror: {src}", model_id=label, url=url,
                             hint="check the mirror directory, or remove it from the mirror list")
-    try:
-        sidecar_path(partial).unlink()
-    except FileNotFoundError:
-        pass
-    hasher, size = hashlib.sha256(), 0
-    total = expected_size if expected_size is not None else src.stat().st_size
-    if sink is not None:
-        sink.restart()
-    cap = expected_size if expected_size is not None else policy.max_unknown_size
-    with open(src, "rb") as r, open_file(partial, "wb") as w:
+    forget_sidecar(partial)
+    file = PartialFile(partial, url=url, label=label, expected_size=expected_size, expected_sha256=expected_sha256,
+                       chunk_size=policy.chunk_size, max_unknown_size=policy.max_unknown_size, sink=sink,
+                       progress=progress)
+    if file.total is None:
+        file.total = src.stat().st_size
+    file.restart()
+    with open(src, "rb") as r, file.appending():
         while chunk := r.read(policy.chunk_size):
-            if size + len(chunk) > cap:
-                w.close()
-                remove_partial(partial)
-                if expected_size is None:
-                    raise DownloadError(f"the file is larger than {cap} bytes and the catalog gives no size; "
-                                        "refusing to read on", model_id=label, url=url,
-                                        hint="add size_bytes to the catalog entry if the file really is this big")
-                raise _integrity_error("more bytes than expected", label=label, url=url,
-                                       expected_sha256=expected_sha256, actual_sha256=None,
-                                       expected_size=expected_size, actual_size=size + len(chunk))
-            try:
-                w.write(chunk)
-            except OSError as exc:
-                raise CacheError(f"cannot write {partial}: {exc.strerror or exc}",
-                                 "free some disk space or point the cache elsewhere") from exc
-            hasher.update(chunk)
-            if sink is not None:
-                sink.write(chunk)
-            size += len(chunk)
-            if progress is not None:
-                progress(size, total)
-    digest = hasher.hexdigest()
-    _verify(partial, digest=digest, size=size, url=url, label=label,
-            expected_size=expected_size, expected_sha256=expected_sha256)
-    return DownloadResult(partial, digest, size, size, False, 1)
+            file.write(chunk)
+    digest = file.verify()
+    return DownloadResult(partial, digest, file.size, file.size, False, 1)
 
 
 def _unresolved_host(exc: BaseException) -> str | None:
@@ -486,6 +367,31 @@ def _unresolved_host(exc: BaseException) -> str | None:
     return None
 
 
+def _get_following_redirects(session, url: str, headers: dict, *, token: str | None, max_redirects: int,
+                             timeout: Callable[[], tuple[float, float]],
+                             fail: Callable[..., DownloadError]):
+    """GET ``url``, following redirects by hand (:func:`redirect_target` decides which are safe);
+    the bearer token goes to ``url``'s own host only. Returns the first non-redirect response."""
+    current, visited = url, [url]
+    home = urlsplit(url).netloc.rpartition("@")[2].lower()
+    while True:
+        same_host = urlsplit(current).netloc.rpartition("@")[2].lower() == home
+        auth = _Bearer(token) if token and same_host else None  # never to another host
+        resp = session.get(current, headers=headers, stream=True, allow_redirects=False,
+                           timeout=timeout(), auth=auth)
+        if resp.status_code not in REDIRECT_STATUSES:
+            return resp
+        location = resp.headers.get("location")
+        resp.close()
+        if not location:
+            raise fail(f"HTTP {resp.status_code} redirect without a Location header", hint="try another mirror")
+        try:
+            current = redirect_target(current, location, visited, max_redirects)
+        except ValueError as exc:
+            raise fail(str(exc), hint="the server's redirects are unsafe or broken; try another mirror") from None
+        visited.append(current)
+
+
 class _Bearer:
     """requests auth: ``Authorization: Bearer <token>`` (takes precedence over ~/.netrc)."""
 
@@ -497,9 +403,17 @@ class _Bearer:
         return request
 
 
-@dataclass
+class Next(enum.Enum):
+    """How one attempt ended, for the loop: what to do next."""
+
+    DONE = "done"  # the whole file is on disk: verify it
+    RETRY = "retry"  # transient trouble: back off, then try again
+    AGAIN = "again"  # ask again at once (the partial was restarted, or the body ended early but cleanly)
+
+
+@dataclass(frozen=True)
 class _Outcome:
-    kind: str  # "done" | "retry" | "refetch" | "continue"
+    next: Next
     reason: str = ""
     retry_after: float | None = None
     slow: bool = False
@@ -511,26 +425,25 @@ def _looks_like_zlib(data: bytes) -> bool:
 
 
 class _HttpDownload:
-    """The I/O half: requests, the partial file, the hasher and the sink."""
+    """The downloader: loops over attempts, sends (ranged) requests and decides what each
+    response means (with :func:`decide`); the bytes and their bookkeeping belong to
+    ``self.file`` (:class:`zoo.partial.PartialFile`), never touched here directly."""
 
     def __init__(self, url, partial, *, expected_size, expected_sha256, policy, progress, sink,
                  session, sleep, clock, label, token=None):
-        self.url, self.partial = url, partial
-        self.expected_size, self.expected_sha256 = expected_size, expected_sha256
-        self.policy, self.progress, self.sink = policy, progress, sink
-        self.session, self.sleep, self.clock, self.label = session, sleep, clock, label
-        self.hasher: hashlib._Hash | None = None  # None: not yet in sync with the file on disk
-        self.size = 0  # bytes in the partial file
-        self.total: int | None = expected_size
-        self.state: PartialState | None = None
-        self.wire = 0
+        self.url, self.policy, self.label = url, policy, label
+        self.session, self.sleep, self.clock = session, sleep, clock
+        self.token = token  # bearer token for self.url's host only
+        self.file = PartialFile(partial, url=url, label=label, expected_size=expected_size,
+                                expected_sha256=expected_sha256, chunk_size=policy.chunk_size,
+                                max_unknown_size=policy.max_unknown_size, sink=sink, progress=progress)
+        self.wire = 0  # bytes received over the wire
         self.attempts = 0
         self.resumed = False
         self.high_water = 0  # most bytes the partial held for the current version of the file
         self.changes = 0  # restarts because the file changed on the server
         self.deadline_at: float | None = None
         self.pool = None  # one helper thread for write + hash (set by run())
-        self.token = token  # bearer token for self.url's host only
 
     # ---- errors
     def _error(self, message: str, hint: str | None = None) -> DownloadError:
@@ -538,91 +451,35 @@ class _HttpDownload:
 
     def _kept(self, then: str) -> str:
         """The hint's first half: what is left on disk (only say "kept" when bytes arrived)."""
-        if self.size > 0:
-            return f"the partial download ({self.size} bytes) is kept and resumed by the next run; {then}"
+        if self.file.size > 0:
+            return f"the partial download ({self.file.size} bytes) is kept and resumed by the next run; {then}"
         return f"nothing was downloaded; {then}"
 
     def _deadline_error(self, last: str | None) -> DownloadError:
-        got = f"{self.size} of {self.total if self.total is not None else '?'} bytes"
+        total = self.file.total
+        got = f"{self.file.size} of {total if total is not None else '?'} bytes"
         return self._error(
             f"download did not finish within the {self.policy.deadline:g}s deadline ({got}"
             + (f"; last problem: {last}" if last else "") + ")",
             hint=self._kept("raise the deadline (--deadline) or try again later"))
 
-    # ---- the partial file
+    # ---- starting over
     def _restart(self, why: str, changed: bool = False) -> None:
-        """Truncate the partial and start over from byte 0."""
+        """Start the file over from byte 0, saying why; too many changes on the server stop us."""
         if why:
             log.info("%s: restarting from byte 0: %s", self.label or redact(self.url), why)
-        with open_file(self.partial, "wb"):
-            pass
-        self.hasher, self.size, self.resumed = hashlib.sha256(), 0, False
+        self.file.restart()
+        self.resumed = False
         if changed:
             self.high_water = 0
             self.changes += 1
             if self.changes > self.policy.max_attempts_without_progress:
                 raise self._error(f"the file changed on the server {self.changes} times during "
                                   "the download", hint="try again later or use another mirror")
-        if self.sink is not None:
-            self.sink.restart()
 
     def _sync(self) -> None:
-        """Hash the prefix already on disk once, replaying it into the sink."""
-        if self.hasher is not None:
-            return
-        hasher = hashlib.sha256()
-        if self.sink is not None:
-            self.sink.restart()
-        done = 0
-        with open_file(self.partial, "rb") as f:
-            while done < self.size and (chunk := f.read(min(self.policy.chunk_size, self.size - done))):
-                hasher.update(chunk)
-                if self.sink is not None:
-                    self.sink.write(chunk)
-                done += len(chunk)
-        if done != self.size:  # the file shrank under us: start over
+        if not self.file.sync():  # the file shrank under us: start over
             self._restart("partial file shorter than recorded")
-            return
-        self.hasher = hasher
-
-    def _write(self, f, data: bytes) -> None:
-        if not data:
-            return
-        if self.expected_size is None and self.size + len(data) > self.policy.max_unknown_size:
-            f.close()
-            remove_partial(self.partial)
-            raise self._error(f"the server sent more than {self.policy.max_unknown_size} bytes and the catalog "
-                              "gives no size; refusing to read on",
-                              hint="add size_bytes to the catalog entry if the file really is this big")
-        if self.expected_size is not None and self.size + len(data) > self.expected_size:
-            f.close()
-            remove_partial(self.partial)
-            raise _integrity_error("more bytes than expected", label=self.label, url=self.url,
-                                   expected_sha256=self.expected_sha256, actual_sha256=None,
-                                   expected_size=self.expected_size, actual_size=self.size + len(data))
-        try:
-            f.write(data)
-        except OSError as exc:  # local disk, not the network: retrying would not help
-            raise CacheError(f"cannot write {self.partial}: {exc.strerror or exc}",
-                             "free some disk space or point the cache elsewhere") from exc
-        self.hasher.update(data)
-        if self.sink is not None:
-            self.sink.write(data)
-        self.size += len(data)
-        if self.progress is not None:
-            self.progress(self.size, self.total)
-
-    def _save_state(self, headers: Mapping[str, str], total: int | None, encoded: bool,
-                    keep_validators: bool = False) -> None:
-        """Record the response's validators (a 206 may omit them: then keep the stored ones)."""
-        old = self.state if keep_validators else None
-        etag = headers.get("etag") or (old.etag if old else None)
-        lm = headers.get("last-modified") or (old.last_modified if old else None)
-        new = PartialState(url=self.url, etag=etag, last_modified=lm,
-                           expected_size=self.expected_size, total=total, resumable=not encoded)
-        if new != self.state:
-            write_sidecar(self.partial, new)
-            self.state = new
 
     # ---- the loop
     def run(self) -> DownloadResult:
@@ -645,26 +502,19 @@ class _HttpDownload:
                 self.session.close()
 
     def _run(self) -> DownloadResult:
-        p = self.policy
+        p, file = self.policy, self.file
         if p.deadline is not None:
             self.deadline_at = self.clock() + p.deadline
-        self.state = read_sidecar(self.partial)
-        try:
-            on_disk = os.lstat(self.partial).st_size
-        except FileNotFoundError:
-            on_disk = 0
-        offset, why = resume_offset(on_disk, self.state, self.url, self.expected_size)
+        file.state = read_sidecar(file.path)
+        on_disk = file.on_disk()
+        offset, why = resume_offset(on_disk, file.state, self.url, file.expected_size)
         if offset:
-            self.size = self.high_water = offset  # hashed lazily, once a 206 is accepted
-            if self.state.total is not None and self.total is None:
-                self.total = self.state.total
+            file.resume_at(offset)
+            self.high_water = offset
         else:
-            self.state = None
+            file.state = None
             self._restart(why if on_disk else "")
-            try:
-                sidecar_path(self.partial).unlink()
-            except FileNotFoundError:
-                pass
+            forget_sidecar(file.path)
         no_progress = slow = 0
         last: str | None = None
         while True:
@@ -673,15 +523,15 @@ class _HttpDownload:
             self.attempts += 1
             before = self.high_water
             out = self._attempt()
-            if out.kind == "done":
+            if out.next is Next.DONE:
                 return self._finish()
             last = out.reason
-            progressed = self.size > before
-            self.high_water = max(self.high_water, self.size)
+            progressed = file.size > before
+            self.high_water = max(self.high_water, file.size)
             no_progress = 0 if progressed else no_progress + 1
             slow = slow + 1 if out.slow else 0
             log.info("%s: attempt %d: %s (%d bytes so far)", self.label or redact(self.url),
-                     self.attempts, out.reason, self.size)
+                     self.attempts, out.reason, file.size)
             if slow >= 2:
                 raise self._error(f"server too slow: {out.reason}",
                                   hint=self._kept("retry later or use another mirror"))
@@ -690,7 +540,7 @@ class _HttpDownload:
                                   f"progress; last problem: {out.reason}",
                                   hint=self._kept("try again later, use a mirror (--mirror) or the "
                                                   "cache (--offline), or check proxy settings"))
-            if out.kind in ("continue", "refetch"):
+            if out.next is Next.AGAIN:
                 continue
             delay = backoff_delay(no_progress, p, out.retry_after)
             if self.deadline_at is not None and self.clock() + delay >= self.deadline_at:
@@ -711,16 +561,17 @@ class _HttpDownload:
         import requests
         import urllib3
 
+        file = self.file
         net_errors = (requests.RequestException, urllib3.exceptions.HTTPError, OSError, zlib.error)
-        if self.size and (self.state is None or not self.state.resumable
-                          or if_range_value(self.state) is None):
+        if file.size and (file.state is None or not file.state.resumable
+                          or if_range_value(file.state) is None):
             self._restart("the server gave no validator (ETag/Last-Modified) or encodes the body; "
                           "not resuming by offset")
-        offset = self.size
+        offset = file.size
         headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-            headers["If-Range"] = if_range_value(self.state)
+            headers["If-Range"] = if_range_value(file.state)
         try:
             resp = self._request(headers)
         except ZooError:
@@ -739,79 +590,64 @@ class _HttpDownload:
                 raise self._error(f"cannot resolve host {host!r} (no DNS answer)",
                                   hint="check the network and the URL, use a mirror (--mirror) or the cache "
                                        "(--offline), or set HTTPS_PROXY/HTTP_PROXY if you need a proxy") from None
-            return _Outcome("retry", f"{type(exc).__name__}: {exc}")
+            return _Outcome(Next.RETRY, f"{type(exc).__name__}: {exc}")
         try:
-            d = decide(resp.status_code, resp.headers, offset, self.expected_size, self.state)
+            d = decide(resp.status_code, resp.headers, offset, file.expected_size, file.state)
             if d.action is Action.RETRY:
-                return _Outcome("retry", d.reason, retry_after=d.retry_after)
+                return _Outcome(Next.RETRY, d.reason, retry_after=d.retry_after)
             if d.action is Action.FAIL:
                 if d.integrity:
-                    remove_partial(self.partial)
-                    raise _integrity_error(d.reason, label=self.label, url=self.url,
-                                           expected_sha256=self.expected_sha256, actual_sha256=None,
-                                           expected_size=self.expected_size, actual_size=0, hint=d.hint)
+                    remove_partial(file.path)
+                    raise integrity_error(d.reason, label=self.label, url=self.url,
+                                          expected_sha256=file.expected_sha256, actual_sha256=None,
+                                          expected_size=file.expected_size, actual_size=0, hint=d.hint)
                 raise self._error(d.reason, hint=d.hint)
             if d.action is Action.REFETCH:
-                if d.encoded and self.state is not None:
-                    self._save_state({}, self.state.total, encoded=True, keep_validators=True)
+                if d.encoded and file.state is not None:
+                    file.save_state({}, file.state.total, encoded=True, keep_validators=True)
                 self._restart(d.reason, changed=d.changed)
-                return _Outcome("refetch", d.reason)
+                return _Outcome(Next.AGAIN, d.reason)
             if d.action is Action.COMPLETE:
                 self.resumed = True
-                return _Outcome("done", d.reason)
+                return _Outcome(Next.DONE, d.reason)
             h = {k.lower(): v for k, v in resp.headers.items()}
             if d.action is Action.WRITE_FROM_ZERO:
-                changed = self.state is None or (
-                    (h.get("etag"), h.get("last-modified")) != (self.state.etag, self.state.last_modified))
-                if offset or self.size:
+                changed = file.state is None or (
+                    (h.get("etag"), h.get("last-modified")) != (file.state.etag, file.state.last_modified))
+                if offset:
                     self._restart(d.reason, changed=changed)
-                elif self.hasher is None:
+                elif file.hasher is None:
                     self._restart("")
             else:  # APPEND
                 self._sync()
-                if self.size != offset:  # _sync found the file damaged and restarted
-                    return _Outcome("refetch", "partial file changed on disk")
+                if file.size != offset:  # _sync found the file damaged and restarted
+                    return _Outcome(Next.AGAIN, "partial file changed on disk")
                 if offset > 0:
                     from .units import format_bytes
 
                     log.info("%s: resuming at %s of %s", self.label or self.url, format_bytes(offset),
-                             format_bytes(d.total if d.total is not None else self.total))
+                             format_bytes(d.total if d.total is not None else file.total))
                 self.resumed = self.resumed or offset > 0
             if d.total is not None:
-                self.total = d.total
-            self._save_state(h, d.total, d.encoded, keep_validators=d.action is Action.APPEND)
-            return self._stream(resp, h, d)
+                file.total = d.total
+            file.save_state(h, d.total, d.encoded, keep_validators=d.action is Action.APPEND)
+            return self._stream(resp, h)
         except ZooError:
             raise
         except net_errors as exc:
-            return _Outcome("retry", f"{type(exc).__name__}: {exc}")
+            return _Outcome(Next.RETRY, f"{type(exc).__name__}: {exc}")
         finally:
             resp.close()
 
     def _request(self, headers: dict):
-        current, visited = self.url, [self.url]
-        home = urlsplit(self.url).netloc.rpartition("@")[2].lower()
-        while True:
-            same_host = urlsplit(current).netloc.rpartition("@")[2].lower() == home
-            auth = _Bearer(self.token) if self.token and same_host else None  # never to another host
-            resp = self.session.get(current, headers=headers, stream=True, allow_redirects=False,
-                                    timeout=self._timeout(), auth=auth)
-            if resp.status_code not in REDIRECT_STATUSES:
-                return resp
-            location = resp.headers.get("location")
-            resp.close()
-            if not location:
-                raise self._error(f"HTTP {resp.status_code} redirect without a Location header",
-                                  hint="try another mirror")
-            try:
-                current = redirect_target(current, location, visited, self.policy.max_redirects)
-            except ValueError as exc:
-                raise self._error(str(exc), hint="the server's redirects are unsafe or broken; "
-                                  "try another mirror") from None
-            visited.append(current)
+        return _get_following_redirects(self.session, self.url, headers, token=self.token,
+                                        max_redirects=self.policy.max_redirects, timeout=self._timeout,
+                                        fail=self._error)
 
-    def _stream(self, resp, h: Mapping[str, str], d: Decision) -> _Outcome:
-        p = self.policy
+    def _stream(self, resp, h: Mapping[str, str]) -> _Outcome:
+        """Receive the body into the file (decoded if content-encoded), watching the deadline and
+        the minimum rate. Each chunk is written + hashed on the helper thread while the next arrives."""
+        p, file = self.policy, self.file
         enc = _content_encoding(h)
         decoder = None
         if enc in ("gzip", "x-gzip"):
@@ -820,15 +656,14 @@ class _HttpDownload:
         got = 0
         win_t, win_bytes = self.clock(), 0
         raw = resp.raw
-        with open_file(self.partial, "r+b") as f:
-            f.seek(self.size)
+        with file.appending():
             pending = None  # the previous chunk's write+hash, overlapping the next recv
 
             def put(chunk: bytes) -> None:
                 nonlocal pending
                 if pending is not None:
                     pending.result()
-                pending = self.pool.submit(self._write, f, chunk) if chunk else None
+                pending = self.pool.submit(file.write, chunk) if chunk else None
 
             try:
                 while True:
@@ -848,28 +683,27 @@ class _HttpDownload:
                     if p.min_rate and now - win_t >= p.min_rate_window:
                         rate = win_bytes / (now - win_t)
                         if rate < p.min_rate:
-                            return _Outcome("retry", f"{rate:.0f} B/s over {now - win_t:.1f}s, below "
+                            return _Outcome(Next.RETRY, f"{rate:.0f} B/s over {now - win_t:.1f}s, below "
                                             f"the minimum of {p.min_rate:.0f} B/s", slow=True)
                         win_t, win_bytes = now, 0
                 if enc is not None and decoder is None:
-                    return _Outcome("retry", "compressed body ended before any byte")
+                    return _Outcome(Next.RETRY, "compressed body ended before any byte")
                 if decoder is not None:
                     put(decoder.flush())
                     if not decoder.eof:
-                        return _Outcome("retry", f"compressed body ended early after {got} bytes")
+                        return _Outcome(Next.RETRY, f"compressed body ended early after {got} bytes")
             finally:
                 put(b"")  # wait for the last write (re-raises its IntegrityError, if any)
         if length is not None and got < length:
-            return _Outcome("retry", f"body ended after {got} of {length} bytes")
-        if self.total is not None and self.size < self.total:
-            return _Outcome("continue", f"response ended at byte {self.size} of {self.total}")
-        return _Outcome("done")
+            return _Outcome(Next.RETRY, f"body ended after {got} of {length} bytes")
+        if file.total is not None and file.size < file.total:
+            return _Outcome(Next.AGAIN, f"response ended at byte {file.size} of {file.total}")
+        return _Outcome(Next.DONE)
 
     def _finish(self) -> DownloadResult:
+        file = self.file
         self._sync()
-        digest = self.hasher.hexdigest()
-        _verify(self.partial, digest=digest, size=self.size, url=self.url, label=self.label,
-                expected_size=self.expected_size, expected_sha256=self.expected_sha256)
-        if self.progress is not None:
-            self.progress(self.size, self.size)
-        return DownloadResult(self.partial, digest, self.size, self.wire, self.resumed, self.attempts)
+        digest = file.verify()
+        if file.progress is not None:
+            file.progress(file.size, file.size)
+        return DownloadResult(file.path, digest, file.size, self.wire, self.resumed, self.attempts)

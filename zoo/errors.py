@@ -133,3 +133,15 @@ class DataError(ZooError, ValueError):
     """A labelled data set (`eval --data`) that cannot be read as given: layout, label, record."""
 
     exit_code = 2
+
+
+class SourcesFailed(DownloadError):
+    """Every source of a download failed: ``failures`` keeps each (source, error) in order."""
+
+    def __init__(self, model_id: str, failures: list, hint: str | None = None):
+        lines = [f"{source.label}: " + error.message.replace("\n", "\n    ")
+                 + (f"\n    hint: {error.hint}" if error.hint else "") for source, error in failures]
+        super().__init__("every source failed:\n  " + "\n  ".join(lines), model_id=model_id,
+                         hint=hint or "check the mirrors' contents and your network (--mirror, --offline, "
+                                      "proxy settings); each source's own hint is shown above")
+        self.failures = list(failures)

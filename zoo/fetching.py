@@ -25,16 +25,16 @@ import os
 import queue
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from . import config, layout
-from .cache import Cache, Manifest, TrustStore, atomic_write_json, fsync_dir
+from .cache import Cache, TrustStore, fsync_dir
 from .catalog import Catalog, Entry, Release, load_catalog
-from .errors import CacheError, DownloadError, IntegrityError, OfflineError, UnsafeArchiveError, ZooError
-from .mirrors import Source, redact, sources_for
+from .errors import CacheError, IntegrityError, OfflineError, UnsafeArchiveError, ZooError
+from .manifest import Manifest, write_manifest
+from .mirrors import Source, redact, sources_for, try_sources
 from .safepath import remove_tree
 
 LOCK_TIMEOUT = 3600.0  # a waiting process gives up after an hour (a slow peer is still downloading)
@@ -228,10 +228,10 @@ def rebuild_from_kept_archive(cache: Cache, entry: Entry, release: Release, expe
         raise cache_write_error(exc, "rebuild the entry in", cache.root / layout.STAGING_DIR) from None
     try:
         files = unpack_archive(archive, staging / layout.MODEL_DIR, label=entry.id)
-        manifest = Manifest(entry.id, release.release, release.url, expected, archive.stat().st_size,
-                            tuple((f.path, f.size, f.sha256) for f in files), not release.sha256,
-                            time.time(), True)
-        atomic_write_json(staging / layout.MANIFEST, manifest.to_json())
+        manifest = Manifest.of_unpacked(entry.id, release.release, release.url, expected,
+                                        archive.stat().st_size, files, trusted_on_first_use=not release.sha256,
+                                        archive_kept=True)
+        write_manifest(staging, manifest)
         os.link(archive, staging / layout.ARCHIVE)
         fsync_dir(staging)
         cache.discard(path)
@@ -290,25 +290,14 @@ def _disk_full(cache: Cache, entry: Entry, release: Release, exc: OSError, size:
 
 def _fetch_locked(cache: Cache, entry: Entry, release: Release, expected: str | None, from_tofu: bool,
                   sources: list[Source], opts: FetchOptions, force: bool = False) -> FetchResult:
-    failures: list[str] = []
-    for source in sources:
-        try:
-            return _fetch_from(cache, entry, release, expected, from_tofu, source, opts, force)
-        except UnsafeArchiveError:
-            raise  # the bytes matched the digest we trust: another source will not be better
-        except (DownloadError, IntegrityError) as exc:
-            if len(sources) == 1:
-                raise
-            failures.append(f"{source.label}: " + exc.message.replace("\n", "\n    ")
-                            + (f"\n    hint: {exc.hint}" if exc.hint else ""))
-    raise DownloadError(f"[{entry.id}] every source failed:\n  " + "\n  ".join(failures),
-                        hint="check the mirrors' contents and your network (--mirror, --offline, proxy "
-                             "settings); each source's own hint is shown above")
+    return try_sources(sources, lambda source: _fetch_from(cache, entry, release, expected, from_tofu, source,
+                                                           opts, force), model=entry.id)
 
 
 def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | None, from_tofu: bool,
                 source: Source, opts: FetchOptions, force: bool = False) -> FetchResult:
-    from .download import DownloadPolicy, download, remove_partial
+    from .download import DownloadPolicy, download
+    from .partial import remove_partial
 
     partial = cache.adopt_partial(entry, release)
     staging = cache.staging_dir(entry, release)
@@ -343,11 +332,10 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
         raise
 
     trusted_now = expected is None
-    manifest = Manifest(entry.id, release.release, release.url, result.sha256, result.size,
-                        tuple((f.path, f.size, f.sha256) for f in files), trusted_now or from_tofu,
-                        time.time(), opts.keep_archive)
+    manifest = Manifest.of_unpacked(entry.id, release.release, release.url, result.sha256, result.size, files,
+                                    trusted_on_first_use=trusted_now or from_tofu, archive_kept=opts.keep_archive)
     try:
-        atomic_write_json(staging / layout.MANIFEST, manifest.to_json())
+        write_manifest(staging, manifest)
         if opts.keep_archive:
             os.replace(partial, staging / layout.ARCHIVE)
         remove_partial(partial)
@@ -383,7 +371,7 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
 
 def _drop_if_empty(partial: Path) -> None:
     """A partial that received nothing is no resume point: leave nothing behind."""
-    from .download import remove_partial
+    from .partial import remove_partial
 
     try:
         if os.lstat(partial).st_size == 0:
@@ -437,7 +425,7 @@ class _Pipe:
 
 
 class _StreamingUnpacker:
-    """Unpacks the tarball while it downloads (a ``zoo.download.Sink``).
+    """Unpacks the tarball while it downloads (a ``zoo.partial.Sink``).
 
     Every restart of the download starts a fresh unpack; ``finish`` returns the manifest
     files, or None when streaming could not follow (the caller then unpacks the file).

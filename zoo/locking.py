@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import CacheError
-from .safepath import open_private, read_capped
+from .safepath import open_private
 
 
 class LockTimeout(CacheError):
@@ -36,10 +36,9 @@ def host_name() -> str:
 
 def holder(path: Path) -> str | None:
     """Who holds (or last held) the lock at ``path``, for messages; None when unknown."""
-    try:
-        info = json.loads(read_capped(path, 4096) or b"null")
-    except (OSError, ValueError, CacheError):
-        return None
+    from .atomic import read_json
+
+    info = read_json(path, 4096)  # written in place by its holder: may be torn, or empty
     if not isinstance(info, dict):
         return None
     since = info.get("since")

@@ -13,12 +13,13 @@ from pathlib import Path
 from .cache import TrustStore
 from .catalog import Entry, Release
 from .fetching import FetchOptions, FetchResult, expected_digest
-from .errors import DownloadError, IntegrityError, OfflineError
-from .mirrors import mirror_target, sources_for
+from .errors import OfflineError
+from .mirrors import Source, mirror_target, sources_for, try_sources
 
 
 def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptions) -> FetchResult:
     from .download import DownloadPolicy, download
+    from .partial import PARTIAL_SUFFIX, remove_partial
     from .hashing import sha256_file
 
     target = mirror_target(Path(directory), release.url)  # provably inside DIR, no link followed
@@ -28,29 +29,28 @@ def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptio
         if expected is None or digest == expected:
             return FetchResult(entry.id, release.release, target, digest, 0, True, "mirror directory")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.pid{os.getpid()}.part")
+    partial = target.with_name(f".{target.name}.pid{os.getpid()}{PARTIAL_SUFFIX}")
     sources = sources_for(release.url, list(opts.mirrors), offline=opts.offline, token=opts.mirror_token)
-    if not sources:
-        raise OfflineError(f"{entry.id}@{release.release}: --offline leaves no source to mirror from",
-                           "run `mobilenet-zoo mirror` without --offline, or give a file mirror (--mirror DIR)")
-    failures = []
-    for source in sources:
-        try:
-            result = download(source.url, partial, expected_size=release.size_bytes, expected_sha256=expected,
-                              policy=opts.policy or DownloadPolicy(), label=entry.id, token=source.token,
-                              progress=(lambda d, t: opts.progress(entry, d, t)) if opts.progress else None)
-            break
-        except (DownloadError, IntegrityError) as exc:  # try the next source; all failures reported below
-            if len(sources) == 1:
-                raise
-            failures.append(f"{source.label}: " + exc.message.replace("\n", "\n    "))
-    else:
-        raise DownloadError(f"[{entry.id}] every source failed:\n  " + "\n  ".join(failures),
-                            hint="check the mirrors and your network")
+
+    def attempt(source: Source) -> FetchResult:
+        result = download(source.url, partial, expected_size=release.size_bytes, expected_sha256=expected,
+                          policy=opts.policy or DownloadPolicy(), label=entry.id, token=source.token,
+                          progress=(lambda d, t: opts.progress(entry, d, t)) if opts.progress else None)
+        return FetchResult(entry.id, release.release, target, result.sha256, result.bytes_transferred, False,
+                           source.label)
+
+    def no_source() -> OfflineError:
+        return OfflineError(f"{entry.id}@{release.release}: --offline leaves no source to mirror from",
+                            "run `mobilenet-zoo mirror` without --offline, or give a file mirror (--mirror DIR)")
+
+    try:
+        result = try_sources(sources, attempt, model=entry.id, no_source=no_source)
+    except BaseException:
+        remove_partial(partial)  # a mirror run keeps no resume point: nothing half-written in DIR
+        raise
     os.replace(partial, target)
-    Path(str(partial) + ".json").unlink(missing_ok=True)
+    remove_partial(partial)  # its sidecar
     if expected is None:
-        TrustStore(opts.cache_dir).record(entry, release, result.sha256, result.size)
+        TrustStore(opts.cache_dir).record(entry, release, result.sha256, target.stat().st_size)
         opts.warn(f"{entry.id}@{release.release}: upstream publishes no sha256; recorded {result.sha256} on first use")
-    return FetchResult(entry.id, release.release, target, result.sha256, result.bytes_transferred, False,
-                       source.label)
+    return result

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 from urllib.parse import urlsplit
 
-from .errors import UsageError
+from .errors import DownloadError, IntegrityError, OfflineError, SourcesFailed, UsageError
 from .redact import redact
 from .safepath import inside, unsafe_url_path
 
-__all__ = ["Source", "mirror_base", "mirror_path", "mirror_target", "redact", "rewrite", "sources_for"]
+__all__ = ["Source", "mirror_base", "mirror_path", "mirror_target", "redact", "rewrite", "sources_for",
+           "try_sources"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,29 @@ def sources_for(url: str, mirrors: Sequence[str], *, offline: bool, token: str |
     if offline:
         out = [s for s in out if s.is_local]
     return out
+
+
+def try_sources(sources: Sequence[Source], attempt: Callable[[Source], T], *, model: str,
+                no_source: Callable[[], Exception] | None = None) -> T:
+    """``attempt(source)`` for each source in turn until one succeeds (fetch and mirror share it).
+
+    No source at all (``--offline`` with only http mirrors) is an :class:`OfflineError`
+    (``no_source`` may build a more specific one). A source that fails to deliver
+    (DownloadError, IntegrityError) lets the next one try; with one source its own error is
+    raised, with several a :class:`SourcesFailed` keeping every source's error. Anything else
+    (a refused archive whose bytes matched the trusted digest, a full disk, a bug) stops at once.
+    """
+    if not sources:
+        raise (no_source() if no_source is not None else OfflineError(
+            f"{model}: --offline leaves no source to download from",
+            "run the command without --offline, or give a file mirror (--mirror DIR) made with "
+            "`mobilenet-zoo mirror`"))
+    failures: list[tuple[Source, DownloadError | IntegrityError]] = []
+    for source in sources:
+        try:
+            return attempt(source)
+        except (DownloadError, IntegrityError) as exc:
+            if len(sources) == 1:
+                raise
+            failures.append((source, exc))
+    raise SourcesFailed(model, failures)

@@ -8,8 +8,6 @@ user's interactive backend and runs on headless machines.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -174,19 +172,10 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out} must end in .png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from .atomic import default_file_mode
+    from .atomic import atomic_file
 
-    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=out.parent)
-    if hasattr(os, "fchmod"):  # mkstemp makes 0600; a picture is shared like any file
-        os.fchmod(fd, default_file_mode())
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(out) as fh:  # a picture is shared like any file: the umask's mode, not 0600
+        fig.savefig(fh, format="png")
     return {"out": str(out), "x": x, "device": device, "plotted": len(shown),
             "frontier": [e.id for e in best], "left_out_no_top1": len(no_top1),
             "left_out_no_cost": len(no_cost), "labels_fit": labels_fit}

@@ -12,7 +12,6 @@ like the published phones:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, read_json
 from .errors import ZooError
 
 LOCAL = "local"
@@ -31,13 +30,7 @@ def device_name(fmt: str, threads: int) -> str:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"version": 1, "measurements": {}}
-    except (OSError, ValueError):
-        # A damaged profile must not break `list`; `bench` rewrites it whole.
-        return {"version": 1, "measurements": {}}
+    data = read_json(path)  # a damaged profile must not break `list`; `bench` rewrites it whole
     if not isinstance(data, dict) or not isinstance(data.get("measurements"), dict):
         return {"version": 1, "measurements": {}}
     return data

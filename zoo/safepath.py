@@ -137,12 +137,15 @@ def open_file(path: Path, mode: str, **kwargs):
     return os.fdopen(open_private(path, flags, **kwargs), mode)
 
 
-def read_capped(path: Path, cap: int) -> bytes:
+def read_capped(path: Path, cap: int, *, private: bool = False) -> bytes:
     """The bytes of a small state file, read without following links and at most ``cap`` long.
 
-    FileNotFoundError when missing; CacheError when it is a link, not a regular file, or too big.
+    FileNotFoundError when missing; CacheError when it is a link, not a regular file, or too big,
+    and with ``private`` when another user owns it or anyone but its owner may write it.
     """
-    with open_file(path, "rb", adopt=False) as fh:
+    with open_file(path, "rb", adopt=private) as fh:
+        if private and os.fstat(fh.fileno()).st_mode & 0o022:
+            raise CacheError(f"refusing to read {path}: others may write it", "make it private (chmod 600)")
         data = fh.read(cap + 1)
     if len(data) > cap:
         raise CacheError(f"{path} is larger than {cap} bytes; it is not a file this program wrote",

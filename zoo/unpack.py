@@ -37,10 +37,10 @@ except ImportError:  # pragma: no cover - platforms without an isal wheel
     import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterator
 
 from .errors import CacheError, IntegrityError, UnsafeArchiveError
-from .hashing import sha256_file
+from .manifest import ManifestFile
 
 CHUNK = 1 << 20                  # copy / inflate / hash granularity
 _MAX_META_READ = 4 << 20         # largest single read tarfile may ask for (PAX / GNU long names)
@@ -55,15 +55,6 @@ class UnpackLimits:
     max_members: int = 1000
     max_total_bytes: int = 4 * 1024**3     # unpacked bytes
     max_member_bytes: int = 2 * 1024**3
-
-
-@dataclass(frozen=True)
-class ManifestFile:
-    """One unpacked regular file; ``path`` is POSIX, relative to the unpack root."""
-
-    path: str
-    size: int
-    sha256: str
 
 
 # ----------------------------------------------------------------------------- public API
@@ -102,56 +93,6 @@ def declared_size(archive: Path, *, limits: UnpackLimits = UnpackLimits()) -> in
             return sum(size for _name, _type, size in _scan(raw, limits, str(archive), "<scan>"))
     except (OSError, IntegrityError, UnsafeArchiveError):
         return None
-
-
-def verify_tree(root: Path, manifest: Iterable[ManifestFile], *, deep: bool,
-                ignore: Iterable[str] = (), report_extra: bool = True) -> list[str]:
-    """Problems found comparing the tree under ``root`` with ``manifest`` (empty: all good).
-
-    Cheap (``deep=False``): every listed file exists as a regular file of the listed size.
-    Deep: its sha256 is recomputed too. Files (or symlinks, fifos...) that the manifest does
-    not list are reported, except paths in ``ignore`` (relative POSIX paths such as
-    ``manifest.json``; an ignored directory hides its whole subtree), unless ``report_extra``
-    is False (the cheap check on every cache hit only asks whether the listed files are intact).
-    """
-    root = Path(root)
-    ignored = {p.strip("/") for p in ignore}
-    problems: list[str] = []
-    if not root.is_dir():
-        return [f"missing directory: {root}"]
-    listed: set[str] = set()
-    for item in manifest:
-        listed.add(item.path)
-        parts = item.path.split("/")
-        if item.path.startswith("/") or ".." in parts or "" in parts:
-            problems.append(f"invalid manifest path: {item.path!r}")
-            continue
-        path = root / item.path
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            problems.append(f"missing: {item.path}")
-            continue
-        except OSError as exc:
-            problems.append(f"unreadable: {item.path} ({exc.strerror})")
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            problems.append(f"not a regular file: {item.path}")
-        elif st.st_size != item.size:
-            problems.append(f"size mismatch: {item.path} (expected {item.size} bytes, found {st.st_size})")
-        elif deep:
-            try:
-                digest = sha256_file(path)
-            except OSError as exc:
-                problems.append(f"unreadable: {item.path} ({exc.strerror})")
-                continue
-            if digest != item.sha256:
-                problems.append(f"sha256 mismatch: {item.path} (expected {item.sha256}, found {digest})")
-    if report_extra:
-        for rel, kind in _walk(root, ignored):
-            if kind != "file" or rel not in listed:
-                problems.append(f"unexpected {kind}: {rel}")
-    return problems
 
 
 # ----------------------------------------------------------------------------- gzip layer
@@ -647,19 +588,3 @@ def _copy_member(tar: tarfile.TarFile, info: tarfile.TarInfo, writer: _Writer, p
 
 
 # ----------------------------------------------------------------------------- helpers
-def _walk(root: Path, ignored: set[str], prefix: str = "") -> Iterator[tuple[str, str]]:
-    """(relative path, kind) of every non-directory under ``root``, symlinks not followed."""
-    with os.scandir(root) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        rel = prefix + entry.name
-        if rel in ignored:
-            continue
-        if entry.is_symlink():
-            yield rel, "symlink"
-        elif entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path), ignored, rel + "/")
-        elif entry.is_file(follow_symlinks=False):
-            yield rel, "file"
-        else:
-            yield rel, "special file"

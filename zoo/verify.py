@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from .cache import Cache, ManifestError, deep_problems, load_manifest
+from .cache import Cache
+from .manifest import ManifestError, deep_problems, load_manifest
 from .catalog import Entry, Release
 from .errors import ZooError
 from .fetching import FetchOptions, expected_digest, fetch_entry, rebuild_from_kept_archive
