@@ -166,24 +166,23 @@ def classify_cmd(
     paths = expand_image_paths(images)
     results = classify(model, paths, top=top, format=fmt.value, crop=crop, catalog=settings.load_catalog(),
                        cache_dir=settings.resolved_cache_dir(), threads=threads, skip_errors=skip_errors)
-    failed = [r for r in results if "error" in r]
+    failed = [r for r in results if r.error is not None]
     for r in failed:
-        print(f"error: {r['error']}", file=sys.stderr)
+        print(f"error: {r.error}", file=sys.stderr)
+    answered = [r for r in results if r.error is None]
     if as_json:
-        print_json(results)
+        print_json([r.to_json() for r in results])
     elif compact:
-        width = max((len(r["image"]) for r in results if "error" not in r), default=0)
-        for r in results:
-            if "error" not in r:
-                print(f"{r['image']:{width}}  " + "; ".join(f"{p['label']} ({p['score']:.3f})"
-                                                         for p in r["predictions"]))
+        width = max((len(r.image) for r in answered), default=0)
+        for r in answered:
+            print(f"{r.image:{width}}  " + "; ".join(f"{p.label} ({p.score:.3f})" for p in r.predictions))
     else:
         columns = [Column("#", "right"), Column("label", keep=2), Column("index", "right", keep=1),
                    Column("score", "right", keep=3)]
-        for i, r in enumerate(r for r in results if "error" not in r):
-            print(("\n" if i else "") + style(r["image"], "bold"))  # a path of its own: never wrapped
-            print_table(columns, [[str(rank), p["label"], str(p["index"]), f"{p['score']:.4f}"]
-                                  for rank, p in enumerate(r["predictions"], 1)])
+        for i, r in enumerate(answered):
+            print(("\n" if i else "") + style(r.image, "bold"))  # a path of its own: never wrapped
+            print_table(columns, [[str(rank), p.label, str(p.index), f"{p.score:.4f}"]
+                                  for rank, p in enumerate(r.predictions, 1)])
     if failed:
         print(f"{len(failed)} of {len(results)} image{'s' if len(results) != 1 else ''} could not be read",
               file=sys.stderr)

@@ -39,27 +39,27 @@ def model():
 @pytest.mark.parametrize("crop", [1.0, 0.875])
 def test_real_model_sees_a_cat_and_a_chickadee(model, crop):
     results = classify(model, [CAT, BIRD], top=5, crop=crop)
-    assert [r["image"] for r in results] == [str(CAT), str(BIRD)]
-    cat, bird = (r["predictions"] for r in results)
-    assert cat[0]["label"] in CAT_CLASSES
-    assert bird[0]["index"] == CHICKADEE and bird[0]["label"] == "chickadee"
+    assert [r.image for r in results] == [str(CAT), str(BIRD)]
+    cat, bird = (r.predictions for r in results)
+    assert cat[0].label in CAT_CLASSES
+    assert bird[0].index == CHICKADEE and bird[0].label == "chickadee"
     for preds in (cat, bird):
         assert len(preds) == 5
-        scores = [p["score"] for p in preds]
+        scores = [p.score for p in preds]
         assert scores == sorted(scores, reverse=True)
         assert all(0 <= s <= 1 for s in scores)
-    json.dumps(results)  # plain JSON types only
+    json.dumps([r.to_json() for r in results])  # plain JSON types only
 
 
 def test_default_crop_answers(model):
-    cat, bird = (r["predictions"][0] for r in classify(model, [CAT, BIRD]))
-    assert cat["label"] == "Egyptian cat" and cat["score"] > 0.25
-    assert bird["label"] == "chickadee" and bird["score"] > 0.5
+    cat, bird = (r.best for r in classify(model, [CAT, BIRD]))
+    assert cat.label == "Egyptian cat" and cat.score > 0.25
+    assert bird.label == "chickadee" and bird.score > 0.5
 
 
 def test_local_tflite_path_and_catalog_name_of_its_file():
     results = classify(str(TFLITE), [BIRD], top=1)
-    assert results[0]["predictions"][0]["label"] == "chickadee"
+    assert results[0].best.label == "chickadee"
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v1_0.5_160_quant", "mobilenet_v2_1.0_224_quant"])
@@ -68,13 +68,13 @@ def test_larger_real_models_from_shared(name):
     if not path.exists():
         pytest.skip(f"{path} not present (../shared/realdata exists only in the development setup)")
     results = classify(path, [CAT, BIRD, REALDATA / "dragonfly.bmp"], top=2, crop=1.0)
-    cat, bird, dragonfly = (r["predictions"] for r in results)
-    assert cat[0]["label"] in CAT_CLASSES
-    assert bird[0]["label"] == "chickadee"
+    cat, bird, dragonfly = (r.predictions for r in results)
+    assert cat[0].label in CAT_CLASSES
+    assert bird[0].label == "chickadee"
     # SOURCES (Pillow's antialiased resize): v2 1.0_224 answers dragonfly, v1 0.5_160 puts it
     # second. With TF's resize (no antialiasing) v1 0.5_160 answers dragonfly too (0.82, then
     # damselfly), so assert top-2 membership there, as the shared notes advise for small models.
-    top = [p["label"] for p in dragonfly]
+    top = [p.label for p in dragonfly]
     assert top[0].startswith("dragonfly") if "v2" in name else any(t.startswith("dragonfly") for t in top)
 
 
@@ -96,7 +96,7 @@ def test_missing_local_model_file(tmp_path):
 
 
 def test_top_and_name_errors(model):
-    with pytest.raises(UsageError, match="--top"):
+    with pytest.raises(UsageError, match="top must be between 1 and 1001, got 0"):
         classify(model, [CAT], top=0)
     with pytest.raises(UnknownModelError):
         classify("mobilenet_v9_1.0_224", [CAT])
@@ -124,7 +124,7 @@ def test_restore_and_classify_by_name_fetch_first(served_catalog, tmp_path):
     model = restore("v1_0.25_128_quant", catalog=catalog, cache_dir=cache)
     assert model.format == "tflite" and cache in model.source.parents
     (bird,) = classify("v1_0.25_128_quant", [BIRD], top=1, catalog=catalog, cache_dir=cache)
-    assert bird["predictions"][0]["label"] == "chickadee"
+    assert bird.best.label == "chickadee"
     by_entry = restore(catalog.get("v1_0.25_128_quant"), catalog=catalog, cache_dir=cache)  # cache hit
     assert by_entry.source == model.source
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, Entry, Release, load_catalog
 from .errors import ZooError
+from .notices import TrustOnFirstUseWarning, ZooWarning
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
     from .benchmark import bench
@@ -24,8 +25,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on 
     from .formats.base import restore
 
 __version__ = "0.1.0"
-__all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "restore", "classify", "bench",
-           "evaluate"]
+__all__ = ["Catalog", "Entry", "Release", "ZooError", "ZooWarning", "TrustOnFirstUseWarning", "load_catalog",
+           "fetch", "restore", "classify", "bench", "evaluate"]
 
 _LAZY = {
     "fetch": ("zoo.fetching", "fetch"),

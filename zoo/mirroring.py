@@ -15,6 +15,7 @@ from .catalog import Entry, Release
 from .fetching import FetchOptions, FetchResult, expected_digest
 from .errors import DownloadError, IntegrityError, OfflineError
 from .mirrors import mirror_target, sources_for
+from .notices import Notice, TrustOnFirstUseWarning
 
 
 def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptions) -> FetchResult:
@@ -51,6 +52,7 @@ def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptio
     Path(str(partial) + ".json").unlink(missing_ok=True)
     if expected is None:
         TrustStore(opts.cache_dir).record(entry, release, result.sha256, result.size)
-        opts.warn(f"{entry.id}@{release.release}: upstream publishes no sha256; recorded {result.sha256} on first use")
+        opts.warn(Notice(f"{entry.id}@{release.release}: upstream publishes no sha256; recorded {result.sha256} "
+                         "on first use", TrustOnFirstUseWarning))
     return FetchResult(entry.id, release.release, target, result.sha256, result.bytes_transferred, False,
                        source.label)
