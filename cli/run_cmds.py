@@ -231,16 +231,14 @@ def bench_cmd(
     finally:
         if bar is not None:
             bar.stop()
-    from zoo.profile import record as record_latency
-
     try:  # the figures are printed first whatever happens to the profile file
         for r in results:
-            record_latency(r["id"], r["format"], r["threads"], r["median_ms"], r["p90_ms"])
+            r.record()
         save_error = None
     except ZooError as exc:
         save_error = exc
     if as_json:
-        print_json(results)
+        print_json([r.to_json() for r in results])
         if save_error is not None:
             raise save_error
         return
@@ -251,8 +249,8 @@ def bench_cmd(
     columns = [Column("model"), Column("format", keep=2), Column("threads", "right", keep=1),
                Column("median ms", "right", keep=4), Column("p90 ms", "right", keep=3)]
     # rounded like the published figures (one decimal), so `list --device local` reads the same
-    print_table(columns, [[r["id"], r["format"], str(r["threads"]), format_ms(r["median_ms"]),
-                           format_ms(r["p90_ms"])] for r in results],
+    print_table(columns, [[r.id, r.format, str(r.threads), format_ms(r.median_ms), format_ms(r.p90_ms)]
+                          for r in results],
                 title=f"latency on this machine ({runs} runs after {warmup} warm-up)")
     if save_error is not None:
         raise save_error
