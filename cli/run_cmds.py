@@ -38,12 +38,13 @@ ThreadsOpt = typer.Option(None, "--threads", "-t", min=1,
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
-def _restore(model: str, fmt: Format, **options):
-    """A catalog name or a local upstream file -> a restored model (fetching if needed)."""
-    from zoo.formats.base import restore_any
+def _restore(model: str, fmt: Optional[Format], **options):
+    """A catalog name, a local upstream file or a model directory -> a restored model (fetching
+    if needed). ``fmt`` None: the file's own format, else tflite."""
+    from zoo.formats.base import restore
 
-    return restore_any(model, fmt.value, catalog=settings.load_catalog(),
-                       cache_dir=settings.resolved_cache_dir(), **options)
+    return restore(model, fmt.value if fmt is not None else None, catalog=settings.load_catalog(),
+                   cache_dir=settings.resolved_cache_dir(), **options)
 
 
 # ------------------------------------------------------------------ restore
@@ -97,7 +98,9 @@ def summary_lines(info: dict) -> list[tuple[str, str]]:
 
 @app.command("restore")
 def restore_cmd(
-    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file).",
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file, "
+                                          "or a directory of unpacked model files).",
                                 autocompletion=complete_model),
     fmt: Format = FormatOpt,
     weights: Optional[Weights] = typer.Option(
@@ -115,7 +118,10 @@ def restore_cmd(
 
     if weights is not None and fmt is not Format.ckpt:
         raise UsageError("--weights applies to --format ckpt only")
-    restored = _restore(model, fmt, weights=weights.value if weights else None)
+    from click.core import ParameterSource
+
+    given = ctx.get_parameter_source("fmt") is not ParameterSource.DEFAULT  # else a file's own format wins
+    restored = _restore(model, fmt if given else None, weights=weights.value if weights else None)
     info = restored.summary()
     if export is not None:
         info["exported_to"] = str(restored.export(export))
