@@ -176,6 +176,63 @@ def test_cli_restore_summary(cli, tmp_path):
     assert "zero_point" not in out and "file_bytes" not in out and "file size" in out  # words, not keys
 
 
+def test_cli_restore_takes_a_directory_and_refuses_a_contradicting_format(cli, tmp_path):
+    folder = tmp_path / "unpacked"
+    folder.mkdir()
+    (folder / TFLITE.name).write_bytes(TFLITE.read_bytes())
+    code, out, err = cli("restore", str(folder), "--json")
+    assert code == 0, err
+    assert json.loads(out)["source"] == str(folder / TFLITE.name) and json.loads(out)["id"] == "v1_0.25_128_quant"
+    code, _, err = cli("restore", str(TFLITE), "--format", "frozen")
+    assert code == 2 and "is a tflite file" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ in-memory images and the public restore
+def test_arrays_and_pillow_images_are_checked(model, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(CAT).convert("RGB"))
+    for bad, words in [(pixels[..., :2], "shape \\[height, width, 3\\], got \\[341, 512, 2\\]"),
+                       (pixels[0], "got \\[.*, 3\\]"),
+                       (pixels.astype(np.int16), "int16 are ambiguous"),
+                       (pixels.astype(np.float32), "float pixels must lie in \\[0, 1\\], got values in \\[2, 255\\]"),
+                       (np.full((8, 8, 3), np.nan), "must lie in")]:
+        with pytest.raises(UsageError, match=words):
+            classify(model, [bad])
+    # one bad image among good ones: reported in place with skip_errors, the rest still classified
+    rgba = Image.open(BIRD).convert("RGBA")
+    results = classify(model, [pixels, pixels[..., :2], rgba, CAT], top=1, skip_errors=True)
+    assert [r.error is None for r in results] == [True, False, True, True]
+    assert results[1].image == "array[1]" and "shape" in results[1].to_json()["error"]
+    assert results[2].image == "image[2]" and results[2].best.label == "chickadee"   # alpha dropped, as for files
+    assert results[0].best == results[3].best
+    assert classify(model, pixels, top=1)[0].best == results[0].best                 # one [H, W, 3] array
+
+
+def test_public_restore_names_the_model_of_a_directory(tmp_path):
+    from zoo import restore
+    from zoo.formats.tflite import TFLiteModel
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "renamed.tflite").write_bytes(TFLITE.read_bytes())
+    with pytest.raises(UsageError, match="cannot tell which catalog model the directory"):
+        restore(folder)
+    entry = load_catalog(with_profile=False).get("v1_0.25_128_quant")
+    restored = restore(folder / "renamed.tflite", entry=entry)
+    assert isinstance(restored, TFLiteModel) and restored.entry.id == entry.id
+    (folder / TFLITE.name).write_bytes(TFLITE.read_bytes())   # an upstream name among other files
+    assert restore(folder, "tflite").source == folder / TFLITE.name
+    assert restore(folder, "tflite", entry="v1_0.25_128_quant").entry.id == entry.id
+    with pytest.raises(UsageError, match="is a tflite file; format='ckpt'"):
+        restore(TFLITE, "ckpt")
+    with pytest.raises(UsageError, match="entry= names the model of a local file or directory only"):
+        restore("v1_0.25_128_quant", entry="v1_0.25_128_quant")
+    with pytest.raises(UsageError, match="weights does not apply to the tflite format"):
+        restore(TFLITE, weights="raw")
+
+
 @pytest.mark.parametrize("command", ["restore", "classify", "bench", "plot"])
 def test_every_command_help_has_an_example(cli, command):
     code, out, _ = cli(command, "--help")

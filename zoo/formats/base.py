@@ -320,8 +320,8 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     ``model`` is what the CLI's `restore` takes: a catalog name (fetched into the cache
     first if needed; ``name@release`` picks a release), an Entry, a local upstream
     ``.tflite`` / ``_frozen.pb`` file, or a directory of unpacked model files (a cache
-    entry, its ``model/`` folder, or an extracted tarball; ``entry`` names the model when
-    the files' names do not).
+    entry, its ``model/`` folder, or an extracted tarball). ``entry`` (an id or Entry) says
+    which model a local file or directory holds when the file names do not tell.
 
     ``format``: ``"tflite"`` -> :class:`~zoo.formats.tflite.TFLiteModel` (LiteRT),
     ``"frozen"`` -> :class:`~zoo.formats.frozen.FrozenGraphModel` (a TF graph),
@@ -335,14 +335,16 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     _check_options(fmt or "tflite", options)
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         return _restore_directory(Path(model), fmt or "tflite", entry, catalog, options)
+    is_file = isinstance(model, (str, Path)) and Path(model).is_file()
+    own = format_of_file(Path(model)) if is_file else None
+    if fmt is not None and own is not None and own != fmt:
+        raise UsageError(f"{model} is a {own} file; format={format!r} cannot restore it",
+                         hint=f"pass format={own!r}, or leave format out")
     if entry is not None:
-        raise UsageError("entry= names the model of a directory only",
-                         hint="pass the catalog name as the model instead")
-    if fmt is not None and isinstance(model, (str, Path)) and Path(model).is_file():
-        own = format_of_file(Path(model))
-        if own is not None and own != fmt:
-            raise UsageError(f"{model} is a {own} file; format={format!r} cannot restore it",
-                             hint=f"pass format={own!r}, or leave format out")
+        if not is_file:
+            raise UsageError("entry= names the model of a local file or directory only",
+                             hint="pass the catalog name as the model instead")
+        return restore_file(resolve_entry(entry, catalog), Path(model), fmt or own or "tflite", **options)
     return restore_any(model, fmt or "tflite", catalog=catalog,
                        cache_dir=Path(cache_dir) if cache_dir is not None else None, **options)
 
@@ -373,7 +375,8 @@ def _entry_of_files(directory: Path, catalog: Catalog) -> Entry:
             except UsageError:
                 continue
     raise UsageError(f"cannot tell which catalog model the directory {directory} holds",
-                     hint="pass entry='<model id>' (e.g. restore(directory, entry='v1_1.0_224'))")
+                     hint="keep the upstream file names, or pass entry='<model id>' "
+                          "(e.g. restore(directory, entry='v1_1.0_224'))")
 
 
 def _default_catalog() -> Catalog:
