@@ -21,6 +21,7 @@ from .notices import TrustOnFirstUseWarning, ZooWarning
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
     from .benchmark import bench
     from .classification import classify
+    from .evaluation import evaluate
     from .fetching import fetch
     from .formats.base import restore
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union, cast
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def named_images(images: ImageInput | Sequence[ImageInput]) -> list[tuple[str, A
     elif isinstance(images, np.ndarray):
         items = list(images) if images.ndim == 4 else [images]
     else:
-        items = list(images)
+        items = list(cast(Sequence[Any], images))
     named = []
     for i, item in enumerate(items):
         if isinstance(item, (str, Path)):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from types import FrameType
 
 
 class ZooWarning(UserWarning):
@@ -46,7 +47,8 @@ def warn(message: str) -> None:
 
 def _outside_zoo() -> int:
     """The ``stacklevel`` of the nearest frame whose module is not part of ``zoo``."""
-    frame, level = sys._getframe(2), 2  # 1 = warn() itself, 2 = its caller
+    frame: FrameType | None = sys._getframe(2)  # 1 = warn() itself, 2 = its caller
+    level = 2
     while frame is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] == "zoo":
         frame, level = frame.f_back, level + 1
     return level

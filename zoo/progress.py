@@ -12,7 +12,7 @@ from a helper thread (see ``zoo.download``), one call at a time per download.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 ProgressCallback = Callable[[object, int, "int | None"], None]
 WarnCallback = Callable[[str], None]
@@ -69,7 +69,7 @@ class TqdmBridge:
 
     def __init__(self, tqdm_class: type):
         self.tqdm_class = tqdm_class
-        self._bars: dict[str, tuple[object, int]] = {}
+        self._bars: dict[str, tuple[Any, int]] = {}  # model id -> (bar, bytes it shows)
 
     def __call__(self, entry: object, done: int, total: int | None) -> None:
         key = str(getattr(entry, "id", entry))

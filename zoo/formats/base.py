@@ -282,7 +282,8 @@ def restore_any(model: str | Path | Entry, format: str = "tflite", *, catalog: C
     entry, path, fmt = locate(model, format, catalog)
     if path is not None:
         return restore_file(entry, path, fmt, **options)
-    return _restore_cached(model, fmt, catalog=catalog, cache_dir=cache_dir, **options)
+    return _restore_cached(str(model) if isinstance(model, Path) else model, fmt, catalog=catalog,
+                           cache_dir=cache_dir, **options)
 
 
 Weights = Literal["ema", "ema-trainable", "raw"]
@@ -333,18 +334,19 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     options = {"threads": threads, "weights": weights, "strict": strict}
     fmt = normalize_format(format) if format is not None else None
     _check_options(fmt or "tflite", options)
-    if isinstance(model, (str, Path)) and Path(model).is_dir():
-        return _restore_directory(Path(model), fmt or "tflite", entry, catalog, options)
-    is_file = isinstance(model, (str, Path)) and Path(model).is_file()
-    own = format_of_file(Path(model)) if is_file else None
+    local = Path(model) if isinstance(model, (str, Path)) else None
+    if local is not None and local.is_dir():
+        return _restore_directory(local, fmt or "tflite", entry, catalog, options)
+    local_file = local if local is not None and local.is_file() else None
+    own = format_of_file(local_file) if local_file is not None else None
     if fmt is not None and own is not None and own != fmt:
         raise UsageError(f"{model} is a {own} file; format={format!r} cannot restore it",
                          hint=f"pass format={own!r}, or leave format out")
     if entry is not None:
-        if not is_file:
+        if local_file is None:
             raise UsageError("entry= names the model of a local file or directory only",
                              hint="pass the catalog name as the model instead")
-        return restore_file(resolve_entry(entry, catalog), Path(model), fmt or own or "tflite", **options)
+        return restore_file(resolve_entry(entry, catalog), local_file, fmt or own or "tflite", **options)
     return restore_any(model, fmt or "tflite", catalog=catalog,
                        cache_dir=Path(cache_dir) if cache_dir is not None else None, **options)
 
