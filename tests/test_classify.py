@@ -184,7 +184,7 @@ def test_cli_restore_takes_a_directory_and_refuses_a_contradicting_format(cli, t
     assert code == 0, err
     assert json.loads(out)["source"] == str(folder / TFLITE.name) and json.loads(out)["id"] == "v1_0.25_128_quant"
     code, _, err = cli("restore", str(TFLITE), "--format", "frozen")
-    assert code == 2 and "is a tflite file" in err and "Traceback" not in err
+    assert code == 2 and "is a tflite file, not frozen" in err and "Traceback" not in err
 
 
 # ------------------------------------------------------------------ in-memory images and the public restore
@@ -225,7 +225,7 @@ def test_public_restore_names_the_model_of_a_directory(tmp_path):
     (folder / TFLITE.name).write_bytes(TFLITE.read_bytes())   # an upstream name among other files
     assert restore(folder, "tflite").source == folder / TFLITE.name
     assert restore(folder, "tflite", entry="v1_0.25_128_quant").entry.id == entry.id
-    with pytest.raises(UsageError, match="is a tflite file; format='ckpt'"):
+    with pytest.raises(UsageError, match="is a tflite file, not ckpt"):
         restore(TFLITE, "ckpt")
     with pytest.raises(UsageError, match="entry= names the model of a local file or directory only"):
         restore("v1_0.25_128_quant", entry="v1_0.25_128_quant")

@@ -340,8 +340,8 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     local_file = local if local is not None and local.is_file() else None
     own = format_of_file(local_file) if local_file is not None else None
     if fmt is not None and own is not None and own != fmt:
-        raise UsageError(f"{model} is a {own} file; format={format!r} cannot restore it",
-                         hint=f"pass format={own!r}, or leave format out")
+        raise UsageError(f"{model} is a {own} file, not {fmt}",
+                         hint=f"ask for the {own} format, or leave the format out (the file's name decides)")
     if entry is not None:
         if local_file is None:
             raise UsageError("entry= names the model of a local file or directory only",
