@@ -8,6 +8,8 @@ parameter through every function. Explicit ``FetchOptions(progress=...)`` still 
 
 A callback is ``progress(entry, done_bytes, total_bytes_or_None)``; it may be called
 from a helper thread (see ``zoo.download``), one call at a time per download.
+``resolve`` turns what ``zoo.fetch(progress=...)`` accepts (True, a tqdm class, a
+callback) into such a callback; ``TqdmBridge`` is the small adapter to tqdm's API.
 """
 
 from __future__ import annotations
