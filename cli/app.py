@@ -81,6 +81,7 @@ class _ZooGroup(TyperGroup):
                 raise
             command = ctx.invoked_subcommand or "this command"
             _print_error(f"`{command}` needs {TF_EXTRA_MODULES[root]}, which is not installed", tf_extra_hint())
+            raise typer.Exit(1) from None
         except OSError as exc:
             if settings.debug or config.debug():
                 raise
