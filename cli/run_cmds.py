@@ -38,12 +38,13 @@ ThreadsOpt = typer.Option(None, "--threads", "-t", min=1,
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
-def _restore(model: str, fmt: Format, **options):
-    """A catalog name or a local upstream file -> a restored model (fetching if needed)."""
-    from zoo.formats.base import restore_any
+def _restore(model: str, fmt: Optional[Format], **options):
+    """A catalog name, a local upstream file or a model directory -> a restored model (fetching
+    if needed). ``fmt`` None: the file's own format, else tflite."""
+    from zoo.formats.base import restore
 
-    return restore_any(model, fmt.value, catalog=settings.load_catalog(),
-                       cache_dir=settings.resolved_cache_dir(), **options)
+    return restore(model, fmt.value if fmt is not None else None, catalog=settings.load_catalog(),
+                   cache_dir=settings.resolved_cache_dir(), **options)
 
 
 # ------------------------------------------------------------------ restore
@@ -99,7 +100,9 @@ def summary_lines(info: dict) -> list[tuple[str, str]]:
 
 @app.command("restore")
 def restore_cmd(
-    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file).",
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file, "
+                                          "or a directory of unpacked model files).",
                                 autocompletion=complete_model),
     fmt: Format = FormatOpt,
     weights: Optional[Weights] = typer.Option(
@@ -117,7 +120,10 @@ def restore_cmd(
 
     if weights is not None and fmt is not Format.ckpt:
         raise UsageError("--weights applies to --format ckpt only")
-    restored = _restore(model, fmt, weights=weights.value if weights else None)
+    from click.core import ParameterSource
+
+    given = ctx.get_parameter_source("fmt") is not ParameterSource.DEFAULT  # else a file's own format wins
+    restored = _restore(model, fmt if given else None, weights=weights.value if weights else None)
     info = restored.summary()
     if export is not None:
         info["exported_to"] = str(restored.export(export))
@@ -168,24 +174,23 @@ def classify_cmd(
     paths = expand_image_paths(images)
     results = classify(model, paths, top=top, format=fmt.value, crop=crop, catalog=settings.load_catalog(),
                        cache_dir=settings.resolved_cache_dir(), threads=threads, skip_errors=skip_errors)
-    failed = [r for r in results if "error" in r]
+    failed = [r for r in results if r.error is not None]
     for r in failed:
-        print(f"error: {r['error']}", file=sys.stderr)
+        print(f"error: {r.error}", file=sys.stderr)
+    answered = [r for r in results if r.error is None]
     if as_json:
-        print_json(results)
+        print_json([r.to_json() for r in results])
     elif compact:
-        width = max((len(r["image"]) for r in results if "error" not in r), default=0)
-        for r in results:
-            if "error" not in r:
-                print(f"{r['image']:{width}}  " + "; ".join(f"{p['label']} ({p['score']:.3f})"
-                                                         for p in r["predictions"]))
+        width = max((len(r.image) for r in answered), default=0)
+        for r in answered:
+            print(f"{r.image:{width}}  " + "; ".join(f"{p.label} ({p.score:.3f})" for p in r.predictions))
     else:
         columns = [Column("#", "right"), Column("label", keep=2), Column("index", "right", keep=1),
                    Column("score", "right", keep=3)]
-        for i, r in enumerate(r for r in results if "error" not in r):
-            print(("\n" if i else "") + style(r["image"], "bold"))  # a path of its own: never wrapped
-            print_table(columns, [[str(rank), p["label"], str(p["index"]), f"{p['score']:.4f}"]
-                                  for rank, p in enumerate(r["predictions"], 1)])
+        for i, r in enumerate(answered):
+            print(("\n" if i else "") + style(r.image, "bold"))  # a path of its own: never wrapped
+            print_table(columns, [[str(rank), p.label, str(p.index), f"{p.score:.4f}"]
+                                  for rank, p in enumerate(r.predictions, 1)])
     if failed:
         print(f"{len(failed)} of {len(results)} image{'s' if len(results) != 1 else ''} could not be read",
               file=sys.stderr)
@@ -234,16 +239,14 @@ def bench_cmd(
     finally:
         if bar is not None:
             bar.stop()
-    from zoo.profile import record as record_latency
-
     try:  # the figures are printed first whatever happens to the profile file
         for r in results:
-            record_latency(r["id"], r["format"], r["threads"], r["median_ms"], r["p90_ms"])
+            r.record()
         save_error = None
     except ZooError as exc:
         save_error = exc
     if as_json:
-        print_json(results)
+        print_json([r.to_json() for r in results])
         if save_error is not None:
             raise save_error
         return
@@ -254,8 +257,8 @@ def bench_cmd(
     columns = [Column("model"), Column("format", keep=2), Column("threads", "right", keep=1),
                Column("median ms", "right", keep=4), Column("p90 ms", "right", keep=3)]
     # rounded like the published figures (one decimal), so `list --device local` reads the same
-    print_table(columns, [[r["id"], r["format"], str(r["threads"]), format_ms(r["median_ms"]),
-                           format_ms(r["p90_ms"])] for r in results],
+    print_table(columns, [[r.id, r.format, str(r.threads), format_ms(r.median_ms), format_ms(r.p90_ms)]
+                          for r in results],
                 title=f"latency on this machine ({runs} runs after {warmup} warm-up)")
     if save_error is not None:
         raise save_error

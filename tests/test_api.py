@@ -76,3 +76,114 @@ def test_errors_spell_hint_the_way_the_cli_does(cli):
     assert "\nhint: " in str(info.value)
     code, _, err = cli("show", "v1_1.0_22")
     assert code == 2 and "hint: " in err and "Hint:" not in err
+
+
+# ------------------------------------------------------------------ a notebook session, end to end
+DATA = __import__("pathlib").Path(__file__).resolve().parent / "data"
+TFLITE = DATA / "mobilenet_v1_0.25_128_quant.tflite"
+MODEL_ID = "v1_0.25_128_quant"
+
+
+class FakeTqdm:
+    """What a notebook's tqdm class receives (the calls `hf_hub_download(tqdm_class=...)` makes)."""
+
+    bars: list["FakeTqdm"] = []
+
+    def __init__(self, *, total=None, desc=None, **kwargs):
+        self.total, self.desc, self.kwargs, self.n, self.resets, self.closed = total, desc, kwargs, 0, 0, False
+        FakeTqdm.bars.append(self)
+
+    def update(self, n):
+        assert n > 0 and not self.closed
+        self.n += n
+
+    def reset(self, total=None):
+        self.n, self.total, self.resets = 0, total, self.resets + 1
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def served_model(fault_server, tmp_path):
+    """The vendored real .tflite as an upstream-shaped tarball on the loopback server, unpinned
+    (so the first fetch trusts it on first use)."""
+    from .archives import tar_gz
+    from .fetch_helpers import model_entry, write_catalog
+
+    tarball = tar_gz({f"./mobilenet_{MODEL_ID}.tflite": TFLITE.read_bytes()}, dirs=[], root_dir=True)
+    url = fault_server.add("/models/v1.tgz", tarball)
+    raw = model_entry(MODEL_ID, url, tarball, template_id=MODEL_ID, pinned=False)
+    return zoo.load_catalog(write_catalog(tmp_path / "catalog.yaml", [raw]), with_profile=False), tarball
+
+
+def test_notebook_session_with_the_typed_calls(served_model, fault_server, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    Image = pytest.importorskip("PIL.Image")
+    import warnings
+
+    import numpy as np
+
+    from zoo.formats.tflite import TFLiteModel
+    from .http_server import Fault
+
+    catalog, tarball = served_model
+    assert catalog.list("v1_*_quant") == [MODEL_ID]
+    # the first answer breaks off, the second ignores Range: the bar rewinds instead of counting twice
+    fault_server.add("/models/v1.tgz", tarball, faults=[Fault(drop_after=len(tarball) // 3), Fault(ignore_range=True)])
+    FakeTqdm.bars = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = zoo.fetch(MODEL_ID, catalog=catalog, cache_dir=tmp_path / "cache", progress=FakeTqdm)
+    (bar,) = FakeTqdm.bars
+    assert (bar.desc, bar.total, bar.n, bar.closed) == (MODEL_ID, len(tarball), len(tarball), True)
+    assert bar.resets == 1 and bar.kwargs["unit"] == "B"
+    (tofu,) = caught
+    assert tofu.category is zoo.TrustOnFirstUseWarning and issubclass(tofu.category, zoo.ZooWarning)
+    assert "trusting this first download" in str(tofu.message) and tofu.filename == __file__  # the caller's line
+
+    model = zoo.restore(MODEL_ID, "tflite", catalog=catalog, cache_dir=tmp_path / "cache")
+    assert isinstance(model, TFLiteModel) and model.source.parent == path / "model"
+    assert zoo.restore(path, catalog=catalog).source == model.source        # the directory fetch returned
+    assert zoo.restore(path / "model", catalog=catalog).source == model.source
+
+    cat = DATA / "cat.bmp"
+    pixels = np.asarray(Image.open(cat).convert("RGB"))
+    results = zoo.classify(model, [cat, Image.open(DATA / "bird.bmp"), pixels, pixels / 255.0], top=2)
+    assert [r.image for r in results] == [str(cat), str(DATA / "bird.bmp"), "array[2]", "array[3]"]
+    assert results[1].best.label == "chickadee"
+    assert results[0].best == results[2].best                                # a file and its pixels agree
+    # floats in [0, 1] preprocess to within 3e-7 of the uint8 path; the quantized model's input
+    # rounding turns that into a few output steps, never another class
+    assert results[3].best.index == results[0].best.index
+    assert results[3].best.score == pytest.approx(results[0].best.score, abs=0.1)
+    batch = zoo.classify(model, np.stack([pixels, pixels]), top=1)          # [N, H, W, 3] is N images
+    assert [r.image for r in batch] == ["array[0]", "array[1]"] and batch[0].best == results[0].best
+    assert results[0].to_json()["predictions"][0] == {"label": results[0].best.label,
+                                                      "index": results[0].best.index, "score": results[0].best.score}
+
+    labels = tmp_path / "labels.csv"  # the model's own answers as labels: top-1 must be 100%
+    labels.write_text(f"{cat},{results[0].best.index}\n{DATA / 'bird.bmp'},{results[1].best.index}\n")
+    measured = zoo.evaluate(model, labels)
+    assert (measured.images, measured.top1, measured.id) == (2, 100.0, MODEL_ID)
+
+
+def test_progress_true_draws_a_tqdm_auto_bar_and_callbacks_get_bytes(served_model, tmp_path, capsys):
+    import warnings
+
+    catalog, tarball = served_model
+    with pytest.warns(zoo.TrustOnFirstUseWarning):
+        zoo.fetch(MODEL_ID, catalog=catalog, cache_dir=tmp_path / "a", progress=True)
+    err = capsys.readouterr().err
+    assert MODEL_ID in err and "100%" in err                                 # tqdm.auto outside a notebook: text
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zoo.fetch(MODEL_ID, catalog=catalog, cache_dir=tmp_path / "a", progress=lambda *a: seen.append(a))
+        assert seen == []                                                    # a cache hit: no download, no warning
+        warnings.simplefilter("ignore", zoo.TrustOnFirstUseWarning)          # filterable by its category
+        zoo.fetch(MODEL_ID, catalog=catalog, cache_dir=tmp_path / "b", progress=lambda *a: seen.append(a))
+    assert seen[-1][0].id == MODEL_ID and seen[-1][1:] == (len(tarball), len(tarball))
+    assert capsys.readouterr().err == ""                                     # the library printed nothing
+    with pytest.raises(TypeError, match="progress must be"):
+        zoo.fetch(MODEL_ID, catalog=catalog, cache_dir=tmp_path / "c", progress="yes")

@@ -38,12 +38,14 @@ def test_bench_records_local_latency(tmp_path):
     results = bench([model], runs=5, warmup=1, progress=lambda *a: seen.append(a))
     assert seen[-1] == (MODEL_ID, 5, 5)
     (row,) = results
-    assert row["id"] == MODEL_ID and row["format"] == "tflite" and row["threads"] == 1
-    assert 0 < row["median_ms"] <= row["p90_ms"] < 1000
+    assert row.id == MODEL_ID and row.format == "tflite" and row.threads == 1
+    assert 0 < row.median_ms <= row.p90_ms < 1000
+    assert row.to_json() == {"id": MODEL_ID, "format": "tflite", "threads": 1, "median_ms": row.median_ms,
+                             "p90_ms": row.p90_ms}
     # conftest points MOBILENET_ZOO_PROFILE at a temp file; the catalog merges it in.
     latencies = load_catalog().get(MODEL_ID).latency_ms
-    assert latencies["local"] == pytest.approx(row["median_ms"], rel=1e-3)
-    assert latencies["local-tflite-1t"] == pytest.approx(row["median_ms"], rel=1e-3)
+    assert latencies["local"] == pytest.approx(row.median_ms, rel=1e-3)
+    assert latencies["local-tflite-1t"] == pytest.approx(row.median_ms, rel=1e-3)
     assert "pixel3-cpu4" in latencies  # published figures stay
 
 
@@ -70,7 +72,7 @@ def test_bench_records_the_models_own_thread_count(tmp_path):
     entry = load_catalog(with_profile=False).get(MODEL_ID)
     model = restore_from_dir(entry, DATA, "tflite", threads=2)
     (row,) = bench([model], threads=1, runs=2, warmup=0)
-    assert row["threads"] == 2
+    assert row.threads == 2
     latencies = load_catalog().get(MODEL_ID).latency_ms
     assert "local-tflite-2t" in latencies and "local-tflite-1t" not in latencies
 
@@ -89,9 +91,9 @@ def test_bench_local_file_with_two_threads_and_json_cli(cli):
 def test_bench_argument_errors():
     from zoo.benchmark import bench
 
-    with pytest.raises(UsageError, match="--runs"):
+    with pytest.raises(UsageError, match="runs must be at least 1, got 0"):
         bench([MODEL_ID], runs=0)
-    with pytest.raises(UsageError, match="--warmup"):
+    with pytest.raises(UsageError, match="warmup must be 0 or more"):
         bench([MODEL_ID], warmup=-1)
     with pytest.raises(UsageError, match="format"):
         bench([MODEL_ID], format="onnx")

@@ -16,6 +16,7 @@ from zoo.manifest import read_manifest
 from zoo.catalog import load_catalog
 from zoo.errors import CacheError, IntegrityError, UnsafeArchiveError
 from zoo.fetching import FetchOptions, _fetch_locked, expected_digest, fetch, fetch_entry
+from zoo.notices import ZooWarning
 
 from . import archives
 from .fetch_helpers import model_entry, serve_models, snapshot, v1_tarball, v3_tarball, write_catalog
@@ -138,14 +139,17 @@ def test_damaged_entry_is_noticed_cheaply_and_rebuilt_from_kept_archive(fault_se
     victim = next((path / "model").iterdir())
     victim.write_bytes(victim.read_bytes()[:-1])     # truncated: size check catches it
     requests = fault_server.stats(served[0].path).requests
-    path2 = fetch("v1_a", catalog=catalog, cache_dir=tmp_path / "cache")
+    with pytest.warns(ZooWarning) as shown:  # from the API, the notices are Python warnings
+        path2 = fetch("v1_a", catalog=catalog, cache_dir=tmp_path / "cache")
+    assert [str(w.message).split(": ", 1)[1][:18] for w in shown] == ["cached copy not us", "rebuilt from the v"]
     # the kept archive still matches the pin: rebuilt without the network
     assert path2 == path and fault_server.stats(served[0].path).requests == requests
     assert victim.read_bytes() == _members(served[0].data)[victim.name]
     # a damaged archive too: only then is it downloaded again
     victim.write_bytes(victim.read_bytes()[:-1])
     (path / layout.ARCHIVE).write_bytes(b"x" * len(served[0].data))
-    assert fetch("v1_a", catalog=catalog, cache_dir=tmp_path / "cache") == path
+    with pytest.warns(ZooWarning, match="cached copy not used"):
+        assert fetch("v1_a", catalog=catalog, cache_dir=tmp_path / "cache") == path
     assert fault_server.stats(served[0].path).requests == requests + 1
     assert victim.read_bytes() == _members(served[0].data)[victim.name]
 

@@ -267,8 +267,14 @@ def test_checkpoint_file_names_are_accepted(v1):
 
 
 def test_dispatch_through_restore_base(v1, v3_models):
+    from zoo import restore
+    from zoo.formats.ckpt import CheckpointModel
+
     model = restore_from_dir(v1.entry, v1.directory, "ckpt")
     np.testing.assert_allclose(model(v1.images), v1.probabilities, rtol=0, atol=ATOL)
+    public = restore(v1.directory, "ckpt", entry=v1.entry, weights="raw")   # the public way in, typed
+    assert isinstance(public, CheckpointModel) and public.weights == "raw"
+    assert public.keras_model.count_params() == v1.param_count
     built = v3_models["large_minimalistic"]
     model = restore_file(built.entry, built.checkpoint, "ckpt", weights="raw", strict=True)
     np.testing.assert_allclose(model(built.images), built.raw_probabilities, rtol=0, atol=ATOL)

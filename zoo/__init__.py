@@ -16,17 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, Entry, Release, load_catalog
 from .errors import ZooError
+from .notices import TrustOnFirstUseWarning, ZooWarning
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
     from .benchmark import bench
     from .classification import classify
+    from .evaluation import evaluate
     from .fetching import fetch
     from .formats.base import restore
 
 __version__ = "0.1.0"
-__all__ = ["Catalog", "Entry", "Release", "ZooError", "load_catalog", "fetch", "restore", "classify", "bench",
-           "evaluate",
-           "finetune", "export_model"]
+__all__ = ["Catalog", "Entry", "Release", "ZooError", "ZooWarning", "TrustOnFirstUseWarning", "load_catalog",
+           "fetch", "restore", "classify", "bench", "evaluate", "finetune", "export_model"]
 
 _LAZY = {
     "fetch": ("zoo.fetching", "fetch"),

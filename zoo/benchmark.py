@@ -16,6 +16,7 @@ under the wrong name.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -26,6 +27,28 @@ from .errors import UsageError
 from .formats.base import RestoredModel, configure_tf_threads, normalize_format, restore_any
 
 Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One model's latency here: what `bench` prints and records as device ``local``."""
+
+    id: str
+    format: str
+    threads: int | None  # the model's own thread count (a restored model keeps its own)
+    median_ms: float
+    p90_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The `bench --json` record."""
+        return {"id": self.id, "format": self.format, "threads": self.threads,
+                "median_ms": self.median_ms, "p90_ms": self.p90_ms}
+
+    def record(self) -> None:
+        """Save it in this machine's profile (``zoo.profile``), where `pick` and `plot` find it."""
+        from .profile import record as record_latency
+
+        record_latency(self.id, self.format, self.threads, self.median_ms, self.p90_ms)
 
 
 def time_calls(model: Callable[[np.ndarray], Any], image: np.ndarray, runs: int, warmup: int,
@@ -56,8 +79,8 @@ def bench_image(size: tuple[int, int, int], seed: int = 0) -> np.ndarray:
 
 def bench(models: Iterable[str | Path | Entry | RestoredModel], format: str = "tflite", threads: int = 1,
           runs: int = 50, warmup: int = 5, *, catalog: Catalog | None = None, cache_dir: Path | None = None,
-          record: bool = True, progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Time each model and return ``[{"id","format","threads","median_ms","p90_ms"}]``.
+          record: bool = True, progress: Progress | None = None) -> list[BenchResult]:
+    """Time each model and return one :class:`BenchResult` per model, in order.
 
     ``models`` are catalog names, entries, local upstream files, or restored models
     (whose own format and threads are then used). ``progress(model_id, done, runs)`` is
@@ -65,11 +88,11 @@ def bench(models: Iterable[str | Path | Entry | RestoredModel], format: str = "t
     """
     fmt = normalize_format(format)
     if runs < 1:
-        raise UsageError(f"--runs must be at least 1, got {runs}")
+        raise UsageError(f"runs must be at least 1, got {runs}")
     if warmup < 0:
-        raise UsageError(f"--warmup must be 0 or more, got {warmup}")
+        raise UsageError(f"warmup must be 0 or more, got {warmup}")
     if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
+        raise UsageError(f"threads must be at least 1, got {threads}")
     if fmt == "ckpt" and not configure_tf_threads(threads):
         raise UsageError(f"TensorFlow is already running with other thread pools; --threads {threads} "
                          "cannot apply to checkpoints in this process",
@@ -85,10 +108,8 @@ def bench(models: Iterable[str | Path | Entry | RestoredModel], format: str = "t
         samples = time_calls(model, image, runs, warmup,
                              on_run=(lambda done, _id=model_id: progress(_id, done, runs)) if progress else None)
         median, p90 = summarize(samples)
-        results.append({"id": model_id, "format": model_fmt, "threads": model_threads,
-                        "median_ms": round(median, 4), "p90_ms": round(p90, 4)})
+        result = BenchResult(model_id, model_fmt, model_threads, round(median, 4), round(p90, 4))
+        results.append(result)
         if record:
-            from .profile import record as record_latency
-
-            record_latency(model_id, model_fmt, model_threads, median, p90)
+            result.record()
     return results

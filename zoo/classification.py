@@ -6,26 +6,67 @@ name fails in a second instead of after a download.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, Union, cast
 
 import numpy as np
 
 from .catalog import Catalog, Entry
 from .errors import UsageError
-from .images import DEFAULT_CROP, load_images
+from .images import DEFAULT_CROP, check_crop, is_pil_image, prepare_image
 from .labels import label
 from .formats.base import RestoredModel, locate, normalize_format, restore_any
 
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
-def top_k(probs: np.ndarray, k: int, labels: Sequence[str] | None = None) -> list[dict[str, Any]]:
+#: What `classify` takes as one image: a file, a Pillow image, or RGB pixels [H, W, 3]
+#: (uint8 0-255, or float in [0, 1]); a [N, H, W, 3] array is N images.
+ImageInput = Union[str, Path, "PILImage", np.ndarray]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int   # ImageNet class index, 0 = background
+    score: float  # probability
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "index": self.index, "score": self.score}
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One image's answer: its best classes, or (with ``skip_errors``) why it could not be read.
+
+    ``image`` names the input: the path as given, the Pillow image's file name, or
+    ``array[i]`` / ``image[i]`` for the i-th in-memory image.
+    """
+
+    image: str
+    predictions: tuple[Prediction, ...] = ()
+    error: str | None = None
+
+    @property
+    def best(self) -> Prediction | None:
+        return self.predictions[0] if self.predictions else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `classify --json` record: ``{"image", "predictions"}`` or ``{"image", "error"}``."""
+        if self.error is not None:
+            return {"image": self.image, "error": self.error}
+        return {"image": self.image, "predictions": [p.to_json() for p in self.predictions]}
+
+
+def top_k(probs: np.ndarray, k: int, labels: Sequence[str] | None = None) -> tuple[Prediction, ...]:
     """The k best classes of one probability vector, best first (ties: lower index first).
 
     ``labels``: a model's own class names (fine-tuned models); None for ImageNet's.
     """
     order = np.argsort(-probs, kind="stable")[:k]
-    return [{"label": labels[int(i)] if labels is not None else label(int(i)), "index": int(i),
-             "score": float(probs[i])} for i in order]
+    return tuple(Prediction(labels[int(i)] if labels is not None else label(int(i)), int(i), float(probs[i]))
+                 for i in order)
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -47,55 +88,63 @@ def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def classify(name_or_model: str | Path | Entry | RestoredModel, images: Sequence[str | Path], top: int = 5,
+def named_images(images: ImageInput | Sequence[ImageInput]) -> list[tuple[str, Any]]:
+    """One (name, image) per image: a single image, a sequence of them, or an [N, H, W, 3] batch."""
+    if isinstance(images, (str, Path)) or is_pil_image(images):
+        items: list[Any] = [images]
+    elif isinstance(images, np.ndarray):
+        items = list(images) if images.ndim == 4 else [images]
+    else:
+        items = list(cast(Sequence[Any], images))
+    named = []
+    for i, item in enumerate(items):
+        if isinstance(item, (str, Path)):
+            named.append((str(item), item))
+        elif is_pil_image(item):
+            named.append((getattr(item, "filename", "") or f"image[{i}]", item))
+        else:
+            named.append((f"array[{i}]", item))
+    return named
+
+
+def classify(model: str | Path | Entry | RestoredModel, images: ImageInput | Sequence[ImageInput], top: int = 5,
              format: str = "tflite", crop: float = DEFAULT_CROP, catalog: Catalog | None = None,
              cache_dir: Path | None = None, threads: int | None = None,
-             skip_errors: bool = False) -> list[dict[str, Any]]:
-    """Classify ``images`` (paths) and return ``[{"image", "predictions": [{"label","index","score"}]}]``.
+             skip_errors: bool = False) -> list[Classification]:
+    """Classify ``images`` and return one :class:`Classification` per image, in order.
 
-    ``name_or_model`` is a catalog name, an Entry, an already restored model, or the
-    path of a local upstream .tflite / _frozen.pb file. With ``skip_errors`` an image that
-    cannot be read becomes ``{"image", "error"}`` in its place instead of failing the call.
+    ``model`` is a catalog name, an Entry, an already restored model, or the path of a
+    local upstream .tflite / _frozen.pb file. ``images``: paths, Pillow images, RGB arrays
+    [H, W, 3] (uint8, or float in [0, 1]) or an [N, H, W, 3] batch of them; each is cropped
+    and resized as TF-slim evaluates. With ``skip_errors`` an image that cannot be used
+    gets ``error`` set instead of failing the call.
     """
-    if skip_errors:
-        return _classify_skipping(name_or_model, images, top=top, format=format, crop=crop, catalog=catalog,
-                                  cache_dir=cache_dir, threads=threads)
     fmt = normalize_format(format)
-    paths = [Path(p) for p in images]
-    if catalog is None and not isinstance(name_or_model, (RestoredModel, Entry)):
+    crop = check_crop(crop)
+    named = named_images(images)
+    if catalog is None and not isinstance(model, (RestoredModel, Entry)):
         from .catalog import load_catalog
 
         catalog = load_catalog()  # once, for both the look-up and the restore
     # Find the entry without restoring anything, so bad images fail before a download.
-    entry = name_or_model.entry if isinstance(name_or_model, RestoredModel) else \
-        locate(name_or_model, fmt, catalog)[0]
+    entry = model.entry if isinstance(model, RestoredModel) else locate(model, fmt, catalog)[0]
     if not 1 <= top <= entry.num_classes:
-        raise UsageError(f"--top must be between 1 and {entry.num_classes}, got {top}")
-    batch = load_images(paths, entry.input_size, crop)
-    model = name_or_model if isinstance(name_or_model, RestoredModel) else \
-        restore_any(name_or_model, fmt, catalog=catalog, cache_dir=cache_dir, threads=threads)
-    probs = model(batch)
-    labels = model.entry.labels
-    return [{"image": str(path), "predictions": top_k(row, top, labels)} for path, row in zip(paths, probs)]
-
-
-def _classify_skipping(name_or_model, images, **kwargs) -> list[dict[str, Any]]:
-    """``classify`` on the readable images; unreadable ones are reported in place, in order."""
-    from .catalog import load_catalog
-    from .images import load_image
-
-    fmt = normalize_format(kwargs["format"])
-    catalog = kwargs.get("catalog")
-    if catalog is None and not isinstance(name_or_model, (RestoredModel, Entry)):
-        catalog = kwargs["catalog"] = load_catalog()
-    entry = name_or_model.entry if isinstance(name_or_model, RestoredModel) else \
-        locate(name_or_model, fmt, catalog)[0]
-    good, errors = [], {}
-    for path in images:
+        raise UsageError(f"top must be between 1 and {entry.num_classes}, got {top}")
+    if not named:
+        raise UsageError("no images given", hint="pass one or more images")
+    prepared, errors = [], {}
+    for i, (name, image) in enumerate(named):
         try:
-            load_image(path, entry.input_size, kwargs["crop"])
-            good.append(path)
-        except UsageError as exc:  # unreadable, missing, not an image
-            errors[str(path)] = exc.message
-    results = iter(classify(name_or_model, good, **kwargs) if good else [])
-    return [{"image": str(p), "error": errors[str(p)]} if str(p) in errors else next(results) for p in images]
+            prepared.append(prepare_image(image, entry.input_size, crop, name=name))
+        except UsageError as exc:  # unreadable, missing, not an image, wrong shape
+            if not skip_errors:
+                raise
+            errors[i] = exc.message
+    if not prepared:
+        return [Classification(name, error=errors[i]) for i, (name, _) in enumerate(named)]
+    if not isinstance(model, RestoredModel):
+        model = restore_any(model, fmt, catalog=catalog, cache_dir=cache_dir, threads=threads)
+    rows = iter(model(np.stack(prepared)))
+    labels = model.entry.labels  # a fine-tuned model's own classes; None: ImageNet's
+    return [Classification(name, error=errors[i]) if i in errors else
+            Classification(name, top_k(next(rows), top, labels)) for i, (name, _) in enumerate(named)]

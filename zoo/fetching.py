@@ -23,13 +23,12 @@ from __future__ import annotations
 import errno
 import os
 import queue
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import config, layout
+from . import config, layout, notices
 from .cache import Cache, TrustStore, fsync_dir
 from .catalog import Catalog, Entry, Release, load_catalog
 from .errors import CacheError, IntegrityError, OfflineError, UnsafeArchiveError, ZooError
@@ -51,7 +50,8 @@ class FetchOptions:
     policy: object | None = None  # zoo.download.DownloadPolicy
     mirror_token: str | None = None  # $MOBILENET_ZOO_MIRROR_TOKEN: sent to http(s) mirrors only
     progress: Callable[[Entry, int, int | None], None] | None = None
-    warn: Callable[[str], None] = field(default=lambda msg: print(f"warning: {redact(msg)}", file=sys.stderr))
+    # API default: ``warnings.warn`` (categories in ``zoo.notices``); the CLI installs a stderr printer
+    warn: Callable[[str], None] = field(default=notices.warn)
 
 
 @dataclass(frozen=True)
@@ -106,16 +106,28 @@ def options_from_env(**overrides) -> FetchOptions:
 
 def fetch(name: str, *, catalog: Catalog | None = None, cache_dir: str | Path | None = None,
           mirrors: Sequence[str] | None = None, offline: bool | None = None,
-          require_pinned: bool | None = None) -> Path:
+          require_pinned: bool | None = None,
+          progress: bool | type | Callable[[Entry, int, int | None], None] | None = None) -> Path:
     """Fetch one model (``name`` may be any alias, ``name@release`` picks a release).
 
     Returns the entry directory; the unpacked tarball is in its ``model/`` folder.
+    ``progress=True`` draws a ``tqdm.auto`` bar (a widget in notebooks); a tqdm class
+    (``tqdm.notebook.tqdm``, your own subclass) is used instead, as ``tqdm_class`` is by
+    ``hf_hub_download``; any other callable is called as ``progress(entry, done, total)``;
+    the default shows what the running program installed (``zoo.progress.install``), else nothing.
+    Warnings (such as ``zoo.TrustOnFirstUseWarning``) are ``warnings.warn`` calls.
     """
+    from . import progress as progress_sinks
+
     catalog = catalog or load_catalog()
     entry, release = catalog.resolve(name)
     opts = options_from_env(cache_dir=cache_dir, mirrors=mirrors, offline=offline,
                             require_pinned=require_pinned)
-    return fetch_entry(entry, release, opts).path
+    opts.progress, close_bar = progress_sinks.resolve(progress)
+    try:
+        return fetch_entry(entry, release, opts).path
+    finally:
+        close_bar()
 
 
 def expected_digest(entry: Entry, release: Release, cache: Path) -> tuple[str | None, bool]:
@@ -363,8 +375,9 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
         raise
     if trusted_now:
         TrustStore(cache.root).record(entry, release, result.sha256, result.size)
-        opts.warn(f"{entry.id}@{release.release}: upstream publishes no sha256; trusting this first download "
-                  f"(sha256 {result.sha256}) and insisting on it from now on")
+        opts.warn(notices.Notice(f"{entry.id}@{release.release}: upstream publishes no sha256; trusting this "
+                                 f"first download (sha256 {result.sha256}) and insisting on it from now on",
+                                 notices.TrustOnFirstUseWarning))
     return FetchResult(entry.id, release.release, final, result.sha256, result.bytes_transferred, False,
                        source.label, trusted_now or from_tofu)
 

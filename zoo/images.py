@@ -1,4 +1,4 @@
-"""Photos on disk -> the float32 [-1, 1] batches every restored model takes.
+"""Photos (files, Pillow images, RGB arrays) -> the float32 [-1, 1] batches every restored model takes.
 
 Decoding is Pillow's (JPEG, PNG, BMP and whatever else it reads). The steps follow
 TF-slim's MobileNet eval preprocessing: RGB, optional central crop, bilinear resize to
@@ -15,8 +15,9 @@ touches the border.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -179,13 +180,14 @@ def resize_bilinear(pixels: np.ndarray, size: Sequence[int], *, half_pixel_cente
 
 
 def preprocess_array(pixels: np.ndarray, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
-    """uint8 RGB [H, W, 3] -> float32 [h, w, 3] in [-1, 1], TF-slim's eval preprocessing.
+    """RGB [H, W, 3], uint8 or float in [0, 1] -> float32 [h, w, 3] in [-1, 1], TF-slim's eval preprocessing.
 
     inception_preprocessing.preprocess_for_eval, step for step: ``convert_image_dtype`` to
     [0, 1], ``central_crop(crop)``, bilinear resize without antialiasing, ``(x - 0.5) * 2``.
     """
     top, left, h, w = central_crop_box(pixels.shape[0], pixels.shape[1], check_crop(crop))
-    resized = resize_bilinear(pixels[top:top + h, left:left + w], size, scale=1.0 / 255.0)
+    scale = 1.0 / 255.0 if pixels.dtype == np.uint8 else 1.0
+    resized = resize_bilinear(pixels[top:top + h, left:left + w], size, scale=scale)
     resized -= np.float32(0.5)
     resized *= np.float32(2.0)
     return resized
@@ -194,6 +196,40 @@ def preprocess_array(pixels: np.ndarray, size: Sequence[int], crop: float = DEFA
 def preprocess(image, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
     """An RGB Pillow image -> float32 [H, W, 3] in [-1, 1]: central crop, bilinear resize."""
     return preprocess_array(np.asarray(image, dtype=np.uint8), size, crop)
+
+
+def is_pil_image(obj: object) -> bool:
+    """True for a Pillow image (without importing Pillow: only a loaded Pillow can have made one)."""
+    module = sys.modules.get("PIL.Image")
+    return module is not None and isinstance(obj, module.Image)
+
+
+def check_pixels(pixels: Any, name: str = "image") -> np.ndarray:
+    """An RGB array [H, W, 3], uint8 (0-255) or float (0-1), or a UsageError saying what is wrong."""
+    arr = np.asarray(pixels)
+    if arr.ndim != 3 or arr.shape[2] != 3 or 0 in arr.shape:
+        raise UsageError(f"{name}: expected RGB pixels of shape [height, width, 3], got {list(arr.shape)}",
+                         hint="pass an [H, W, 3] array (or an [N, H, W, 3] batch); for grayscale, "
+                              "np.stack([a, a, a], axis=-1)")
+    if arr.dtype == np.uint8:
+        return arr
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise UsageError(f"{name}: pixels of type {arr.dtype} are ambiguous",
+                         hint="pass uint8 (0-255) or float (0-1) pixels")
+    low, high = float(np.min(arr)), float(np.max(arr))
+    if not (0.0 <= low and high <= 1.0):  # also refuses NaN
+        raise UsageError(f"{name}: float pixels must lie in [0, 1], got values in [{low:g}, {high:g}]",
+                         hint="divide 0-255 values by 255, or pass them as uint8")
+    return arr.astype(np.float32, copy=False)
+
+
+def prepare_image(image: Any, size: Sequence[int], crop: float = DEFAULT_CROP, *, name: str = "image") -> np.ndarray:
+    """A path, a Pillow image or RGB pixels -> float32 [h, w, 3] in [-1, 1], as `eval` prepares files."""
+    if isinstance(image, (str, Path)):
+        return load_image(image, size, crop)
+    if is_pil_image(image):
+        return preprocess(to_rgb(image), size, crop)
+    return preprocess_array(check_pixels(image, name), size, crop)
 
 
 def load_image(path: str | Path, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:

@@ -15,6 +15,7 @@ from .catalog import Entry, Release
 from .fetching import FetchOptions, FetchResult, expected_digest
 from .errors import OfflineError
 from .mirrors import Source, mirror_target, sources_for, try_sources
+from .notices import Notice, TrustOnFirstUseWarning
 
 
 def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptions) -> FetchResult:
@@ -52,5 +53,6 @@ def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptio
     remove_partial(partial)  # its sidecar
     if expected is None:
         TrustStore(opts.cache_dir).record(entry, release, result.sha256, target.stat().st_size)
-        opts.warn(f"{entry.id}@{release.release}: upstream publishes no sha256; recorded {result.sha256} on first use")
+        opts.warn(Notice(f"{entry.id}@{release.release}: upstream publishes no sha256; recorded {result.sha256} "
+                         "on first use", TrustOnFirstUseWarning))
     return result

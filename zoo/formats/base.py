@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping, overload
 
 import numpy as np
 
 from ..catalog import Catalog, Entry
 from ..errors import RestoreError, UsageError
+
+if TYPE_CHECKING:
+    from .ckpt import CheckpointModel
+    from .frozen import FrozenGraphModel
+    from .tflite import TFLiteModel
 
 FORMATS = ("ckpt", "frozen", "tflite")
 ROLE_OF_FORMAT = {"ckpt": "checkpoint", "frozen": "frozen_graph", "tflite": "tflite"}
@@ -141,7 +146,8 @@ def _check_options(fmt: str, options: Mapping[str, Any]) -> None:
 
 
 def restore_file(entry: Entry, path: Path, fmt: str, **options: Any) -> RestoredModel:
-    """Load one file (a checkpoint prefix for ckpt) with the loader for ``fmt``.
+    """Internal (the public entry point is :func:`restore`): load one file (a checkpoint prefix
+    for ckpt) as ``entry`` with the loader for ``fmt``, with no look-up and no fetch.
 
     Options: ``threads`` (all formats; for ckpt it sets TensorFlow's global pools, see
     ``configure_tf_threads``), ``weights`` ('ema'|'raw') and ``strict`` (ckpt only).
@@ -173,7 +179,8 @@ def restore_file(entry: Entry, path: Path, fmt: str, **options: Any) -> Restored
 
 
 def restore_from_dir(entry: Entry, model_dir: Path, fmt: str, **options: Any) -> RestoredModel:
-    """Restore ``entry`` from an unpacked model directory (``<entry_dir>/model``) without fetching."""
+    """Internal (public: ``restore(directory, entry=...)``): restore ``entry`` from an unpacked
+    model directory (``<entry_dir>/model``) without fetching."""
     from ..layout import find_file, spec_for_path
 
     fmt = normalize_format(fmt)
@@ -195,9 +202,9 @@ def resolve_entry(name: str | Entry, catalog: Catalog | None = None) -> Entry:
     return catalog.get(name)
 
 
-def restore(name: str | Entry, format: str = "tflite", *, catalog: Catalog | None = None,
-            cache_dir: Path | None = None, **options: Any) -> RestoredModel:
-    """Fetch (or reuse from the cache) and restore a catalog model: ``restore('v1_0.25_128_quant')``."""
+def _restore_cached(name: str | Entry, format: str = "tflite", *, catalog: Catalog | None = None,
+                    cache_dir: Path | None = None, **options: Any) -> RestoredModel:
+    """Fetch (or reuse from the cache) and restore a catalog model."""
     fmt = normalize_format(format)
     _check_options(fmt, options)
     if catalog is None and isinstance(name, str):
@@ -284,11 +291,108 @@ def locate(model: str | Path | Entry, format: str = "tflite",
 
 def restore_any(model: str | Path | Entry, format: str = "tflite", *, catalog: Catalog | None = None,
                 cache_dir: Path | None = None, **options: Any) -> RestoredModel:
-    """A catalog name, an Entry, or a path to a local upstream file -> a restored model."""
+    """Internal, for `classify`, `bench` and `evaluate`: like :func:`restore` on a catalog name, an
+    Entry or a local upstream file, where a file's own format wins over ``format``."""
     entry, path, fmt = locate(model, format, catalog)
     if path is not None:
         return restore_file(entry, path, fmt, **options)
-    return restore(model, fmt, catalog=catalog, cache_dir=cache_dir, **options)
+    return _restore_cached(str(model) if isinstance(model, Path) else model, fmt, catalog=catalog,
+                           cache_dir=cache_dir, **options)
+
+
+Weights = Literal["ema", "ema-trainable", "raw"]
+
+
+@overload
+def restore(model: str | Path | Entry, format: Literal["tflite", "lite"], *, catalog: Catalog | None = None,
+            cache_dir: str | Path | None = None, threads: int | None = None,
+            entry: str | Entry | None = None) -> TFLiteModel: ...
+
+
+@overload
+def restore(model: str | Path | Entry, format: Literal["frozen", "pb", "frozen_graph"], *,
+            catalog: Catalog | None = None, cache_dir: str | Path | None = None, threads: int | None = None,
+            entry: str | Entry | None = None) -> FrozenGraphModel: ...
+
+
+@overload
+def restore(model: str | Path | Entry, format: Literal["ckpt", "checkpoint"], *, catalog: Catalog | None = None,
+            cache_dir: str | Path | None = None, threads: int | None = None, weights: Weights | None = None,
+            strict: bool | None = None, entry: str | Entry | None = None) -> CheckpointModel: ...
+
+
+@overload
+def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Catalog | None = None,
+            cache_dir: str | Path | None = None, threads: int | None = None, weights: Weights | None = None,
+            strict: bool | None = None, entry: str | Entry | None = None) -> RestoredModel: ...
+
+
+def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Catalog | None = None,
+            cache_dir: str | Path | None = None, threads: int | None = None, weights: Weights | None = None,
+            strict: bool | None = None, entry: str | Entry | None = None) -> RestoredModel:
+    """Restore a model as a callable ``model(images [N,H,W,3] in [-1,1]) -> probabilities [N,1001]``.
+
+    ``model`` is what the CLI's `restore` takes: a catalog name (fetched into the cache
+    first if needed; ``name@release`` picks a release), an Entry, a local upstream
+    ``.tflite`` / ``_frozen.pb`` file, or a directory of unpacked model files (a cache
+    entry, its ``model/`` folder, or an extracted tarball). ``entry`` (an id or Entry) says
+    which model a local file or directory holds when the file names do not tell.
+
+    ``format``: ``"tflite"`` -> :class:`~zoo.formats.tflite.TFLiteModel` (LiteRT),
+    ``"frozen"`` -> :class:`~zoo.formats.frozen.FrozenGraphModel` (a TF graph),
+    ``"ckpt"`` -> :class:`~zoo.formats.ckpt.CheckpointModel` (Keras; its ``keras_model``
+    attribute is the ``keras.Model`` to fine-tune or inspect). None: the file's own format,
+    else tflite. ``threads``: CPU threads of the runtime. ``weights`` ("ema", "ema-trainable",
+    "raw") and ``strict`` apply to checkpoints only.
+    """
+    options = {"threads": threads, "weights": weights, "strict": strict}
+    fmt = normalize_format(format) if format is not None else None
+    _check_options(fmt or "tflite", options)
+    local = Path(model) if isinstance(model, (str, Path)) else None
+    if local is not None and local.is_dir():
+        return _restore_directory(local, fmt or "tflite", entry, catalog, options)
+    local_file = local if local is not None and local.is_file() else None
+    own = format_of_file(local_file) if local_file is not None else None
+    if fmt is not None and own is not None and own != fmt:
+        raise UsageError(f"{model} is a {own} file, not {fmt}",
+                         hint=f"ask for the {own} format, or leave the format out (the file's name decides)")
+    if entry is not None:
+        if local_file is None:
+            raise UsageError("entry= names the model of a local file or directory only",
+                             hint="pass the catalog name as the model instead")
+        return restore_file(resolve_entry(entry, catalog), local_file, fmt or own or "tflite", **options)
+    return restore_any(model, fmt or "tflite", catalog=catalog,
+                       cache_dir=Path(cache_dir) if cache_dir is not None else None, **options)
+
+
+def _restore_directory(directory: Path, fmt: str, entry: str | Entry | None, catalog: Catalog | None,
+                       options: Mapping[str, Any]) -> RestoredModel:
+    """A cache entry (``<id>/<release>``), its ``model/`` folder, or an extracted tarball."""
+    from ..manifest import read_manifest
+    from ..layout import MODEL_DIR
+
+    if catalog is None:
+        catalog = _default_catalog()
+    if (directory / MODEL_DIR).is_dir() and read_manifest(directory) is not None:
+        directory = directory / MODEL_DIR  # the entry directory `zoo.fetch` returns
+    if entry is None:
+        manifest = read_manifest(directory.parent) if directory.name == MODEL_DIR else None
+        entry = manifest.model_id if manifest is not None else _entry_of_files(directory, catalog)
+    return restore_from_dir(resolve_entry(entry, catalog), directory, fmt, **options)
+
+
+def _entry_of_files(directory: Path, catalog: Catalog) -> Entry:
+    """The catalog entry whose upstream file names are in ``directory``."""
+    for path in sorted(directory.iterdir()):
+        own = format_of_file(path)
+        if own is not None and path.is_file():
+            try:
+                return entry_for_file(path, catalog, own)
+            except UsageError:
+                continue
+    raise UsageError(f"cannot tell which catalog model the directory {directory} holds",
+                     hint="keep the upstream file names, or pass entry='<model id>' "
+                          "(e.g. restore(directory, entry='v1_1.0_224'))")
 
 
 def _default_catalog() -> Catalog:

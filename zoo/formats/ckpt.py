@@ -83,7 +83,13 @@ _QUANTIZED_NOTE = ("quantized checkpoint restored as a float model (fake-quant r
 
 
 class CheckpointModel(RestoredModel):
-    """A Keras model holding a slim checkpoint's weights, behind the common interface."""
+    """A Keras model holding a slim checkpoint's weights, behind the common interface.
+
+    Attributes: ``keras_model`` is the ``keras.Model`` itself (MobileNet architecture from
+    ``keras.applications``, weights filled in; outputs softmax probabilities) to fine-tune,
+    inspect or save: ``zoo.restore(name, "ckpt").keras_model``. ``weights`` says which set was
+    read ("ema", "ema-trainable" or "raw"); ``used`` / ``skipped`` list the checkpoint variables.
+    """
 
     format = "ckpt"
 
