@@ -25,7 +25,9 @@ EXIT_INTERRUPTED = 130
 BUG_HINT = "rerun with --debug for the traceback, and please report it"
 
 # API parameter -> the option that sets it, where the option is not simply --name-with-dashes.
-_FLAG_FOR_PARAM = {"archive": "--from", "format": "--format", "top": "--top", "x": "--x"}
+_FLAG_FOR_PARAM = {"archive": "--from"}
+# Boolean parameters whose False has its own flag (`quantized=False` is `--float`).
+_FLAG_FOR_FALSE = {"quantized": "--float", "keep_archive": "--drop-archive"}
 
 
 def flag(param: str) -> str:
@@ -33,12 +35,26 @@ def flag(param: str) -> str:
     return _FLAG_FOR_PARAM.get(param) or "--" + param.replace("_", "-")
 
 
+def _flag_with_value(param: str, value: str) -> str:
+    """``param=value`` as typed on the command line: --device pixel1, --skip-errors, --float."""
+    value = value.strip("'\"")
+    if value == "True":
+        return flag(param)
+    if value == "False" and param in _FLAG_FOR_FALSE:
+        return _FLAG_FOR_FALSE[param]
+    return f"{flag(param)} {value}"
+
+
 def spell_flags(text: str | None, params: tuple[str, ...]) -> str | None:
-    """``text`` with each named API parameter written as its flag (whole words only)."""
+    """``text`` with each named API parameter written as its flag: ``max_macs`` -> ``--max-macs``,
+    ``device='pixel1'`` -> ``--device pixel1``. Whole words only; `backticked` commands are left alone."""
     if not text:
         return text
     for param in sorted(params, key=len, reverse=True):  # max_latency_ms before a shorter name inside it
-        text = re.sub(rf"(?<![\w`-]){re.escape(param)}(?![\w-])", flag(param), text)
+        name = rf"(?<![\w`-]){re.escape(param)}"
+        text = re.sub(name + r"=('[^']*'|\"[^\"]*\"|[^\s,;)]+)",
+                      lambda m, p=param: _flag_with_value(p, m.group(1)), text)
+        text = re.sub(name + r"(?![\w=-])", flag(param), text)
     return text
 
 

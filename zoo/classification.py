@@ -66,7 +66,7 @@ def classify(name_or_model: str | Path | Entry | RestoredModel, images: Sequence
     entry = name_or_model.entry if isinstance(name_or_model, RestoredModel) else \
         locate(name_or_model, fmt, catalog)[0]
     if not 1 <= top <= entry.num_classes:
-        raise UsageError(f"--top must be between 1 and {entry.num_classes}, got {top}")
+        raise UsageError(f"top must be between 1 and {entry.num_classes}, got {top}", params=("top",))
     batch = load_images(paths, entry.input_size, crop)
     model = name_or_model if isinstance(name_or_model, RestoredModel) else \
         restore_any(name_or_model, fmt, catalog=catalog, cache_dir=cache_dir, threads=threads)
