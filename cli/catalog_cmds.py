@@ -124,7 +124,9 @@ def list_models(
     elif entries:
         print_entries(entries, f"{len(entries)} of {len(catalog)} models", device, _cached_ids(entries))
     if not entries:
-        print("no model matches these filters", file=sys.stderr)
+        from .errors import print_error
+
+        print_error("no model matches these filters")
         raise typer.Exit(1)
 
 
