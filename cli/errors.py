@@ -119,13 +119,15 @@ def describe(exc: BaseException, command: str | None = None) -> Described:
     return Described(f"unexpected {type(exc).__name__}: {redact(str(exc))}", BUG_HINT, EXIT_BUG)
 
 
-def print_error(message: str, hint: str | None = None) -> None:
-    """``error: ...`` (and ``hint: ...``) on stderr: red and yellow on a terminal, plain in a log."""
+def print_error(message: str | None, hint: str | None = None) -> None:
+    """``error: ...`` (and ``hint: ...``) on stderr: red and yellow on a terminal, plain in a log.
+    A hint alone (``message=None``) follows a report that is not an error, e.g. `verify`'s."""
     from rich.console import Console
     from rich.markup import escape
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold red]error:[/] {escape(message)}")
+    if message is not None:
+        console.print(f"[bold red]error:[/] {escape(message)}")
     if hint:
         console.print(f"[yellow]hint:[/] {escape(hint)}")
 

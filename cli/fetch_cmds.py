@@ -192,8 +192,10 @@ def verify(
                 print(f"    {problem}")
         broken = [r for r in reports if r.status == "broken"]
         if broken:
-            print(f"hint: `mobilenet-zoo verify --repair {' '.join(r.id for r in broken)}` rebuilds them "
-                  "(from the kept archive when it is intact, else by downloading)", file=sys.stderr)
+            from .errors import print_error
+
+            print_error(None, f"`mobilenet-zoo verify --repair {' '.join(r.id for r in broken)}` rebuilds them "
+                              "(from the kept archive when it is intact, else by downloading)")
     if any(r.status in ("broken", "missing", "repair-failed", "error") for r in reports):
         raise typer.Exit(1)
 
