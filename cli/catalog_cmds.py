@@ -7,7 +7,6 @@ They must start fast: only typer, rich, yaml and the catalog are imported here
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from typing import Optional
 
 import typer
@@ -18,27 +17,12 @@ from zoo.catalog import Entry
 from zoo.redact import redact
 from zoo.selection import COST_LABELS, Filters, frontier as compute_frontier, pick as pick_model, sort_entries
 
-from .app import app, settings
+from .common import (Cost, OutputFormat, app, cache_dir, check_device, device_option, family_option, json_option,
+                     load_catalog, quantized_option)
 from .completion import complete_model
 from .output import Column, print_json, print_table, style
 
-
-class OutputFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    tsv = "tsv"
-
-
-class Cost(str, Enum):
-    macs = "macs"
-    params = "params"
-    size = "size"
-    latency = "latency"
-
-
-# ------------------------------------------------------------------ shared options
-FamilyOpt = typer.Option(None, "--family", "-f", help="v1, v2, v3 or edgetpu; repeat for several.")
-QuantOpt = typer.Option(None, "--quantized/--float", help="Only quantized (uint8) or only float models.")
+# ------------------------------------------------------------------ options of the filtering commands
 WidthOpt = typer.Option(None, "--width", help="Width multiplier, e.g. 0.5; repeat for several.")
 ResOpt = typer.Option(None, "--resolution", "-r", help="Input resolution, e.g. 224; repeat for several.")
 MaxMacsOpt = typer.Option(None, "--max-macs", metavar="M", help="At most M million multiply-accumulates.")
@@ -47,10 +31,6 @@ MaxSizeOpt = typer.Option(None, "--max-size-mb", metavar="MB",
                           help="At most MB megabytes (params x 4 bytes float, x 1 quantized).")
 MinTop1Opt = typer.Option(None, "--min-top1", metavar="PCT", help="At least PCT % ImageNet top-1.")
 MaxLatOpt = typer.Option(None, "--max-latency-ms", metavar="MS", help="At most MS milliseconds on --device.")
-DeviceOpt = typer.Option(None, "--device", "-d",
-                         help="Device for latency figures: pixel1, pixel2, pixel3, pixel3-cpu4, pixel3-gpu, "
-                              "pixel3-nnapi, pixel4, pixel4-edgetpu, or local (measured by `bench`).")
-JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
 def _filters(family, quantized, width, resolution, max_macs=None, max_params=None, max_size_mb=None,
@@ -58,16 +38,6 @@ def _filters(family, quantized, width, resolution, max_macs=None, max_params=Non
     return Filters(family=family or None, quantized=quantized, width=width or None,
                    resolution=resolution or None, max_macs=max_macs, max_params=max_params,
                    max_size_mb=max_size_mb, min_top1=min_top1, max_latency_ms=max_latency_ms, device=device)
-
-
-def _check_device(catalog, device: Optional[str]) -> None:
-    if device and device not in catalog.devices():
-        from zoo.errors import UsageError
-
-        hint = "known devices: " + ", ".join(catalog.devices())
-        if device.startswith("local"):
-            hint = "no measurement on this machine yet: run `mobilenet-zoo bench MODEL` first; " + hint
-        raise UsageError(f"no model has a latency figure for device {device!r}", hint)
 
 
 def entry_columns(entries: list[Entry], device: str | None = None, cached: set[str] | None = None):
@@ -96,7 +66,7 @@ def print_entries(entries: list[Entry], title: str | None = None, device: str | 
 
 
 def _cached_ids(entries: list[Entry]) -> set[str]:
-    cache = settings.resolved_cache_dir()
+    cache = cache_dir()
     if not cache.is_dir():
         return set()
     return {e.id for e in entries if layout.cached_releases(cache, e)}
@@ -104,8 +74,8 @@ def _cached_ids(entries: list[Entry]) -> set[str]:
 
 @app.command("list")
 def list_models(
-    family: Optional[list[str]] = FamilyOpt,
-    quantized: Optional[bool] = QuantOpt,
+    family: Optional[list[str]] = family_option(),
+    quantized: Optional[bool] = quantized_option(),
     width: Optional[list[float]] = WidthOpt,
     resolution: Optional[list[int]] = ResOpt,
     max_macs: Optional[float] = MaxMacsOpt,
@@ -113,10 +83,10 @@ def list_models(
     max_size_mb: Optional[float] = MaxSizeOpt,
     min_top1: Optional[float] = MinTop1Opt,
     max_latency_ms: Optional[float] = MaxLatOpt,
-    device: Optional[str] = DeviceOpt,
+    device: Optional[str] = device_option(),
     sort: str = typer.Option("id", "--sort", "-s",
                              help="id, family, width, resolution, macs, params, size, top1, top5, latency."),
-    json_out: bool = JsonOpt,
+    json_out: bool = json_option(),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format",
                                         help="table (plain aligned text when piped), csv or tsv; "
                                              "for JSON use --json."),
@@ -126,13 +96,13 @@ def list_models(
 
     Example: mobilenet-zoo list --family v2 --quantized --max-macs 100 --sort top1
     """
-    catalog = settings.load_catalog()
+    catalog = load_catalog()
     if devices:
         for name in catalog.devices():
             count = sum(1 for e in catalog if name in e.latency_ms)
             print(f"{name}\t{count} models")
         return
-    _check_device(catalog, device)
+    check_device(catalog, device)
     filters = _filters(family, quantized, width, resolution, max_macs, max_params, max_size_mb, min_top1,
                        max_latency_ms, device)
     entries = sort_entries(filters.apply(catalog), sort, device)
@@ -155,7 +125,9 @@ def list_models(
     elif entries:
         print_entries(entries, f"{len(entries)} of {len(catalog)} models", device, _cached_ids(entries))
     if not entries:
-        print("no model matches these filters", file=sys.stderr)
+        from .errors import print_error
+
+        print_error("no model matches these filters")
         raise typer.Exit(1)
 
 
@@ -163,7 +135,7 @@ def list_models(
 def show(
     model: str = typer.Argument(..., help="Model id or any accepted name (1.0_224, mobilenet_v2_1.4_224, ...); "
                                           "NAME@RELEASE for one release.", autocompletion=complete_model),
-    json_out: bool = JsonOpt,
+    json_out: bool = json_option(),
 ) -> None:
     """Everything about one model: figures, releases, latencies, files, names, preprocessing.
 
@@ -172,10 +144,10 @@ def show(
 
     Example: mobilenet-zoo show 1.0_224
     """
-    catalog = settings.load_catalog()
+    catalog = load_catalog()
     entry, chosen = catalog.resolve(model)  # an unknown @release fails here, as in `fetch`
     cached = set()
-    cache = settings.resolved_cache_dir()
+    cache = cache_dir()
     if cache.is_dir():
         cached = set(layout.cached_releases(cache, entry))
     data = {**entry.to_dict(), "accepted_names": accepted_names(entry), "preprocessing": entry.preprocessing,
@@ -256,15 +228,14 @@ def pick(
     max_size_mb: Optional[float] = MaxSizeOpt,
     min_top1: Optional[float] = MinTop1Opt,
     max_latency_ms: Optional[float] = MaxLatOpt,
-    device: Optional[str] = DeviceOpt,
-    family: Optional[list[str]] = FamilyOpt,
-    quantized: Optional[bool] = QuantOpt,
+    device: Optional[str] = device_option(),
+    family: Optional[list[str]] = family_option(),
+    quantized: Optional[bool] = quantized_option(),
     width: Optional[list[float]] = WidthOpt,
     resolution: Optional[list[int]] = ResOpt,
     show_frontier: bool = typer.Option(False, "--frontier", help="Print the Pareto frontier instead."),
     fetch: bool = typer.Option(False, "--fetch", help="Also fetch the chosen model into the cache."),
-    json_out: bool = typer.Option(False, "--json", help="Print the chosen entry, the reason, the runners-up "
-                                                        "and any note as JSON."),
+    json_out: bool = json_option("Print the chosen entry, the reason, the runners-up and any note as JSON."),
     id_only: bool = typer.Option(False, "--id-only", "-q", help="Print only the chosen model's id "
                                                                  "(with --fetch: only its path)."),
 ) -> None:
@@ -274,8 +245,8 @@ def pick(
 
     Example: mobilenet-zoo pick --max-latency-ms 10 --device pixel3-cpu4 --quantized --fetch
     """
-    catalog = settings.load_catalog()
-    _check_device(catalog, device)
+    catalog = load_catalog()
+    check_device(catalog, device)
     filters = _filters(family, quantized, width, resolution, max_macs, max_params, max_size_mb, min_top1,
                        max_latency_ms, device)
     if show_frontier:
@@ -288,7 +259,7 @@ def pick(
     if result.unranked:
         note = (f"{len(result.unranked)} model(s) also fit but have no published top-1 and are never picked: "
                 + ", ".join(e.id for e in result.unranked[:6]) + (" ..." if len(result.unranked) > 6 else ""))
-    cache = settings.resolved_cache_dir()
+    cache = cache_dir()
     cached = layout.cached_releases(cache, chosen) if cache.is_dir() else []
     if json_out:
         data = {**chosen.to_dict(), "reason": result.reason,
@@ -346,19 +317,19 @@ def _print_frontier(entries: list[Entry], cost: Cost, device: Optional[str], jso
 @app.command("frontier")
 def frontier(
     cost: Cost = typer.Option(Cost.macs, "--cost", "-c", help="macs, params, size or latency (needs --device)."),
-    device: Optional[str] = DeviceOpt,
-    family: Optional[list[str]] = FamilyOpt,
-    quantized: Optional[bool] = QuantOpt,
+    device: Optional[str] = device_option(),
+    family: Optional[list[str]] = family_option(),
+    quantized: Optional[bool] = quantized_option(),
     width: Optional[list[float]] = WidthOpt,
     resolution: Optional[list[int]] = ResOpt,
-    json_out: bool = JsonOpt,
+    json_out: bool = json_option(),
 ) -> None:
     """The models no other model beats on both top-1 and the chosen cost.
 
     Example: mobilenet-zoo frontier --cost latency --device pixel1
     """
-    catalog = settings.load_catalog()
-    _check_device(catalog, device)
+    catalog = load_catalog()
+    check_device(catalog, device)
     if cost is Cost.latency and not device:
         from zoo.errors import UsageError
 

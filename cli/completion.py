@@ -10,9 +10,9 @@ from __future__ import annotations
 def complete_model(incomplete: str) -> list[str]:
     """Model ids starting with ``incomplete``; after ``id@``, that model's releases."""
     try:
-        from .app import settings
+        from .common import load_catalog
 
-        catalog = settings.load_catalog()
+        catalog = load_catalog()
     except Exception:  # a broken catalog must not break the user's shell
         return []
     if "@" in incomplete:

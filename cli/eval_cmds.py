@@ -12,9 +12,9 @@ from typing import Optional
 
 import typer
 
-from .app import app, settings
+from .common import (ModelFormat as Format, app, cache_dir, json_option, load_catalog, model_format_option,
+                     threads_option)
 from .output import print_json, terminal
-from .run_cmds import Format, FormatOpt, JsonOpt, ThreadsOpt
 
 
 class Split(str, Enum):
@@ -29,8 +29,8 @@ def eval_cmd(
         ..., "--data", "-d", metavar="PATH", show_default=False,
         help="ILSVRC synset folders (n01440764/*.JPEG), TF-slim TFRecord shards, a CSV/TSV of "
              "path,label rows, or class-name folders for a model with its own classes."),
-    fmt: Format = FormatOpt,
-    threads: Optional[int] = ThreadsOpt,
+    fmt: Format = model_format_option(),
+    threads: Optional[int] = threads_option(),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", "-b", min=1, help="Images per runtime call (default: 1 for tflite, 32 for TensorFlow)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1,
@@ -41,7 +41,7 @@ def eval_cmd(
     split: Split = typer.Option(Split.validation, "--split", help="Which TFRecord shards to read."),
     skip_errors: bool = typer.Option(False, "--skip-errors",
                                      help="Count unreadable images and go on, instead of stopping at the first."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the summary."),
+    as_json: bool = json_option("Print one JSON object instead of the summary."),
 ) -> None:
     """Measure top-1/top-5 on labelled images, the way TF-slim's eval does.
 
@@ -57,7 +57,7 @@ def eval_cmd(
     try:
         result = evaluate(model, data, format=fmt.value, threads=threads, batch_size=batch_size, limit=limit,
                           crop=crop, split=split.value, skip_errors=skip_errors,
-                          catalog=settings.load_catalog(), cache_dir=settings.resolved_cache_dir(),
+                          catalog=load_catalog(), cache_dir=cache_dir(),
                           progress=bar.update if bar else None)
     finally:
         if bar:

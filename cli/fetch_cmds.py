@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, settings
+from .common import app, cache_dir, debug, family_option, json_option, load_catalog, quantized_option
 from .completion import complete_model
 from .output import print_json
 
@@ -35,7 +35,7 @@ def _select(names: list[str], family: Optional[list[str]], quantized: Optional[b
     from zoo.fetching import resolve_many
     from zoo.selection import Filters
 
-    catalog = settings.load_catalog()
+    catalog = load_catalog()
     pairs = resolve_many(catalog, names)
     if all_models or family or quantized is not None:
         chosen = Filters(family=family or None, quantized=quantized).apply(catalog)
@@ -54,10 +54,13 @@ def _progress(enabled: bool):
     yield feedback.reporter() if enabled else None
 
 
-def _debug() -> bool:
-    from zoo import config
+def _item_failed(error, shown: bool) -> int:
+    """One model of several failed: say so like any error (``errors.report``), and return the
+    exit code it asks for: 3 for a bug of ours, else 1 (the others may have worked)."""
+    from .errors import EXIT_BUG, report
 
-    return settings.debug or config.debug()
+    code = report(error, debug=debug(), message=shown)  # not shown with --json: it is in the JSON record
+    return EXIT_BUG if code == EXIT_BUG else 1
 
 
 def _show_progress(quiet: bool, json_out: bool) -> bool:
@@ -69,8 +72,8 @@ def fetch(
     models: Optional[list[str]] = typer.Argument(None, help="Model ids or names; NAME@RELEASE picks a release.",
                                                  autocompletion=complete_model),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=16, help="Fetch this many models at once."),
-    family: Optional[list[str]] = typer.Option(None, "--family", "-f", help="Also fetch every model of a family."),
-    quantized: Optional[bool] = typer.Option(None, "--quantized/--float", help="With the filters: only these."),
+    family: Optional[list[str]] = family_option("Also fetch every model of a family; repeatable."),
+    quantized: Optional[bool] = quantized_option("With the filters: only these."),
     all_models: bool = typer.Option(False, "--all", help="Fetch every model in the catalog."),
     require_pinned: bool = typer.Option(False, "--require-pinned",
                                         help="Refuse models without a published sha256 (no trust on first use)."),
@@ -81,7 +84,7 @@ def fetch(
     min_speed: Optional[float] = typer.Option(None, "--min-speed", min=0, metavar="BYTES/S",
                                               help="Abort a connection slower than this over 30 s "
                                                    "(default 1024; 0 disables)."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON result per model (a JSON array)."),
+    json_out: bool = json_option("One JSON result per model (a JSON array)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     from_file: Optional[Path] = typer.Option(
         None, "--from", metavar="FILE.tgz", dir_okay=False,
@@ -118,24 +121,14 @@ def fetch(
     with _progress(_show_progress(quiet, json_out)) as update:
         opts.progress = update
         outcomes = fetch_many(pairs, opts, jobs)
-    from rich.markup import escape
-
     from zoo.fetching import failure_json
 
     records, counts, exit_code = [], {"cached": 0, "fetched": 0, "failed": 0}, 0
     for (entry, result, error), (_, release) in zip(outcomes, pairs):
         if error is not None:
-            if error.exit_code == 3 and error.__cause__ is not None and _debug():
-                import traceback
-
-                traceback.print_exception(error.__cause__)
             counts["failed"] += 1
-            exit_code = max(exit_code, 3 if error.exit_code == 3 else 1)
+            exit_code = max(exit_code, _item_failed(error, shown=not json_out))
             records.append(failure_json(entry, release, error))
-            if not json_out:
-                err.print(f"[bold red]error:[/] {escape(error.message)}")
-                if error.hint:
-                    err.print(f"[yellow]hint:[/] {escape(error.hint)}")
             continue
         counts[result.outcome] += 1
         records.append(result.to_json())
@@ -173,7 +166,7 @@ def verify(
                                                  autocompletion=complete_model),
     repair: bool = typer.Option(False, "--repair", help="Rebuild what is broken: from the kept archive if it is "
                                                          "intact (works --offline), else by downloading again."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON report."),
+    json_out: bool = json_option("Print a JSON report."),
 ) -> None:
     """Re-hash cached archives and every unpacked file against their manifests.
 
@@ -183,7 +176,7 @@ def verify(
     from zoo.fetching import resolve_many
     from zoo.verify import cached_pairs, verify_entry
 
-    catalog = settings.load_catalog()
+    catalog = load_catalog()
     opts = _options()
     pairs = resolve_many(catalog, models) if models else cached_pairs(catalog, Cache(opts.cache_dir))
     reports = [verify_entry(e, r, opts, repair=repair) for e, r in pairs]
@@ -199,8 +192,10 @@ def verify(
                 print(f"    {problem}")
         broken = [r for r in reports if r.status == "broken"]
         if broken:
-            print(f"hint: `mobilenet-zoo verify --repair {' '.join(r.id for r in broken)}` rebuilds them "
-                  "(from the kept archive when it is intact, else by downloading)", file=sys.stderr)
+            from .errors import print_error
+
+            print_error(None, f"`mobilenet-zoo verify --repair {' '.join(r.id for r in broken)}` rebuilds them "
+                              "(from the kept archive when it is intact, else by downloading)")
     if any(r.status in ("broken", "missing", "repair-failed", "error") for r in reports):
         raise typer.Exit(1)
 
@@ -210,10 +205,10 @@ def mirror(
     directory: Path = typer.Argument(..., help="Directory to fill (served later with any static web server)."),
     models: Optional[list[str]] = typer.Argument(None, help="Models (default: with --all, every model).",
                                                  autocompletion=complete_model),
-    family: Optional[list[str]] = typer.Option(None, "--family", "-f", help="Every model of a family; repeatable."),
-    quantized: Optional[bool] = typer.Option(None, "--quantized/--float", help="With the filters: only these."),
+    family: Optional[list[str]] = family_option("Every model of a family; repeatable."),
+    quantized: Optional[bool] = quantized_option("With the filters: only these."),
     all_models: bool = typer.Option(False, "--all", help="Every model in the catalog."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON array of results."),
+    json_out: bool = json_option("Print a JSON array of results."),
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Say what would be downloaded into DIR and the total size; change nothing."),
 ) -> None:
@@ -221,7 +216,7 @@ def mirror(
 
     Example: mobilenet-zoo mirror /srv/mobilenet --family v1 && mobilenet-zoo --mirror /srv/mobilenet fetch 1.0_224
     """
-    from zoo.errors import ZooError
+    from zoo.errors import UnexpectedError, ZooError
     from zoo.fetching import failure_json
     from zoo.mirroring import mirror_one
 
@@ -239,19 +234,11 @@ def mirror(
             try:
                 results.append(mirror_one(directory, entry, release, opts).to_json())
             except Exception as exc:  # every model's outcome is reported, also after a bug of ours
-                if not isinstance(exc, ZooError) and _debug():
-                    raise
                 if not isinstance(exc, ZooError):
-                    from zoo.fetching import UnexpectedError
-
-                    exc = UnexpectedError(f"[{entry.id}] unexpected {type(exc).__name__}: {exc}",
-                                          "rerun this model with --debug for the traceback, and please report it")
+                    exc = UnexpectedError(entry.id, exc)
                 failed += 1
-                exit_code = max(exit_code, exc.exit_code if exc.exit_code == 3 else 1)
+                exit_code = max(exit_code, _item_failed(exc, shown=True))
                 results.append(failure_json(entry, release, exc))
-                print(f"error: {exc.message}", file=sys.stderr)
-                if exc.hint:
-                    print(f"hint: {exc.hint}", file=sys.stderr)
     if json_out:
         print_json(results)
     else:
@@ -281,16 +268,16 @@ def cache_path(
             from zoo.errors import UsageError
 
             raise UsageError("--file needs a MODEL", hint="e.g. `mobilenet-zoo cache path v1_1.0_224 --file tflite`")
-        print(settings.resolved_cache_dir())
+        print(cache_dir())
         return
     from zoo import layout
     from zoo.cache import Cache
     from zoo.errors import CacheError, RestoreError, UsageError
 
-    entry, release = settings.load_catalog().resolve(model)
-    found = Cache(settings.resolved_cache_dir()).lookup(entry, release)
+    entry, release = load_catalog().resolve(model)
+    found = Cache(cache_dir()).lookup(entry, release)
     if found is None:
-        raise CacheError(f"{entry.spec(release)} is not in the cache ({settings.resolved_cache_dir()})",
+        raise CacheError(f"{entry.spec(release)} is not in the cache ({cache_dir()})",
                          hint=f"run `mobilenet-zoo fetch {entry.spec(release)}` first")
     model_dir = found[0] / layout.MODEL_DIR
     if role and role not in entry.files:
@@ -306,7 +293,7 @@ def cache_path(
 
 
 @cache_app.command("ls")
-def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print a JSON array instead of a table.")) -> None:
+def cache_ls(json_out: bool = json_option("Print a JSON array instead of a table.")) -> None:
     """Cached models with release, size and whether the last check passed, and the total size.
 
     Example: mobilenet-zoo cache ls --json
@@ -318,7 +305,7 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print a JSON a
     from .output import Column, print_table
 
     rows = []
-    for cached in Cache(settings.resolved_cache_dir()).entries():
+    for cached in Cache(cache_dir()).entries():
         ok = cached.manifest is not None and not cheap_problems(cached.path, cached.manifest)
         rows.append({"id": cached.model_id, "release": cached.release, "path": str(cached.path),
                      "size_bytes": cached.size_bytes, "sizes_ok": ok, "problem": cached.problem,
@@ -328,7 +315,7 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print a JSON a
         print_json(rows)
         return
     if not rows:
-        print(f"cache is empty ({settings.resolved_cache_dir()})")
+        print(f"cache is empty ({cache_dir()})")
         return
     columns = [Column("id"), Column("release", keep=3), Column("size", "right", keep=4), Column("check", keep=2),
                Column("digest", keep=1)]
@@ -337,7 +324,7 @@ def cache_ls(json_out: bool = typer.Option(False, "--json", help="Print a JSON a
                            "first use" if r["trusted_on_first_use"] else "pinned"] for r in rows])
     total = sum(r["size_bytes"] for r in rows)
     print(f"total: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}, {format_bytes(total)} in "
-          f"{settings.resolved_cache_dir()}")
+          f"{cache_dir()}")
 
 
 @cache_app.command("rm")
@@ -351,8 +338,8 @@ def cache_rm(models: list[str] = typer.Argument(..., help="Models to remove (NAM
     from zoo import names
     from zoo.cache import Cache
 
-    catalog = settings.load_catalog()
-    cache = Cache(settings.resolved_cache_dir())
+    catalog = load_catalog()
+    cache = Cache(cache_dir())
     resolved = []
     for name in models:  # every name is checked before anything is removed
         entry = catalog.get(name)
@@ -379,7 +366,7 @@ def cache_prune(
     """
     from zoo.cache import Cache
 
-    report = Cache(settings.resolved_cache_dir()).prune(settings.load_catalog(), unlisted=unlisted,
+    report = Cache(cache_dir()).prune(load_catalog(), unlisted=unlisted,
                                                          dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for path in report.removed:

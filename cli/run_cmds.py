@@ -13,16 +13,10 @@ from typing import Optional
 
 import typer
 
-from .app import app, settings
+from .common import (Cost, ModelFormat as Format, app, cache_dir, check_device, device_option, family_option,
+                     json_option, load_catalog, model_format_option, quantized_option, threads_option)
 from .completion import complete_model
-from .catalog_cmds import Cost
 from .output import print_json, terminal
-
-
-class Format(str, Enum):
-    tflite = "tflite"
-    ckpt = "ckpt"
-    frozen = "frozen"
 
 
 class Weights(str, Enum):
@@ -31,20 +25,13 @@ class Weights(str, Enum):
     raw = "raw"
 
 
-FormatOpt = typer.Option(Format.tflite, "--format", "-F",
-                         help="Which file of the model to run: tflite (LiteRT), ckpt (Keras) or frozen (TF graph).")
-ThreadsOpt = typer.Option(None, "--threads", "-t", min=1,
-                          help="CPU threads for the runtime (default: the runtime's own choice).")
-JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
 def _restore(model: str, fmt: Optional[Format], **options):
     """A catalog name, a local upstream file or a model directory -> a restored model (fetching
     if needed). ``fmt`` None: the file's own format, else tflite."""
     from zoo.formats.base import restore
 
-    return restore(model, fmt.value if fmt is not None else None, catalog=settings.load_catalog(),
-                   cache_dir=settings.resolved_cache_dir(), **options)
+    return restore(model, fmt.value if fmt is not None else None, catalog=load_catalog(),
+                   cache_dir=cache_dir(), **options)
 
 
 # ------------------------------------------------------------------ restore
@@ -104,13 +91,13 @@ def restore_cmd(
     model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file, "
                                           "or a directory of unpacked model files).",
                                 autocompletion=complete_model),
-    fmt: Format = FormatOpt,
+    fmt: Format = model_format_option(),
     weights: Optional[Weights] = typer.Option(
         None, "--weights", help="ckpt only: moving averages of all variables (ema), of trainable ones only (ema-trainable), "
              "or raw variables (default: the set that reproduces the tarball's frozen graph, else ema)."),
     export: Optional[Path] = typer.Option(
         None, "--export", metavar="DIR", help="Also write the model there (SavedModel for ckpt/frozen, .tflite copy)."),
-    as_json: bool = JsonOpt,
+    as_json: bool = json_option(),
 ) -> None:
     """Restore a model and describe it: shapes, input range, parameters vs the catalog.
 
@@ -145,18 +132,18 @@ def classify_cmd(
                                 autocompletion=complete_model),
     images: list[Path] = typer.Argument(..., help="JPEG, PNG or BMP files, or directories of them "
                                                   "(their images, sorted by name).", show_default=False),
-    fmt: Format = FormatOpt,
+    fmt: Format = model_format_option(),
     top: int = typer.Option(5, "--top", "-k", min=1, help="How many classes to show per image."),
     crop: float = typer.Option(
         0.875, "--crop", metavar="F",
         help="Central-crop fraction before resizing: 0.875 is TF-slim's eval preprocessing, 1.0 no crop."),
-    threads: Optional[int] = ThreadsOpt,
+    threads: Optional[int] = threads_option(),
     skip_errors: bool = typer.Option(False, "--skip-errors",
                                      help="Report unreadable images and go on with the others "
                                           "(exit code 1 at the end if any failed)."),
     compact: bool = typer.Option(False, "--compact", "-1",
                                  help="One line per image: path, then label (score) for each of the top classes."),
-    as_json: bool = JsonOpt,
+    as_json: bool = json_option(),
 ) -> None:
     """Top-K ImageNet classes for each image.
 
@@ -172,11 +159,14 @@ def classify_cmd(
 
     check_crop(crop)
     paths = expand_image_paths(images)
-    results = classify(model, paths, top=top, format=fmt.value, crop=crop, catalog=settings.load_catalog(),
-                       cache_dir=settings.resolved_cache_dir(), threads=threads, skip_errors=skip_errors)
+    results = classify(model, paths, top=top, format=fmt.value, crop=crop, catalog=load_catalog(),
+                       cache_dir=cache_dir(), threads=threads, skip_errors=skip_errors)
     failed = [r for r in results if r.error is not None]
-    for r in failed:
-        print(f"error: {r.error}", file=sys.stderr)
+    if failed:
+        from .errors import print_error
+
+        for r in failed:  # the image's own error, formatted like any other (--skip-errors went on)
+            print_error(r.error)
     answered = [r for r in results if r.error is None]
     if as_json:
         print_json([r.to_json() for r in results])
@@ -202,11 +192,11 @@ def classify_cmd(
 def bench_cmd(
     models: list[str] = typer.Argument(..., help="Model ids or aliases (or local upstream files).",
                                        show_default=False, autocompletion=complete_model),
-    fmt: Format = FormatOpt,
+    fmt: Format = model_format_option(),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="CPU threads for the runtime."),
     runs: int = typer.Option(50, "--runs", "-n", min=1, help="Timed runs per model."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs first."),
-    as_json: bool = JsonOpt,
+    as_json: bool = json_option(),
 ) -> None:
     """Time single-image inference here and record it as device `local`.
 
@@ -234,7 +224,7 @@ def bench_cmd(
         bar.start()
     try:
         results = bench(models, fmt.value, threads=threads, runs=runs, warmup=warmup,
-                        catalog=settings.load_catalog(), cache_dir=settings.resolved_cache_dir(),
+                        catalog=load_catalog(), cache_dir=cache_dir(),
                         progress=show_progress if bar is not None else None, record=False)
     finally:
         if bar is not None:
@@ -270,10 +260,9 @@ def bench_cmd(
 def plot_cmd(
     out: Path = typer.Option(..., "--out", "-o", metavar="FILE.png", help="Where to write the PNG."),
     x: Cost = typer.Option(Cost.macs, "--x", help="Cost on the x axis: macs, params, size or latency."),
-    device: Optional[str] = typer.Option(None, "--device", "-d",
-                                         help="Latency device for --x latency (e.g. pixel1, local)."),
-    family: Optional[list[str]] = typer.Option(None, "--family", "-f", help="v1, v2, v3 or edgetpu; repeatable."),
-    quantized: Optional[bool] = typer.Option(None, "--quantized/--float", help="Only quantized or only float."),
+    device: Optional[str] = device_option("Latency device for --x latency (e.g. pixel1, local)."),
+    family: Optional[list[str]] = family_option(),
+    quantized: Optional[bool] = quantized_option(),
 ) -> None:
     """Chart top-1 against a cost with the Pareto frontier marked.
 
@@ -283,12 +272,8 @@ def plot_cmd(
     from zoo.plot import plot
     from zoo.selection import Filters
 
-    catalog = settings.load_catalog()
-    if device and device not in catalog.devices():
-        hint = "known devices: " + ", ".join(catalog.devices())
-        if device.startswith("local"):
-            hint = "nothing measured here yet: run `mobilenet-zoo bench MODEL` first; " + hint
-        raise UsageError(f"no model has a latency figure for device {device!r}", hint)
+    catalog = load_catalog()
+    check_device(catalog, device)
     entries = Filters(family=family or None, quantized=quantized).apply(catalog.entries)
     if not entries:
         raise UsageError("no model matches these filters")

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, settings
+from .common import app, cache_dir, load_catalog
 from .output import print_json, terminal
 
 
@@ -68,8 +68,8 @@ def finetune_cmd(
     result = finetune(model, data, out, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                       train_backbone=train_backbone, val_data=val_data, val_split=val_split,
                       quantize=quantize.value if quantize else None, strategy=strategy.value,
-                      overwrite=overwrite, checkpoint=checkpoint, catalog=settings.load_catalog(),
-                      cache_dir=settings.resolved_cache_dir(), command=["mobilenet-zoo", *sys.argv[1:]])
+                      overwrite=overwrite, checkpoint=checkpoint, catalog=load_catalog(),
+                      cache_dir=cache_dir(), command=["mobilenet-zoo", *sys.argv[1:]])
     if as_json:
         print_json(result.to_json())
         return
@@ -113,8 +113,8 @@ def export_cmd(
 
     result = export_model(model, to.value, out, quantize=quantize.value if quantize else None,
                           calibration=calibration, calibration_size=calibration_size, io_type=int8_io,
-                          overwrite=overwrite, catalog=settings.load_catalog(),
-                          cache_dir=settings.resolved_cache_dir())
+                          overwrite=overwrite, catalog=load_catalog(),
+                          cache_dir=cache_dir())
     if as_json:
         print_json(result.to_json())
         return

@@ -48,7 +48,7 @@ def cli():
     from mobilenet_zoo_cli.app import app
 
     def invoke(*args: str, env: dict | None = None, input: str | None = None):
-        saved = dict(os.environ)  # global options become process settings (config.apply_overrides)
+        saved = dict(os.environ)  # a test may set variables; the next one must not see them
         try:
             result = CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
         finally:

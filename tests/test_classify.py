@@ -96,7 +96,7 @@ def test_missing_local_model_file(tmp_path):
 
 
 def test_top_and_name_errors(model):
-    with pytest.raises(UsageError, match="top must be between 1 and 1001, got 0"):
+    with pytest.raises(UsageError, match="^top must be between 1 and 1001, got 0"):
         classify(model, [CAT], top=0)
     with pytest.raises(UnknownModelError):
         classify("mobilenet_v9_1.0_224", [CAT])

@@ -89,9 +89,12 @@ def test_frontier(cli):
 
 @pytest.mark.parametrize("args, code, words", [
     (["show", "v1_1.0_225"], 2, "did you mean"),
-    (["pick", "--max-macs", "-3"], 2, "must not be negative"),
-    (["pick", "--max-macs", "5"], 1, "nearest: v2_0.35_96"),
-    (["pick", "--max-latency-ms", "5"], 2, "needs --device"),
+    (["pick", "--max-macs", "-3"], 2, "error: --max-macs must be >= 0, got -3"),
+    (["pick", "--max-macs", "5"], 1, "nearest: v2_0.35_96 (MACs 11M > --max-macs 5)"),
+    (["pick", "--min-top1", "101"], 2, "--min-top1 is a percentage"),
+    (["pick", "--max-latency-ms", "5"], 2, "error: --max-latency-ms needs --device\nhint: e.g. --device pixel1,"),
+    (["list", "--sort", "latency"], 2, "error: --sort latency needs --device"),
+    (["pick", "--family", "v1", "--resolution", "100"], 1, "hint: relax --family / --quantized / --width"),
     (["pick", "--max-latency-ms", "5", "--device", "local"], 2, "run `mobilenet-zoo bench"),
     (["list", "--family", "v5"], 2, "unknown family"),
     (["frontier", "--cost", "latency"], 2, "needs --device"),

@@ -107,7 +107,7 @@ def test_truncated_jpeg_and_directory(tmp_path):
 
 @pytest.mark.parametrize("crop", [0.0, -0.5, 1.01])
 def test_crop_out_of_range(crop):
-    with pytest.raises(UsageError, match="--crop"):
+    with pytest.raises(UsageError, match=r"^crop must be a fraction in \(0, 1\]"):
         images.load_image(CAT, (8, 8), crop=crop)
 
 

@@ -104,7 +104,8 @@ def test_models_without_top1_are_never_picked():
 def test_nothing_fits_names_nearest_and_limit():
     with pytest.raises(NothingFitsError) as info:
         pick(ENTRIES, Filters(max_macs=10))
-    assert "v2_0.35_96" in info.value.message and "--max-macs 10" in info.value.message
+    assert "v2_0.35_96" in info.value.message and "> max_macs 10" in info.value.message
+    assert "max_macs" in info.value.params
 
 
 def test_latency_limit_only_considers_models_with_a_figure():

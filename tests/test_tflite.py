@@ -100,7 +100,7 @@ def test_missing_file_and_wrong_model(entry, tmp_path):
 def test_options_that_do_not_apply(entry):
     with pytest.raises(UsageError, match="weights.*tflite"):
         restore_from_dir(entry, DATA, "tflite", weights="ema")
-    with pytest.raises(UsageError, match="--threads"):
+    with pytest.raises(UsageError, match="^threads must be at least 1"):
         restore_from_dir(entry, DATA, "tflite", threads=0)
 
 

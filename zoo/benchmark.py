@@ -88,15 +88,16 @@ def bench(models: Iterable[str | Path | Entry | RestoredModel], format: str = "t
     """
     fmt = normalize_format(format)
     if runs < 1:
-        raise UsageError(f"runs must be at least 1, got {runs}")
+        raise UsageError(f"runs must be at least 1, got {runs}", params=("runs",))
     if warmup < 0:
-        raise UsageError(f"warmup must be 0 or more, got {warmup}")
+        raise UsageError(f"warmup must be 0 or more, got {warmup}", params=("warmup",))
     if threads is not None and threads < 1:
-        raise UsageError(f"threads must be at least 1, got {threads}")
+        raise UsageError(f"threads must be at least 1, got {threads}", params=("threads",))
     if fmt == "ckpt" and not configure_tf_threads(threads):
-        raise UsageError(f"TensorFlow is already running with other thread pools; --threads {threads} "
+        raise UsageError(f"TensorFlow is already running with other thread pools; threads={threads} "
                          "cannot apply to checkpoints in this process",
-                         hint="benchmark checkpoints with different --threads in separate runs")
+                         hint="benchmark checkpoints with different threads in separate processes",
+                         params=("threads",))
     results = []
     for item in models:
         model = item if isinstance(item, RestoredModel) else \

@@ -129,7 +129,7 @@ def classify(model: str | Path | Entry | RestoredModel, images: ImageInput | Seq
     # Find the entry without restoring anything, so bad images fail before a download.
     entry = model.entry if isinstance(model, RestoredModel) else locate(model, fmt, catalog)[0]
     if not 1 <= top <= entry.num_classes:
-        raise UsageError(f"top must be between 1 and {entry.num_classes}, got {top}")
+        raise UsageError(f"top must be between 1 and {entry.num_classes}, got {top}", params=("top",))
     if not named:
         raise UsageError("no images given", hint="pass one or more images")
     prepared, errors = [], {}

@@ -2,12 +2,17 @@
 
 Values are read when asked for (never at import time) so tests and long-running
 programs can change them, and so importing ``zoo`` touches neither disk nor network.
+A front end that takes the same settings as options (the CLI's --cache-dir, --mirror,
+--offline, --catalog, --quiet/--verbose) lays them over the variables for the duration of
+one command with ``overrides``, instead of writing the process environment.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Sequence
 
 ENV_CATALOG = "MOBILENET_ZOO_CATALOG"
 ENV_CACHE = "MOBILENET_ZOO_CACHE"
@@ -21,6 +26,9 @@ ENV_MIRROR_TOKEN = "MOBILENET_ZOO_MIRROR_TOKEN"
 
 _TRUE = {"1", "true", "yes", "on"}
 
+# Values laid over the environment by ``overrides`` (keys: the names of the functions below).
+_overridden: dict[str, object] = {}
+
 
 def env_flag(name: str) -> bool:
     """True when the variable is set to 1/true/yes/on (case-insensitive)."""
@@ -29,12 +37,16 @@ def env_flag(name: str) -> bool:
 
 def catalog_path() -> Path | None:
     """The user's catalog override, or None for the catalog shipped with the package."""
+    if "catalog" in _overridden:
+        return Path(_overridden["catalog"]).expanduser()
     value = os.environ.get(ENV_CATALOG)
     return Path(value).expanduser() if value else None
 
 
 def cache_dir() -> Path:
     """Where fetched models live: $MOBILENET_ZOO_CACHE or the platform's user cache dir."""
+    if "cache_dir" in _overridden:
+        return Path(_overridden["cache_dir"]).expanduser()
     value = os.environ.get(ENV_CACHE)
     if value:
         return Path(value).expanduser()
@@ -45,6 +57,8 @@ def cache_dir() -> Path:
 
 def mirrors() -> list[str]:
     """Mirror bases from $MOBILENET_ZOO_MIRROR (several separated by whitespace or ';')."""
+    if "mirrors" in _overridden:
+        return list(_overridden["mirrors"])
     value = os.environ.get(ENV_MIRROR, "")
     return [m for m in value.replace(";", " ").split() if m]
 
@@ -57,6 +71,8 @@ def mirror_token() -> str | None:
 
 
 def offline() -> bool:
+    if "offline" in _overridden:
+        return bool(_overridden["offline"])
     return env_flag(ENV_OFFLINE)
 
 
@@ -86,6 +102,8 @@ def log_level() -> str:
 
     $MOBILENET_ZOO_LOG_LEVEL names a level; $MOBILENET_ZOO_QUIET=1 means ``warning``.
     """
+    if "log_level" in _overridden:
+        return str(_overridden["log_level"])
     value = os.environ.get(ENV_LOG_LEVEL, "").strip().lower()
     if value in LOG_LEVELS:
         return value
@@ -115,21 +133,22 @@ def ca_bundle() -> str | None:
     return None
 
 
-def apply_overrides(*, cache_dir: Path | None = None, mirrors: list[str] | None = None,
-                    offline: bool | None = None, catalog: Path | None = None,
-                    log_level: str | None = None) -> None:
-    """Make command-line values the process's settings, exactly like the variables above.
+@contextmanager
+def overrides(*, cache_dir: Path | None = None, mirrors: Sequence[str] | None = None,
+              offline: bool | None = None, catalog: Path | None = None,
+              log_level: str | None = None) -> Iterator[None]:
+    """Within the block, the given values (None: not given) win over the environment.
 
-    The CLI calls this once per command, so every library call a command makes (restore
-    fetching a missing model, classify, bench...) sees the same cache, mirrors and offline mode.
+    The CLI wraps each command in this, so every library call the command makes (restore
+    fetching a missing model, classify, bench...) sees the same cache, mirrors and offline
+    mode as the command itself. Process-wide (download threads see it too), restored on exit.
     """
-    if cache_dir is not None:
-        os.environ[ENV_CACHE] = str(cache_dir)
-    if mirrors is not None:
-        os.environ[ENV_MIRROR] = " ".join(mirrors)
-    if offline is not None:
-        os.environ[ENV_OFFLINE] = "1" if offline else "0"
-    if catalog is not None:
-        os.environ[ENV_CATALOG] = str(catalog)
-    if log_level is not None:
-        os.environ[ENV_LOG_LEVEL] = log_level
+    given = {"cache_dir": cache_dir, "mirrors": None if mirrors is None else tuple(mirrors),
+             "offline": offline, "catalog": catalog, "log_level": log_level}
+    saved = dict(_overridden)
+    _overridden.update({key: value for key, value in given.items() if value is not None})
+    try:
+        yield
+    finally:
+        _overridden.clear()
+        _overridden.update(saved)

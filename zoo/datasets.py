@@ -333,7 +333,7 @@ def open_dataset(path: str | Path, labels: LabelSpace, *, split: str = "validati
         if not wanted:
             found = sorted({_SHARD.match(n).group("split") for n in shards})
             raise DataError(f"{path}: no {split}-NNNNN-of-NNNNN shards (found {', '.join(found)} shards)",
-                            hint=f"pick the split with --split {found[0]}")
+                            hint=f"pick the split with split='{found[0]}'", params=("split",))
         return TFRecordDataset(path, labels, wanted, split)
     if not folders:
         images = [name for name in files if _is_image(name)]

@@ -1,7 +1,10 @@
 """Every error the zoo raises on purpose.
 
-Each error carries what went wrong and what the user should do next (``hint``).
-The CLI formats them once, in ``cli/app.py``; nothing else prints tracebacks.
+Each error carries what went wrong and what the user should do next (``hint``), and its
+facts as fields set by its constructor. Messages speak the Python API: a bad argument is
+named as the parameter (``max_macs must be >= 0``) and listed in ``params``, so the CLI can
+spell it as its flag (``--max-macs``). The CLI formats every error in one place
+(``cli/errors.py``); nothing else prints tracebacks.
 Classes also inherit the closest built-in so ``except FileNotFoundError`` etc. work.
 """
 
@@ -13,13 +16,16 @@ class ZooError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, *, params: tuple[str, ...] = ()):
         from .redact import redact  # the one place every message passes: no password leaves in text
 
         message, hint = redact(message), redact(hint) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # API parameter names the message and hint mention (e.g. "max_macs"), for front ends
+        # that spell them differently (the CLI's --max-macs).
+        self.params = tuple(params)
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\nhint: {self.hint}"
@@ -58,9 +64,26 @@ class UnknownModelError(ZooError, KeyError):
 
 
 class UsageError(ZooError, ValueError):
-    """A flag or argument value that makes no sense (negative budget, bad device...)."""
+    """An argument value that makes no sense (negative budget, bad device...); ``params`` names it."""
 
     exit_code = 2
+
+
+class UnexpectedError(ZooError):
+    """A bug of ours met while handling one model of several: reported with the others (exit 3).
+
+    ``cause`` is the original exception (also chained as ``__cause__``) for a debug traceback.
+    """
+
+    exit_code = 3
+
+    def __init__(self, model_id: str, cause: BaseException):
+        from .redact import redact
+
+        super().__init__(f"[{model_id}] unexpected {type(cause).__name__}: {redact(str(cause))}",
+                         "this is a bug in mobilenet-zoo: please report it, with this model's traceback")
+        self.model_id, self.cause = model_id, cause
+        self.__cause__ = cause
 
 
 class NothingFitsError(ZooError):
@@ -80,6 +103,14 @@ class DownloadError(ZooError, OSError):
 
 class IntegrityError(ZooError):
     """Bytes on disk or on the wire are not the bytes we expected (sha256 / size)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, model_id: str | None = None,
+                 url: str | None = None, expected_sha256: str | None = None, actual_sha256: str | None = None,
+                 expected_size: int | None = None, actual_size: int | None = None):
+        super().__init__(message, hint)
+        self.model_id, self.url = model_id, url
+        self.expected_sha256, self.actual_sha256 = expected_sha256, actual_sha256
+        self.expected_size, self.actual_size = expected_size, actual_size
 
 
 class UnsafeArchiveError(ZooError):

@@ -165,9 +165,9 @@ def evaluate(model: str | Path | Entry, data: str | Path, *, format: str = "tfli
     from .formats.base import RestoredModel, locate, restore_any
 
     crop = check_crop(crop)
-    for name, value in (("--batch-size", batch_size), ("--limit", limit), ("--workers", workers)):
+    for name, value in (("batch_size", batch_size), ("limit", limit), ("workers", workers)):
         if value is not None and value < 1:
-            raise UsageError(f"{name} must be at least 1, got {value}")
+            raise UsageError(f"{name} must be at least 1, got {value}", params=(name,))
     if catalog is None and not isinstance(model, (RestoredModel, Entry)):
         from .catalog import load_catalog
 
@@ -218,8 +218,8 @@ def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int 
         if isinstance(image, _Failure):
             if not skip_errors:
                 raise DataError(f"cannot decode image {image.source}: {image.reason}",
-                                hint=f"{done + len(batch)} images were read before it; --skip-errors "
-                                     "counts unreadable images and goes on")
+                                hint=f"{done + len(batch)} images were read before it; skip_errors=True "
+                                     "counts unreadable images and goes on", params=("skip_errors",))
             skipped.append((image.source, image.reason))
             continue
         batch.append(image)

@@ -31,7 +31,8 @@ from typing import Callable, Sequence
 from . import config, layout, notices
 from .cache import Cache, TrustStore, fsync_dir
 from .catalog import Catalog, Entry, Release, load_catalog
-from .errors import CacheError, IntegrityError, OfflineError, UnsafeArchiveError, ZooError
+from .errors import (CacheError, IntegrityError, OfflineError, UnexpectedError, UnsafeArchiveError,
+                     ZooError)
 from .manifest import Manifest, write_manifest
 from .mirrors import Source, redact, sources_for, try_sources
 from .safepath import remove_tree
@@ -80,12 +81,6 @@ def failure_json(entry: Entry, release: Release, error: ZooError) -> dict:
     return {"id": entry.id, "release": release.release, "status": "failed", "path": None, "sha256": None,
             "bytes_downloaded": 0, "cached": False, "source": getattr(error, "source", None),
             "error": error.message, "hint": error.hint}
-
-
-class UnexpectedError(ZooError):
-    """A bug of ours met while handling one model of several: reported with the others (exit 3)."""
-
-    exit_code = 3
 
 
 def options_from_env(**overrides) -> FetchOptions:
@@ -536,10 +531,7 @@ def fetch_many(pairs: Sequence[tuple[Entry, Release]], opts: FetchOptions, jobs:
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # a bug of ours must not lose the other models' results
-            error = UnexpectedError(f"[{entry.id}] unexpected {type(exc).__name__}: {redact(str(exc))}",
-                                    "rerun this model with --debug for the traceback, and please report it")
-            error.__cause__ = exc
-            outcome = (entry, None, error)
+            outcome = (entry, None, UnexpectedError(entry.id, exc))
         if on_done:
             on_done(*outcome)
         return outcome

@@ -38,8 +38,9 @@ def _pil():
 
 def check_crop(crop: float) -> float:
     if not 0.0 < crop <= 1.0:
-        raise UsageError(f"--crop must be a fraction in (0, 1], got {crop}",
-                         hint=f"1.0 keeps the whole image; {SLIM_EVAL_CROP} (default) is TF-slim's eval crop")
+        raise UsageError(f"crop must be a fraction in (0, 1], got {crop}",
+                         hint=f"1.0 keeps the whole image; {SLIM_EVAL_CROP} (default) is TF-slim's eval crop",
+                         params=("crop",))
     return float(crop)
 
 

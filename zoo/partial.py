@@ -109,13 +109,10 @@ def integrity_error(message: str, *, label: str | None, url: str, expected_sha25
             f"{expected_size if expected_size is not None else '(unknown)'}\n"
             f"  actual   sha256 {actual_sha256 or '(not computed)'}, size {actual_size}\n"
             f"  the partial download was deleted")
-    err = IntegrityError(text, hint or "the server delivered different bytes than the catalog "
-                         "pins; retry, try another mirror, or update the catalog if upstream "
-                         "re-published the file")
-    err.model_id, err.url = label, url
-    err.expected_sha256, err.actual_sha256 = expected_sha256, actual_sha256
-    err.expected_size, err.actual_size = expected_size, actual_size
-    return err
+    return IntegrityError(text, hint or "the server delivered different bytes than the catalog "
+                          "pins; retry, try another mirror, or update the catalog if upstream "
+                          "re-published the file", model_id=label, url=url, expected_sha256=expected_sha256,
+                          actual_sha256=actual_sha256, expected_size=expected_size, actual_size=actual_size)
 
 
 # --------------------------------------------------------------------------- the file's state

@@ -96,10 +96,10 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
          out: Path = Path("mobilenets.png"), title: str | None = None) -> dict:
     """Draw the chart into ``out`` (PNG) and return what was drawn and left out."""
     if x not in COSTS:
-        raise UsageError(f"unknown --x {x!r}", hint=f"use one of: {', '.join(COSTS)}")
+        raise UsageError(f"unknown x {x!r}", hint=f"use one of: {', '.join(COSTS)}", params=("x",))
     if x == "latency" and not device:
-        raise UsageError("--x latency needs --device", hint="see `mobilenet-zoo list --devices`; "
-                         "`mobilenet-zoo bench` adds the device `local`")
+        raise UsageError("x='latency' needs device", hint="see `mobilenet-zoo list --devices`; "
+                         "`mobilenet-zoo bench` adds the device `local`", params=("x", "device"))
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -114,7 +114,7 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
     if not shown:
         what = f"a {device} latency" if x == "latency" else "a top-1 figure"
         raise UsageError(f"no model to plot: none of the {len(entries)} selected has {what}",
-                         hint="widen the filters or pick another --device")
+                         hint="widen the filters or pick another device")
     best = pareto_frontier(shown, x, device)
 
     fig = Figure(figsize=(10, 6.5), dpi=120)
@@ -171,7 +171,7 @@ def plot(entries: Iterable[Entry], x: str = "macs", device: str | None = None,
 
     out = Path(out)
     if out.suffix.lower() != ".png":
-        raise UsageError(f"--out {out} must end in .png")
+        raise UsageError(f"out must end in .png, got {out}", params=("out",))
     from .atomic import atomic_file
 
     with atomic_file(out) as fh:  # a picture is shared like any file: the umask's mode, not 0600

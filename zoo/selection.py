@@ -28,7 +28,8 @@ def cost_of(entry: Entry, cost: str, device: str | None = None) -> float | None:
         return entry.model_size_mb
     if cost == "latency":
         if not device:
-            raise UsageError("a latency cost needs a device", "pass --device (see `mobilenet-zoo list --devices`)")
+            raise UsageError("a latency cost needs a device", "pass device, e.g. device='pixel1' (see "
+                             "`mobilenet-zoo list --devices`)", params=("device",))
         return entry.latency_ms.get(device)
     raise UsageError(f"unknown cost {cost!r}", f"use one of {', '.join(COSTS)}")
 
@@ -66,18 +67,20 @@ class Filters:
             value = getattr(self, f.name)
             if f.name.startswith(("max_", "min_")) and value is not None:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-                    raise UsageError(f"--{f.name.replace('_', '-')} must be a number, got {value!r}")
+                    raise UsageError(f"{f.name} must be a number, got {value!r}", params=(f.name,))
                 if value < 0:
-                    raise UsageError(f"--{f.name.replace('_', '-')} must not be negative, got {value:g}",
-                                     "budgets are upper limits in the unit the flag names")
+                    raise UsageError(f"{f.name} must be >= 0, got {value:g}",
+                                     "budgets are limits in the unit their name says (millions, MB, %, ms)",
+                                     params=(f.name,))
         if self.min_top1 is not None and self.min_top1 > 100:
-            raise UsageError(f"--min-top1 is a percentage, got {self.min_top1:g}")
+            raise UsageError(f"min_top1 is a percentage (0-100), got {self.min_top1:g}", params=("min_top1",))
         for family in _as_tuple(self.family) or ():
             if family not in FAMILIES:
                 raise UsageError(f"unknown family {family!r}", f"use one of {', '.join(FAMILIES)}")
         if self.max_latency_ms is not None and not self.device:
-            raise UsageError("--max-latency-ms needs --device",
-                             "e.g. --device pixel1, or --device local after `mobilenet-zoo bench`")
+            raise UsageError("max_latency_ms needs device",
+                             "e.g. device='pixel1', or device='local' once `mobilenet-zoo bench` has measured "
+                             "this machine", params=("max_latency_ms", "device"))
 
     def rejections(self, entry: Entry) -> list[str]:
         """Why ``entry`` fails these filters (empty when it passes), one phrase per limit."""
@@ -102,9 +105,9 @@ class Filters:
         """(phrase, relative excess) for each numeric limit the entry breaks."""
         out: list[tuple[str, float]] = []
         checks = [
-            ("max_macs", entry.macs_m, "MACs {v:g}M > --max-macs {l:g}"),
-            ("max_params", entry.params_m, "params {v:g}M > --max-params {l:g}"),
-            ("max_size_mb", entry.model_size_mb, "size {v:g} MB > --max-size-mb {l:g}"),
+            ("max_macs", entry.macs_m, "MACs {v:g}M > max_macs {l:g}"),
+            ("max_params", entry.params_m, "params {v:g}M > max_params {l:g}"),
+            ("max_size_mb", entry.model_size_mb, "size {v:g} MB > max_size_mb {l:g}"),
         ]
         for name, value, template in checks:
             limit = getattr(self, name)
@@ -114,14 +117,14 @@ class Filters:
             if entry.top1 is None:
                 out.append(("no published top-1", math.inf))
             elif entry.top1 < self.min_top1:
-                out.append((f"top-1 {entry.top1:g}% < --min-top1 {self.min_top1:g}",
+                out.append((f"top-1 {entry.top1:g}% < min_top1 {self.min_top1:g}",
                             self.min_top1 / entry.top1 - 1))
         if self.max_latency_ms is not None:
             ms = entry.latency_ms.get(self.device or "")
             if ms is None:
                 out.append((f"no latency figure for device {self.device}", math.inf))
             elif ms > self.max_latency_ms:
-                out.append((f"{ms:g} ms on {self.device} > --max-latency-ms {self.max_latency_ms:g}",
+                out.append((f"{ms:g} ms on {self.device} > max_latency_ms {self.max_latency_ms:g}",
                             ms / self.max_latency_ms - 1 if self.max_latency_ms else math.inf))
         return out
 
@@ -197,12 +200,16 @@ def _describe_limits(limits: Filters) -> list[str]:
     return out
 
 
+_CATEGORICAL = ("family", "quantized", "width", "resolution", "variant")
+_BUDGETS = ("max_macs", "max_params", "max_size_mb", "min_top1", "max_latency_ms")
+
+
 def _nothing_fits(entries: Sequence[Entry], limits: Filters, unranked: tuple[Entry, ...]) -> NothingFitsError:
     categorical = limits.categorical_only()
     pool = categorical.apply(entries)
     if not pool:
         return NothingFitsError("no model matches " + ", ".join(_describe_limits(categorical)),
-                                "relax --family / --quantized / --width / --resolution")
+                                "relax family / quantized / width / resolution", params=_CATEGORICAL)
     if unranked:
         names = ", ".join(e.id for e in unranked[:5])
         return NothingFitsError(
@@ -217,7 +224,7 @@ def _nothing_fits(entries: Sequence[Entry], limits: Filters, unranked: tuple[Ent
     scored.sort(key=lambda t: (t[0], t[1]))
     lines = [f"{e.id} ({'; '.join(p for p, _ in ex)})" for _, _, e, ex in scored[:3]]
     return NothingFitsError("no model fits every limit; nearest: " + ", ".join(lines),
-                            "relax the limit named above")
+                            "relax the limit named above", params=_BUDGETS)
 
 
 def frontier(entries: Iterable[Entry], cost: str = "macs", device: str | None = None) -> list[Entry]:
@@ -255,6 +262,6 @@ def sort_entries(entries: Iterable[Entry], key: str, device: str | None = None) 
     if key not in getters:
         raise UsageError(f"unknown sort key {key!r}", f"use one of {', '.join(getters)}")
     if key == "latency" and not device:
-        raise UsageError("--sort latency needs --device")
+        raise UsageError("sort='latency' needs device", params=("sort", "device"))
     getter = getters[key]
     return sorted(entries, key=lambda e: (getter(e), e.id))

@@ -24,7 +24,7 @@ def fetch_from_file(entry: Entry, release: Release, archive: Path, opts: FetchOp
 
     archive = Path(archive).expanduser()
     if not archive.is_file():
-        raise UsageError(f"--from {archive}: no such file",
+        raise UsageError(f"archive {archive}: no such file", params=("archive",),
                          hint="give the path of the .tgz copied from the model's URL "
                               f"({release.url})")
     expected, from_first_use = expected_digest(entry, release, opts.cache_dir)

@@ -77,7 +77,7 @@ class FrozenGraphModel(RestoredModel):
         tf = _tensorflow()
         directory = Path(directory)
         if directory.exists() and any(directory.iterdir()):
-            raise UsageError(f"--export directory {directory} is not empty",
+            raise UsageError(f"export directory {directory} is not empty",
                              hint="pass a new or empty directory")
         h, w, c = self.entry.input_size
         graph_def = self.graph.as_graph_def()
@@ -145,7 +145,7 @@ def load_frozen_graph(entry: Entry, path: Path, *, threads: int | None = None) -
 
     path = Path(path)
     if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
+        raise UsageError(f"threads must be at least 1, got {threads}", params=("threads",))
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(path.read_bytes())

@@ -147,7 +147,7 @@ def load_tflite(entry: Entry, path: Path, *, threads: int | None = None) -> TFLi
     if threads is not None and threads < 1:
         from ..errors import UsageError
 
-        raise UsageError(f"--threads must be at least 1, got {threads}")
+        raise UsageError(f"threads must be at least 1, got {threads}", params=("threads",))
     from ..runtime_logs import native_stderr_hidden
 
     try:

@@ -1,0 +1,197 @@
+"""What every command module shares: the typer app, the global options, common option types.
+
+Command modules (``catalog_cmds``, ``fetch_cmds``, ``run_cmds``, ``eval_cmds``) import this
+module and register their commands on ``app``; ``app.py`` declares the global options and
+imports the command modules, so nothing imports ``app.py`` back.
+
+The global options reach commands as a value: ``GlobalOptions``, stored in the root typer
+context's ``obj`` (``global_options()`` returns it). The library sees the same cache,
+mirrors and offline mode through ``zoo.config.overrides`` for exactly the command's run,
+never through ``os.environ``.
+
+Must stay light (typer only): `list` imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer.core import TyperGroup
+
+try:  # typer 0.28 carries its own copy of click; earlier versions use click itself
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import get_current_context
+
+from zoo import config
+from zoo.errors import UsageError
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """The options given before the command (or their environment variables), for one run."""
+
+    catalog: Optional[Path] = None
+    cache_dir: Optional[Path] = None
+    mirrors: Optional[tuple[str, ...]] = None  # None: $MOBILENET_ZOO_MIRROR / none
+    offline: bool = False
+    debug: bool = False
+    log_level: Optional[str] = None  # "debug" (--verbose), "warning" (--quiet), None: the default
+
+    def config_overrides(self) -> dict:
+        """What the library must see for this run (``zoo.config.overrides``)."""
+        return {"cache_dir": self.cache_dir, "mirrors": self.mirrors, "offline": self.offline or None,
+                "catalog": self.catalog, "log_level": self.log_level}
+
+
+def _root_context() -> typer.Context | None:
+    ctx = get_current_context(silent=True)
+    return ctx.find_root() if ctx is not None else None
+
+
+def global_options() -> GlobalOptions:
+    """This run's global options (the defaults and environment when no command line parsed them)."""
+    root = _root_context()
+    if root is not None and isinstance(root.obj, GlobalOptions):
+        return root.obj
+    return GlobalOptions(debug=config.debug())
+
+
+def debug() -> bool:
+    """Whether --debug (or $MOBILENET_ZOO_DEBUG) asks for tracebacks."""
+    return global_options().debug or config.debug()
+
+
+def load_catalog():
+    """The catalog for this run (loaded once per command; includes this machine's measured latencies)."""
+    root = _root_context()
+    if root is not None and "catalog" in root.meta:
+        return root.meta["catalog"]
+    from zoo.catalog import load_catalog as load
+
+    catalog = load(global_options().catalog)
+    if root is not None:
+        root.meta["catalog"] = catalog
+    return catalog
+
+
+def cache_dir() -> Path:
+    """The cache directory for this run: --cache-dir, $MOBILENET_ZOO_CACHE or the platform's."""
+    chosen = global_options().cache_dir
+    return chosen.expanduser() if chosen is not None else config.cache_dir()
+
+
+def check_device(catalog, device: Optional[str]) -> None:
+    """A --device must be one the catalog (or this machine's `bench` profile) has figures for."""
+    if device and device not in catalog.devices():
+        hint = "known devices: " + ", ".join(catalog.devices())
+        if device.startswith("local"):
+            hint = "no measurement on this machine yet: run `mobilenet-zoo bench MODEL` first; " + hint
+        raise UsageError(f"no model has a latency figure for device {device!r}", hint)
+
+
+class ZooGroup(TyperGroup):
+    """The root command group: every exception a command lets out becomes one formatted
+    message and an exit code (``errors.report``). Doing it here (not in `main`) means
+    typer's test runner sees exactly what users see."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .help_text import tidy
+
+        tidy(self)  # plain placeholders in --help (TEXT, N, PATH), never typer's type names
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # `mobilenet-zoo list | head -1`: the reader left; so do we, quietly
+            silence_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own flow and usage errors
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            from .errors import report
+
+            code = report(exc, debug=debug(), command=ctx.invoked_subcommand)
+            raise typer.Exit(code) from None
+
+
+# Quietly, with status 1: what click and rich do when the reader of stdout goes away, so every
+# command behaves the same whichever of them noticed first. (Not exit 3: not a bug of ours.)
+EXIT_BROKEN_PIPE = 1
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush cannot fail again on a closed pipe."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+app = typer.Typer(
+    name="mobilenet-zoo",
+    cls=ZooGroup,
+    help="Find, fetch, verify and run every published TensorFlow MobileNet (v1, v2, v3, EdgeTPU).\n\n"
+         "Example: mobilenet-zoo pick --max-macs 300 --quantized && mobilenet-zoo fetch v1_1.0_224",
+    no_args_is_help=True,
+    add_completion=True,  # --install-completion / --show-completion (model names too)
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+# ------------------------------------------------------------------ option types used by several commands
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    tsv = "tsv"
+
+
+class Cost(str, Enum):
+    macs = "macs"
+    params = "params"
+    size = "size"
+    latency = "latency"
+
+
+class ModelFormat(str, Enum):
+    tflite = "tflite"
+    ckpt = "ckpt"
+    frozen = "frozen"
+
+
+def family_option(help: str = "v1, v2, v3 or edgetpu; repeat for several."):
+    return typer.Option(None, "--family", "-f", help=help)
+
+
+def quantized_option(help: str = "Only quantized (uint8) or only float models."):
+    return typer.Option(None, "--quantized/--float", help=help)
+
+
+def json_option(help: str = "Print JSON instead of a table."):
+    return typer.Option(False, "--json", help=help)
+
+
+def device_option(help: str = "Device for latency figures: pixel1, pixel2, pixel3, pixel3-cpu4, pixel3-gpu, "
+                              "pixel3-nnapi, pixel4, pixel4-edgetpu, or local (measured by `bench`)."):
+    return typer.Option(None, "--device", "-d", help=help)
+
+
+def model_format_option():
+    return typer.Option(ModelFormat.tflite, "--format", "-F",
+                        help="Which file of the model to run: tflite (LiteRT), ckpt (Keras) or frozen (TF graph).")
+
+
+def threads_option():
+    return typer.Option(None, "--threads", "-t", min=1,
+                        help="CPU threads for the runtime (default: the runtime's own choice).")
