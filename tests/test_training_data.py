@@ -90,7 +90,7 @@ def test_validation_folder_must_have_the_training_classes(tmp_path):
     val = write_digits(tmp_path / "val", size=8, limit=60, classes=(1, 2))
     classes = scan_image_folder(train).classes
     with pytest.raises(UsageError, match="missing: 3"):
-        scan_image_folder(val, classes=classes, flag="--val-data")
+        scan_image_folder(val, classes=classes, param="val_data")
 
 
 def test_a_class_too_small_to_split(tmp_path):
@@ -145,5 +145,5 @@ def test_strategy_choice():
     assert plan_strategy("auto", single).kind == "default"
     with pytest.raises(UsageError, match="needs the TF_CONFIG"):
         plan_strategy("multiworker", None)
-    with pytest.raises(UsageError, match="unknown --strategy"):
+    with pytest.raises(UsageError, match="unknown strategy="):
         plan_strategy("ring", None)

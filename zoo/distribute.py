@@ -85,12 +85,13 @@ def _host_port(text: str) -> bool:
 def plan_strategy(kind: str, tf_config: str | None, gpus: int = 0) -> StrategyPlan:
     """The strategy for ``--strategy kind`` given ``TF_CONFIG`` (None if unset) and the GPU count."""
     if kind not in STRATEGIES:
-        raise UsageError(f"unknown --strategy {kind!r}", hint=f"use one of: {', '.join(STRATEGIES)}")
+        raise UsageError(f"unknown strategy={kind!r}", hint=f"use one of: {', '.join(STRATEGIES)}",
+                         params=("strategy",))
     text = (tf_config or "").strip()
     if kind == "multiworker":
         if not text:
-            raise UsageError("--strategy multiworker needs the TF_CONFIG environment variable",
-                             hint=f"set it on every worker, e.g. {_EXAMPLE}")
+            raise UsageError("strategy='multiworker' needs the TF_CONFIG environment variable",
+                             hint=f"set it on every worker, e.g. {_EXAMPLE}", params=("strategy",))
         return parse_tf_config(text)
     if kind == "auto" and text:
         plan = parse_tf_config(text)

@@ -76,18 +76,20 @@ def calibration_files(directory: Path, limit: int = DEFAULT_CALIBRATION_IMAGES) 
 
     directory = Path(directory)
     if not directory.is_dir():
-        raise UsageError(f"--calibration {directory}: no such directory",
-                         hint="pass a folder of representative images (class folders or flat)")
+        raise UsageError(f"calibration={directory}: no such directory",
+                         hint="pass a folder of representative images (class folders or flat)",
+                         params=("calibration",))
     files = sorted(str(p) for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(directory).parts))
     if not files:
-        raise UsageError(f"--calibration {directory} holds no images ({', '.join(IMAGE_SUFFIXES)})",
-                         hint="pass a folder of a few hundred images like the ones the model will see")
+        raise UsageError(f"calibration={directory} holds no images ({', '.join(IMAGE_SUFFIXES)})",
+                         hint="pass a folder of a few hundred images like the ones the model will see",
+                         params=("calibration",))
     return [f for f in spread(files, limit) if _readable(Path(f))] or _no_readable(directory)
 
 
 def _no_readable(directory: Path) -> list[str]:
-    raise UsageError(f"--calibration {directory}: none of the images could be read")
+    raise UsageError(f"calibration={directory}: none of the images could be read", params=("calibration",))
 
 
 def spread(items: Sequence[Any], limit: int) -> list[Any]:
@@ -121,11 +123,12 @@ def staging_path(target: Path, kind: str = "staging") -> Path:
     return target.parent / f".{target.name}.{kind}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
 
 
-def check_target(target: Path, overwrite: bool, flag: str = "--out") -> None:
+def check_target(target: Path, overwrite: bool, param: str = "out") -> None:
     if target.exists() and not overwrite:
-        raise UsageError(f"{flag} {target} already exists", hint="choose another path or pass --overwrite")
+        raise UsageError(f"{param}={target} already exists", hint="choose another path or pass overwrite=True",
+                         params=(param, "overwrite"))
     if not target.parent.is_dir():
-        raise UsageError(f"{flag} {target}: the folder {target.parent} does not exist")
+        raise UsageError(f"{param}={target}: the folder {target.parent} does not exist", params=(param,))
 
 
 def publish(staging: Path, target: Path, overwrite: bool) -> None:
@@ -133,8 +136,8 @@ def publish(staging: Path, target: Path, overwrite: bool) -> None:
     old = None
     if target.exists() or target.is_symlink():
         if not overwrite:
-            raise UsageError(f"--out {target} appeared while working; nothing was replaced",
-                             hint="choose another path or pass --overwrite")
+            raise UsageError(f"out={target} appeared while working; nothing was replaced",
+                             hint="choose another path or pass overwrite=True", params=("out", "overwrite"))
         old = staging_path(target, "old")
         os.replace(target, old)
     os.replace(staging, target)
@@ -171,16 +174,19 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
     """
     start = time.perf_counter()
     if to not in TARGETS:
-        raise UsageError(f"unknown --to {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
+        raise UsageError(f"unknown to={to!r}", hint=f"use one of: {', '.join(TARGETS)}", params=("to",))
     if quantize not in (None, "int8"):
-        raise UsageError(f"unknown --quantize {quantize!r}", hint="use --quantize int8")
+        raise UsageError(f"unknown quantize={quantize!r}", hint="use quantize='int8'", params=("quantize",))
     if quantize and to != "tflite":
-        raise UsageError("--quantize int8 applies to --to tflite", hint="SavedModels stay float")
+        raise UsageError("quantize='int8' applies to to='tflite'", hint="SavedModels stay float",
+                         params=("quantize", "to"))
     if quantize and calibration is None:
-        raise UsageError("--quantize int8 needs --calibration DIR",
-                         hint="a folder of a few hundred images like those the model will see")
+        raise UsageError("quantize='int8' needs calibration (a folder of images)",
+                         hint="a folder of a few hundred images like those the model will see",
+                         params=("quantize", "calibration"))
     if calibration_size < 1:
-        raise UsageError(f"--calibration-size must be at least 1, got {calibration_size}")
+        raise UsageError(f"calibration_size must be at least 1, got {calibration_size}",
+                         params=("calibration_size",))
     out = Path(out)
     check_target(out, overwrite)
     files = calibration_files(calibration, calibration_size) if quantize else []

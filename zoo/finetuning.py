@@ -347,14 +347,16 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     from .export import check_target
 
     if epochs < 1 or batch_size < 1:
-        raise UsageError(f"--epochs and --batch-size must be at least 1, got {epochs} and {batch_size}")
+        raise UsageError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}",
+                         params=("epochs", "batch_size"))
     if learning_rate is not None and not learning_rate > 0:
-        raise UsageError(f"--learning-rate must be positive, got {learning_rate}")
+        raise UsageError(f"learning_rate must be positive, got {learning_rate}", params=("learning_rate",))
     if quantize not in (None, "int8"):
-        raise UsageError(f"unknown --quantize {quantize!r}", hint="use --quantize int8")
+        raise UsageError(f"unknown quantize={quantize!r}", hint="use quantize='int8'", params=("quantize",))
     if val_data is not None and val_split is not None:
-        raise UsageError("--val-data and --val-split exclude each other",
-                         hint="a validation folder, or a fraction of --data held out, not both")
+        raise UsageError("val_data and val_split exclude each other",
+                         hint="a validation folder, or a fraction of data held out, not both",
+                         params=("val_data", "val_split", "data"))
     plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"))  # checks TF_CONFIG; no TensorFlow yet
     out = Path(out)
     if plan.is_chief:
@@ -362,7 +364,7 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
 
     folder = scan_image_folder(Path(data))
     if val_data is not None:
-        train, val = folder, scan_image_folder(Path(val_data), classes=folder.classes, flag="--val-data")
+        train, val = folder, scan_image_folder(Path(val_data), classes=folder.classes, param="val_data")
     else:
         train, val = split(folder, DEFAULT_VAL_SPLIT if val_split is None else val_split, seed)
     if min(len(train), len(val)) < plan.workers:
@@ -386,8 +388,9 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     head_lr = HEAD_LEARNING_RATE if learning_rate is None else learning_rate
 
     if batch_size < dist.num_replicas_in_sync:
-        raise UsageError(f"--batch-size {batch_size} is smaller than the {dist.num_replicas_in_sync} devices "
-                         "training in sync", hint=f"use --batch-size {dist.num_replicas_in_sync} or more")
+        raise UsageError(f"batch_size={batch_size} is smaller than the {dist.num_replicas_in_sync} devices "
+                         "training in sync", hint=f"use batch_size={dist.num_replicas_in_sync} or more",
+                         params=("batch_size",))
     with dist.scope():
         backbone, head, full = _backbone_and_head(base, train.classes)
     state["model"] = full

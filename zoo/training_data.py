@@ -62,7 +62,7 @@ def _is_hidden(path: Path | str) -> bool:
     return (path if isinstance(path, str) else path.name).startswith(".")
 
 
-def scan_image_folder(root: Path, *, classes: Sequence[str] | None = None, flag: str = "--data",
+def scan_image_folder(root: Path, *, classes: Sequence[str] | None = None, param: str = "data",
                       check_headers: bool = True) -> ImageFolder:
     """Read ``root/<class>/<image>`` and refuse anything a training run would trip over.
 
@@ -72,22 +72,23 @@ def scan_image_folder(root: Path, *, classes: Sequence[str] | None = None, flag:
     """
     root = Path(root)
     if not root.is_dir():
-        raise UsageError(f"{flag} {root}: no such directory",
-                         hint="pass a folder with one sub-folder of images per class: DIR/<class>/*.jpg")
+        raise UsageError(f"{param}={root}: no such directory",
+                         hint="pass a folder with one sub-folder of images per class: DIR/<class>/*.jpg",
+                         params=(param,))
     class_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not _is_hidden(p)), key=lambda p: p.name)
     names = tuple(p.name for p in class_dirs)
     if classes is None:
         if len(class_dirs) < 2:
             found = f"only one class folder ({names[0]!r})" if names else "no class folders"
-            raise UsageError(f"{flag} {root} has {found}; a classifier needs at least two classes",
-                             hint="lay images out as DIR/<class>/*.jpg with one folder per class")
+            raise UsageError(f"{param}={root} has {found}; a classifier needs at least two classes",
+                             hint="lay images out as DIR/<class>/*.jpg with one folder per class", params=(param,))
     elif names != tuple(classes):
         missing = sorted(set(classes) - set(names))
         extra = sorted(set(names) - set(classes))
-        raise UsageError(f"{flag} {root} does not have the training classes"
+        raise UsageError(f"{param}={root} does not have the training classes"
                          + (f"; missing: {', '.join(missing)}" if missing else "")
                          + (f"; not in training: {', '.join(extra)}" if extra else ""),
-                         hint="validation folders must be named exactly like the training ones")
+                         hint="validation folders must be named exactly like the training ones", params=(param,))
     files: list[str] = []
     labels: list[int] = []
     bad: list[str] = []
@@ -107,9 +108,9 @@ def scan_image_folder(root: Path, *, classes: Sequence[str] | None = None, flag:
         labels.extend([index] * len(images))
     if bad:
         shown = "\n  ".join(bad[:5]) + (f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise UsageError(f"{flag} {root}: {len(bad)} file(s) are not readable images "
+        raise UsageError(f"{param}={root}: {len(bad)} file(s) are not readable images "
                          f"({', '.join(IMAGE_SUFFIXES)}):\n  {shown}",
-                         hint="remove or convert them; nothing was trained or written")
+                         hint="remove or convert them; nothing was trained or written", params=(param,))
     return ImageFolder(root, names, tuple(files), tuple(labels))
 
 
@@ -129,7 +130,7 @@ def _readable(path: Path) -> bool:
 def split(folder: ImageFolder, fraction: float, seed: int = 0) -> tuple[ImageFolder, ImageFolder]:
     """(train, validation): ``fraction`` of each class held out, the same files every run."""
     if not 0.0 < fraction < 1.0:
-        raise UsageError(f"--val-split must be a fraction between 0 and 1, got {fraction}")
+        raise UsageError(f"val_split must be a fraction between 0 and 1, got {fraction}", params=("val_split",))
     rng = random.Random(seed)
     train_idx: list[int] = []
     val_idx: list[int] = []
