@@ -16,6 +16,7 @@ touches the border.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -44,14 +45,12 @@ def check_crop(crop: float) -> float:
     return float(crop)
 
 
-def open_rgb(path: str | Path):
-    """Decode ``path`` to an RGB Pillow image (EXIF rotation applied, alpha on white)."""
-    Image, ImageOps = _pil()
-    path = Path(path)
+@contextmanager
+def decoding(path: Path):
+    """Turn every way a file can fail to decode into one clear UsageError naming ``path``."""
+    Image, _ = _pil()
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
+        yield
     except FileNotFoundError:
         raise UsageError(f"image not found: {path}") from None
     except IsADirectoryError:
@@ -62,8 +61,19 @@ def open_rgb(path: str | Path):
     except Image.UnidentifiedImageError:
         raise UsageError(f"{path} is not an image Pillow can read",
                          hint="pass a JPEG, PNG or BMP file") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise UsageError(f"cannot decode image {path}: {exc}", hint="is the file complete?") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data, unreadable file
+        raise UsageError(f"cannot decode image {path}: {getattr(exc, 'strerror', None) or exc}",
+                         hint="is the file complete?") from None
+
+
+def open_rgb(path: str | Path):
+    """Decode ``path`` to an RGB Pillow image (EXIF rotation applied, alpha on white)."""
+    Image, ImageOps = _pil()
+    path = Path(path)
+    with decoding(path):
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
     return to_rgb(img)
 
 
@@ -235,27 +245,10 @@ def prepare_image(image: Any, size: Sequence[int], crop: float = DEFAULT_CROP, *
 
 def load_image(path: str | Path, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
     """One file -> float32 [H, W, 3] in [-1, 1], decoded and preprocessed as `eval` does."""
-    Image, _ = _pil()
     path = Path(path)
     crop = check_crop(crop)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"image not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not an image") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    try:
-        pixels = decode_pixels(data, exif_rotate=True)
-    except Image.DecompressionBombError as exc:
-        raise UsageError(f"{path} is too large to decode safely: {exc}",
-                         hint="downscale the image first") from None
-    except Image.UnidentifiedImageError:
-        raise UsageError(f"{path} is not an image Pillow can read",
-                         hint="pass a JPEG, PNG or BMP file") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise UsageError(f"cannot decode image {path}: {exc}", hint="is the file complete?") from None
+    with decoding(path):
+        pixels = decode_pixels(path.read_bytes(), exif_rotate=True)
     return preprocess_array(pixels, size, crop)
 
 
