@@ -349,7 +349,9 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     fmt = normalize_format(format) if format is not None else None
     _check_options(fmt or "tflite", options)
     local = Path(model) if isinstance(model, (str, Path)) else None
-    if local is not None and local.is_dir():
+    from ..finetuned import is_finetuned_dir
+
+    if local is not None and local.is_dir() and not is_finetuned_dir(local):  # (a finetune OUT: see locate)
         return _restore_directory(local, fmt or "tflite", entry, catalog, options)
     local_file = local if local is not None and local.is_file() else None
     own = format_of_file(local_file) if local_file is not None else None
