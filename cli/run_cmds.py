@@ -82,6 +82,8 @@ def summary_lines(info: dict) -> list[tuple[str, str]]:
         lines.append(("note", note))
     if info.get("exported_to"):
         lines.append(("exported to", info["exported_to"]))
+    if info.get("exported_batch"):
+        lines.append(("exported batch", info["exported_batch"]))
     return lines
 
 
@@ -96,7 +98,8 @@ def restore_cmd(
         None, "--weights", help="ckpt only: moving averages of all variables (ema), of trainable ones only (ema-trainable), "
              "or raw variables (default: the set that reproduces the tarball's frozen graph, else ema)."),
     export: Optional[Path] = typer.Option(
-        None, "--export", metavar="DIR", help="Also write the model there (SavedModel for ckpt/frozen, .tflite copy)."),
+        None, "--export", metavar="PATH", help="Also write the model there, signature images -> probabilities "
+                                             "(a SavedModel directory for ckpt/frozen; a .tflite file or directory for tflite)."),
     as_json: bool = json_option(),
 ) -> None:
     """Restore a model and describe it: shapes, input range, parameters vs the catalog.
@@ -114,6 +117,8 @@ def restore_cmd(
     info = restored.summary()
     if export is not None:
         info["exported_to"] = str(restored.export(export))
+        if getattr(restored, "export_batch", None):  # tflite: "dynamic" or "fixed at 1"
+            info["exported_batch"] = restored.export_batch
     if as_json:
         print_json(info)
         return

@@ -74,9 +74,92 @@ def test_quantize_round_trip_and_clipping():
     np.testing.assert_array_equal(quantize(np.array([-1.0, 1.0]), 1 / 128, 0, np.int8), [-128, 127])
 
 
-def test_export_copies_the_flatbuffer(model, tmp_path):
+def _single_image_outputs(path: Path, images: np.ndarray) -> np.ndarray:
+    """The upstream file run image by image through its own (unnamed, batch 1) tensors."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    rows = []
+    for image in images:
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(out["index"])[0].copy())
+    return np.stack(rows)
+
+
+def _uint8_images(model) -> np.ndarray:
+    batch = load_images([DATA / "cat.bmp", DATA / "bird.bmp", DATA / "cat.bmp"], model.input_size)
+    batch[2] = np.flip(batch[2], axis=1)  # three different images
+    return quantize(batch, 1 / 128, 128, np.uint8)
+
+
+def test_export_serves_images_to_probabilities_with_any_batch(model, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    original = DATA / "mobilenet_v1_0.25_128_quant.tflite"
+    before = original.read_bytes()
+    out = model.export(tmp_path / "exported.tflite")
+    assert out == tmp_path / "exported.tflite" and model.export_batch == "dynamic"
+    assert original.read_bytes() == before  # the source is never touched
+
+    images = _uint8_images(model)
+    runner = Interpreter(model_path=str(out)).get_signature_runner("serving_default")
+    assert list(runner.get_input_details()) == ["images"]
+    assert list(runner.get_output_details()) == ["probabilities"]
+    probs = runner(images=images)["probabilities"]
+    assert probs.shape == (3, 1001) and probs.dtype == np.uint8
+    np.testing.assert_array_equal(probs, _single_image_outputs(original, images))
+    assert not np.array_equal(probs[0], probs[2])  # the rows really are different images
+    # the restored export is a model like any other: the loader sees the dynamic batch
+    assert restore_file(model.entry, out, "tflite").summary()["batch"] == "dynamic"
+
+
+def test_export_to_a_directory_keeps_the_file_name_and_never_overwrites_the_source(model, tmp_path):
     out = model.export(tmp_path / "exported")
-    assert out.read_bytes() == (DATA / "mobilenet_v1_0.25_128_quant.tflite").read_bytes()
+    assert out == tmp_path / "exported" / "mobilenet_v1_0.25_128_quant.tflite"
+    with pytest.raises(RestoreError, match="is the model file itself"):
+        model.export(DATA / "mobilenet_v1_0.25_128_quant.tflite")
+
+
+def test_a_model_without_a_batch_reshape_still_gets_the_signature_with_batch_one():
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from zoo.formats.tflite_signature import sign_flatbuffer
+
+    # the same upstream file with its Reshape op removed from the graph's view: the
+    # SpatialSqueeze constant is gone, so the batch stays 1 and that is said, not failed
+    upstream = flatbuffer_utils.read_model(str(DATA / "mobilenet_v1_0.25_128_quant.tflite"))
+    graph = upstream.subgraphs[0]
+    reshape = next(op for op in graph.operators
+                   if upstream.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode == schema.BuiltinOperator.RESHAPE)
+    for op in graph.operators:  # softmax reads the logits [1, 1, 1, 1001] directly
+        op.inputs = [reshape.inputs[0] if i == reshape.outputs[0] else i for i in op.inputs]
+    graph.operators.remove(reshape)
+    graph.tensors[graph.outputs[0]].shape = np.array([1, 1, 1, 1001], np.int32)
+    signed = sign_flatbuffer(bytes(flatbuffer_utils.convert_object_to_bytearray(upstream)),
+                             num_inputs=1, num_outputs=1)
+    assert not signed.dynamic_batch
+    runner = Interpreter(model_content=signed.data).get_signature_runner("serving_default")
+    out = runner(images=np.full((1, 128, 128, 3), 128, np.uint8))["probabilities"]
+    assert out.shape[0] == 1
+
+
+def test_restore_export_through_the_console_script(tmp_path):
+    import subprocess
+
+    from .conftest import console_script
+
+    out = tmp_path / "out.tflite"
+    done = subprocess.run([console_script(), "restore", str(DATA / "mobilenet_v1_0.25_128_quant.tflite"),
+                           "--export", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in done.stdout.splitlines() if "  " in line}
+    assert lines["exported to"] == str(out) and lines["exported batch"] == "dynamic"
+    assert out.stat().st_size > 0 and "Traceback" not in done.stderr and "oneDNN" not in done.stderr
 
 
 def test_damaged_file_names_model_and_path(entry, tmp_path):

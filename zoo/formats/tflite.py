@@ -106,13 +106,29 @@ class TFLiteModel(RestoredModel):
             "file_bytes": self.source.stat().st_size,
         }
 
-    def export(self, directory: Path) -> Path:
-        import shutil
+    def export(self, target: Path) -> Path:
+        """Write a .tflite serving ``serving_default``: images [N,H,W,3] -> probabilities.
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / self.source.name
-        shutil.copyfile(self.source, target)
+        ``target`` ending in ``.tflite`` is the file; anything else is a directory that gets the
+        source's file name. The batch is dynamic when the graph allows it (upstream's does, after
+        its Reshape is patched); otherwise it stays 1 and ``export_batch`` says so.
+        """
+        from ..atomic import atomic_write_bytes
+        from .tflite_signature import sign_flatbuffer
+
+        target = Path(target)
+        if target.suffix != ".tflite":
+            target = target / self.source.name
+        if target.exists() and target.resolve() == self.source.resolve():
+            raise RestoreError(f"{self.entry.id}: --export {target} is the model file itself",
+                               hint="export to another file or directory")
+        try:
+            signed = sign_flatbuffer(self.source.read_bytes(), num_inputs=len(self.interpreter.get_input_details()),
+                                     num_outputs=len(self.interpreter.get_output_details()))
+        except ValueError as exc:
+            raise RestoreError(f"{self.entry.id}: cannot add a serving signature to {self.source}: {exc}") from None
+        atomic_write_bytes(target, signed.data)
+        self.export_batch = "dynamic" if signed.dynamic_batch else "fixed at 1"
         return target
 
 
