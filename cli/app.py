@@ -90,7 +90,10 @@ def main() -> None:
 
 # Command modules register themselves on `app` when imported. The console script
 # (`launch.main`) may ask for the light commands only, so `list` never builds `fetch`.
-from . import catalog_cmds  # noqa: E402,F401
+if _package.ONLY_COMMAND == "eval":
+    from . import eval_cmds  # noqa: E402,F401
+else:
+    from . import catalog_cmds  # noqa: E402,F401
 
-if not _package.LIGHT_ONLY:
-    from . import eval_cmds, fetch_cmds, run_cmds, train_cmds  # noqa: E402,F401
+    if not _package.LIGHT_ONLY:
+        from . import eval_cmds, fetch_cmds, run_cmds, train_cmds  # noqa: E402,F401

@@ -11,11 +11,10 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Sequence
-
-import yaml
 
 from . import config, names
 from .errors import CatalogError, UnknownModelError
@@ -192,11 +191,22 @@ class _LineMap(dict):
     key_lines: dict
 
 
-class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe YAML loader that records line numbers and refuses duplicate keys."""
+@lru_cache(maxsize=None)
+def _line_loader() -> type:
+    """Safe YAML loader that records line numbers and refuses duplicate keys.
+
+    Built on first use: the parsed copy (``zoo.catalog_cache``) usually spares the YAML,
+    and importing yaml costs ~13 ms of every command's start-up."""
+    import yaml
+
+    class LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        pass
+
+    LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    return LineLoader
 
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _LineMap:
+def _construct_mapping(loader: Any, node: Any) -> _LineMap:
     loader.flatten_mapping(node)
     result = _LineMap()
     result.line = node.start_mark.line + 1
@@ -208,9 +218,6 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Line
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _type_name(types: tuple) -> str:
@@ -367,8 +374,10 @@ def parse_catalog(text: str, path: str = "<catalog>", raw_out: list | None = Non
 
     ``raw_out``, if given, receives each model's plain mapping (for ``zoo.catalog_cache``).
     """
+    import yaml
+
     try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_line_loader())  # noqa: S506 - a SafeLoader subclass
     except CatalogError as exc:
         raise CatalogError(exc.message, path=path, line=exc.line) from None
     except yaml.YAMLError as exc:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -162,7 +162,7 @@ def evaluate(model: str | Path | Entry, data: str | Path, *, format: str = "tfli
     the set's stable order. An unreadable image stops the run with its name, unless
     ``skip_errors`` counts it and goes on. ``workers``: decoding threads (default: CPUs, at most 4).
     """
-    from .formats.base import RestoredModel, locate, restore_any
+    from .formats.base import RestoredModel, locate, restore_any, restore_file
 
     crop = check_crop(crop)
     for name, value in (("batch_size", batch_size), ("limit", limit), ("workers", workers)):
@@ -172,18 +172,43 @@ def evaluate(model: str | Path | Entry, data: str | Path, *, format: str = "tfli
         from .catalog import load_catalog
 
         catalog = load_catalog()
+    path = None
     if isinstance(model, RestoredModel):
         entry, fmt = model.entry, model.format
     else:
-        entry, _, fmt = locate(model, format, catalog)
-    dataset = open_dataset(data, label_space(entry), split=split)  # before any download
-    restored = model if isinstance(model, RestoredModel) else \
-        restore_any(model, fmt, catalog=catalog, cache_dir=cache_dir, threads=threads, **restore_options)
+        entry, path, fmt = locate(model, format, catalog)
+    if path is not None and fmt == "tflite":  # a local file, nothing to fetch: load it while the set is listed
+        restored, dataset = _load_while_listing(lambda: restore_file(entry, path, fmt, threads=threads,
+                                                                     **restore_options),
+                                                lambda: open_dataset(data, label_space(entry), split=split))
+    else:
+        dataset = open_dataset(data, label_space(entry), split=split)  # before any download
+        if isinstance(model, RestoredModel):
+            restored = model
+        elif path is not None:
+            restored = restore_file(entry, path, fmt, threads=threads, **restore_options)
+        else:
+            restored = restore_any(model, fmt, catalog=catalog, cache_dir=cache_dir, threads=threads,
+                                   **restore_options)
     if label_space(entry, restored) != dataset.labels:  # the restored model has its own classes
         dataset = open_dataset(data, label_space(entry, restored), split=split)
     return run_evaluation(restored, dataset, batch_size=batch_size or DEFAULT_BATCH.get(restored.format, 1),
                           limit=limit, crop=crop, skip_errors=skip_errors,
                           workers=workers or min(4, os.cpu_count() or 1), progress=progress)
+
+
+def _load_while_listing(load: Callable[[], Any], list_set: Callable[[], Dataset]) -> tuple[Any, Dataset]:
+    """(load(), list_set()) with the model loading in a thread, since eval's start-up is part of
+    its time. A data set error still wins over a model error (as when done in sequence), and is
+    raised only once the loader is done: it hides native stderr while it runs."""
+    with ThreadPoolExecutor(1, thread_name_prefix="zoo-eval-load") as pool:
+        loading = pool.submit(load)
+        try:
+            dataset = list_set()
+        except BaseException:
+            wait([loading])
+            raise
+        return loading.result(), dataset
 
 
 def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int | None, crop: float,
