@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from common import console_script  # noqa: E402
+from common import compile_project, console_script  # noqa: E402
 
 SYNSETS = {"cat": "n02123045", "bird": "n01592084", "dragonfly": "n02268443"}  # tabby, chickadee, dragonfly
 
@@ -110,16 +110,6 @@ def make_images(out: Path, count: int, realdata: Path | None, seed: int = 0) -> 
         folder.mkdir(parents=True, exist_ok=True)
         variant.save(folder / f"{name}_{i:04d}.JPEG", quality=int(rng.integers(80, 96)))
     return count
-
-
-def compile_project() -> None:
-    """Byte-compile zoo/ and cli/ first, as `pip install` does: with PYTHONDONTWRITEBYTECODE set
-    (or .pyc files older than an edit) every eval run would compile the project's source anew,
-    while the loop's imports (numpy, Pillow, LiteRT) come compiled from site-packages."""
-    import compileall
-
-    for package in ("zoo", "cli"):
-        compileall.compile_dir(str(REPO / package), quiet=1)
 
 
 def compare_with_loop(model: Path, data: Path, repeats: int) -> dict:
