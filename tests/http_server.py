@@ -423,5 +423,20 @@ def main(argv: list[str] | None = None) -> None:
         server.server_close()
 
 
+def tls_with_test_ca(folder: Path, name: str = "ca.pem") -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 signed by a fresh test CA, and that CA's PEM file
+    (what a client is told to trust: ``verify=``, ``REQUESTS_CA_BUNDLE``, ``SSL_CERT_FILE``)."""
+    import pytest
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    ca_file = Path(folder) / name
+    ca.cert_pem.write_to_path(str(ca_file))
+    return ctx, ca_file
+
+
 if __name__ == "__main__":
     main()
+

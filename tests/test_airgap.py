@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import ssl
 import subprocess
 
 import pytest
@@ -18,7 +17,7 @@ from zoo import layout
 
 from .conftest import console_script
 from .fetch_helpers import model_entry, serve_models, snapshot, v1_tarball, write_catalog
-from .http_server import FaultServer
+from .http_server import FaultServer, tls_with_test_ca
 from .proxy_server import ProxyServer
 
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
@@ -113,12 +112,7 @@ def test_dry_run_touches_nothing(fault_server, tmp_path):
 
 @pytest.fixture
 def tls(tmp_path):
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1").configure_cert(ctx)
-    ca_file = tmp_path / "company-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
+    ctx, ca_file = tls_with_test_ca(tmp_path, "company-ca.pem")
     with FaultServer(ssl_context=ctx) as server:
         yield server, ca_file
 

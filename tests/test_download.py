@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from tests.http_server import Fault, FaultServer
+from tests.http_server import Fault, FaultServer, tls_with_test_ca
 from zoo.download import (Action, DownloadPolicy, backoff_delay, decide, download,
                           if_range_value, parse_content_range, parse_retry_after,
                           redirect_target, resume_offset)
@@ -459,14 +459,7 @@ def test_redirect_loop_and_too_many(fault_server, part):
 
 
 def test_https_to_http_redirect_refused(fault_server, part, tmp_path):
-    trustme = pytest.importorskip("trustme")
-    import ssl
-
-    ca = trustme.CA()
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1").configure_cert(ctx)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
+    ctx, ca_file = tls_with_test_ca(tmp_path)
     plain = fault_server.add("/m.tgz", DATA)
     with FaultServer(ssl_context=ctx) as tls, requests.Session() as session:
         session.verify, session.trust_env = str(ca_file), False  # env CA bundles would win

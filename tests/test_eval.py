@@ -331,31 +331,16 @@ def test_missing_data_path_and_bad_flags(tmp_path, cli):
 def test_progress_bar_on_a_terminal_only(photos, tmp_path):
     """A real pty (60 columns): the bar shows the running top-1 and images/s; a pipe gets none."""
     import os
-    import pty
     import subprocess
 
     from .conftest import console_script
+    from .terminal import run_in_pty
 
     root = write_synset_folders(tmp_path / "val", photos)
     cmd = [console_script(), "eval", str(TFLITE), "--data", str(root), "--threads", "1"]
-    env = dict(os.environ, COLUMNS="60", LINES="30", TERM="xterm")
-    primary, secondary = pty.openpty()
-    try:
-        done = subprocess.run(cmd, stdin=secondary, stdout=secondary, stderr=secondary, env=env, timeout=120)
-        os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # EIO: the child side is closed
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(primary)
-    shown = b"".join(chunks).decode("utf-8", "replace")
-    assert done.returncode == 0, shown
+    env = dict(os.environ, LINES="30", TERM="xterm")
+    code, shown, _ = run_in_pty(cmd, columns=60, env=env)
+    assert code == 0, shown
     assert "top-1" in shown and "img/s" in shown and f"{len(photos)}/{len(photos)}" in shown
     assert "39.5%" in shown  # then the summary
 
