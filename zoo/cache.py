@@ -106,12 +106,6 @@ def owner_of(name: str) -> Owner | None:
     return Owner(key, match.group("host"), int(match.group("pid")))
 
 
-def owner_pid(name: str) -> int | None:
-    """The pid embedded by ``private_name`` (None if the name is not one of ours)."""
-    owner = owner_of(name)
-    return owner.pid if owner else None
-
-
 def cache_write_error(exc: OSError, action: str, path: Path) -> CacheError:
     """An OSError while changing the cache, as a message that says what to do."""
     reason = exc.strerror or str(exc)
