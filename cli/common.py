@@ -192,6 +192,5 @@ def model_format_option():
                         help="Which file of the model to run: tflite (LiteRT), ckpt (Keras) or frozen (TF graph).")
 
 
-def threads_option():
-    return typer.Option(None, "--threads", "-t", min=1,
-                        help="CPU threads for the runtime (default: the runtime's own choice).")
+def threads_option(help: str = "CPU threads for the runtime (default: the runtime's own choice)."):
+    return typer.Option(None, "--threads", "-t", min=1, help=help)

@@ -30,7 +30,9 @@ def eval_cmd(
         help="ILSVRC synset folders (n01440764/*.JPEG), TF-slim TFRecord shards, a CSV/TSV of "
              "path,label rows, or class-name folders for a model with its own classes."),
     fmt: Format = model_format_option(),
-    threads: Optional[int] = threads_option(),
+    threads: Optional[int] = threads_option(
+        "CPU threads for inference (default: all CPUs). A .tflite model runs as that many one-thread "
+        "copies side by side, each on its own images: more images/s than one copy using N threads."),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", "-b", min=1, help="Images per runtime call (default: 1 for tflite, 32 for TensorFlow)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1,
@@ -113,7 +115,8 @@ def _print_summary(result) -> None:
         diff = "-" if claimed is None else f"{measured - claimed:+.1f}"
         table.add_row(f"top-{name[-1]}", f"{measured:.1f}% ±{result.margin(name):.1f}", _pct(claimed), diff)
     console.print(table)
-    console.print(f"{result.images} images in {result.seconds:.1f} s ({result.images_per_s:.1f} images/s)"
+    copies = f", {result.copies} model copies side by side" if result.copies > 1 else ""
+    console.print(f"{result.images} images in {result.seconds:.1f} s ({result.images_per_s:.1f} images/s{copies})"
                   + (f"; {result.skipped} unreadable, skipped" if result.skipped else ""))
     for source, reason in result.skipped_images[:5]:
         console.print(f"  skipped {escape(source)}: {escape(reason)}", style="yellow", soft_wrap=True)

@@ -153,16 +153,18 @@ def write_csv(path: Path, items, style: str = "mixed") -> Path:
 
 
 # ----------------------------------------------------------------------------- real weights
-def test_real_model_in_synset_folders(photos, tmp_path):
+@pytest.mark.parametrize("threads", [1, 3])  # 3: three one-thread copies of the model, side by side
+def test_real_model_in_synset_folders(photos, tmp_path, threads):
     import zoo
 
     root = write_synset_folders(tmp_path / "val", photos)
-    result = zoo.evaluate(TFLITE, root, threads=1)  # the public API
+    result = zoo.evaluate(TFLITE, root, threads=threads)  # the public API
     top1, top5 = _expected(photos)
     assert (result.top1, result.top5) == (pct(top1), pct(top5))
     assert 0 < result.top1 < result.top5 <= 100  # the hand labels make both figures informative
     assert result.images == len(photos) and result.skipped == 0
     assert (result.claimed_top1, result.claimed_top5) == (39.5, 64.4)
+    assert result.copies == 1 if threads == 1 else 2 <= result.copies <= 3
 
 
 def test_real_model_in_tfrecords(photos, tmp_path):
@@ -321,6 +323,55 @@ def test_corrupt_jpeg_in_the_middle_of_a_run(photos, tmp_path, cli):
         assert (data["top1"], data["top5"]) == tuple(pct(v) for v in _expected(readable))
     code, out, _ = cli("eval", str(TFLITE), "--data", str(root), "--skip-errors")
     assert code == 0 and "skipped" in out and "zz_not_really.jpg" in out
+
+
+def test_parallel_copies_answer_every_image_in_the_sets_order(photos, tmp_path):
+    """Three one-thread copies of the model work on different images at once; each image
+    still gets the top-5 one model gives it alone, and the answers come back in order."""
+    import zoo
+    from zoo.datasets import LabelSpace, open_dataset
+    from zoo.evaluation import ModelPool, scored_in_workers, top_k
+    from zoo.images import decode_pixels, preprocess_array
+
+    model = zoo.restore(TFLITE, threads=1)
+    samples = list(open_dataset(write_synset_folders(tmp_path / "val", photos), LabelSpace.imagenet(1001))) * 4
+    pool = ModelPool(model, 3)
+    answers = list(scored_in_workers(pool, iter(samples), (128, 128), 0.875, 5, chunk=2))
+    alone = zoo.restore(TFLITE, threads=1)
+    assert [sample for sample, _ in answers] == samples
+    for sample, top in answers:
+        image = preprocess_array(decode_pixels(sample.read_bytes()), (128, 128))
+        assert top.tolist() == top_k(alone(image[None]), 5)[0].tolist(), sample.source
+    assert 2 <= pool.made <= 3 and pool.idle.qsize() == pool.made  # copies made on demand, all given back
+
+
+def test_parallel_copies_stop_at_the_first_unreadable_image(photos, tmp_path):
+    root = write_synset_folders(tmp_path / "val", photos)
+    ordered = _sorted_like_folders(photos)
+    position = len(ordered) - 3
+    victim = root / ordered[position][1] / ordered[position][0].name
+    victim.write_bytes(b"\xff\xd8\xff not a JPEG after all")
+    with pytest.raises(DataError) as caught:
+        evaluate(TFLITE, root, threads=3)
+    assert str(victim) in str(caught.value)
+    assert f"{position} images were read before it" in caught.value.hint
+
+
+def test_a_copy_of_a_model_whose_file_changed_is_refused(tmp_path):
+    """eval's copies are read from the file again: a file replaced meanwhile is an error."""
+    import zoo
+    from zoo.errors import RestoreError
+
+    path = tmp_path / TFLITE.name
+    path.write_bytes(TFLITE.read_bytes())
+    model = zoo.restore(path, threads=1)
+    image = np.zeros((1, 128, 128, 3), np.float32)
+    assert np.array_equal(model.copy()(image), model(image))
+    inputs = tf.keras.Input((128, 128, 3))
+    outputs = tf.keras.layers.Dense(1001, activation="softmax")(tf.keras.layers.GlobalAveragePooling2D()(inputs))
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inputs, outputs)).convert())
+    with pytest.raises(RestoreError, match="changed while it was being loaded"):
+        model.copy()
 
 
 def test_missing_data_path_and_bad_flags(tmp_path, cli):

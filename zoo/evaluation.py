@@ -8,15 +8,19 @@ The model is found with the same resolver `classify` uses (``formats.base.locate
 that resolver learns to accept later. The data set is opened and its labels checked
 before the model is restored, so a typo fails before a download.
 
-Speed: decoding and preprocessing (``zoo.images``: TF-slim's central crop and bilinear
-resize) run in a pool of worker threads ahead of the model, which runs in the calling
-thread; Pillow and numpy release the GIL for the heavy parts, so decoding overlaps
-inference. At most a few batches are in flight: memory stays flat however large the set.
+Speed: a LiteRT model runs as one one-thread copy per CPU, each in its own worker thread
+that reads, decodes, preprocesses (``zoo.images``: TF-slim's central crop and bilinear
+resize) and runs its images; LiteRT, simplejpeg and numpy let go of the GIL for the heavy
+parts. The TensorFlow formats decode in worker threads ahead of the model, which runs
+whole batches in the calling thread. At most a few chunks are in flight: memory stays flat
+however large the set.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -30,6 +34,7 @@ import numpy as np
 from .catalog import Catalog, Entry
 from .datasets import Dataset, LabelSpace, Sample, open_dataset
 from .errors import DataError, UsageError
+from .allocator import keep_freed_buffers
 from .images import DEFAULT_CROP, check_crop, decode_pixels, preprocess_array
 
 JSON_KEYS = ("id", "format", "images", "top1", "top5", "claimed_top1", "claimed_top5", "images_per_s",
@@ -37,6 +42,7 @@ JSON_KEYS = ("id", "format", "images", "top1", "top5", "claimed_top1", "claimed_
 # Batches that pay off per runtime: one graph/session call per batch for TensorFlow;
 # LiteRT's upstream files have a fixed batch of 1 and gain nothing from resizing (bench_eval.py).
 DEFAULT_BATCH = {"tflite": 1, "frozen": 32, "ckpt": 32}
+PROGRESS_EVERY_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class EvalResult:
     seconds: float = 0.0
     skipped_images: tuple[tuple[str, str], ...] = ()   # (image, why) for each skipped image
     notes: tuple[str, ...] = field(default=())          # e.g. which checkpoint weights were used
+    copies: int = 1                                     # one-thread LiteRT copies that ran side by side
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` object: exactly the documented keys."""
@@ -115,22 +122,23 @@ def _prepare_chunk(chunk: list[Sample], size: tuple[int, int], crop: float) -> l
     return [_prepare(sample, size, crop) for sample in chunk]
 
 
-def prepared(samples: Iterator[Sample], size: tuple[int, int], crop: float, workers: int,
-             ahead: int, chunk: int = 8) -> Iterator[tuple[Sample, np.ndarray | _Failure]]:
-    """``(sample, image or failure)`` in the samples' order, decoded about ``ahead`` images in advance.
+def in_order(samples: Iterator[Sample], work: Callable[[list[Sample]], list[Any]], workers: int,
+             ahead: int, chunk: int = 8) -> Iterator[tuple[Sample, Any]]:
+    """``(sample, work's answer for it)`` in the samples' order, worked on about ``ahead`` samples in advance.
 
-    Workers take ``chunk`` images at a time: fewer hand-offs between threads (each one a
-    trip through the GIL) than one task per image.
+    ``work`` takes ``chunk`` samples at a time in a pool of ``workers`` threads (fewer
+    hand-offs between threads, each one a trip through the GIL, than one task per sample).
+    At most ``ahead`` samples are in flight, so memory does not grow with the set.
     """
     samples = iter(samples)
     chunk = max(1, min(chunk, ahead // max(1, workers)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval-decode") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zoo-eval") as pool:
         pending: deque = deque()
         try:
             while True:
                 part = list(islice(samples, chunk))
                 if part:
-                    pending.append((part, pool.submit(_prepare_chunk, part, size, crop)))
+                    pending.append((part, pool.submit(work, part)))
                 if pending and (not part or len(pending) * chunk >= ahead):
                     done_part, future = pending.popleft()
                     yield from zip(done_part, future.result())
@@ -139,6 +147,83 @@ def prepared(samples: Iterator[Sample], size: tuple[int, int], crop: float, work
         finally:
             for _, future in pending:
                 future.cancel()
+
+
+def top_k(probs: np.ndarray, k: int) -> np.ndarray:
+    """Class indices [N, k], best first; ties go to the lower index."""
+    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
+
+
+class ModelPool:
+    """Up to ``size`` one-thread copies of a LiteRT model, made when a worker first needs one
+    (a short run never pays for copies it would not use)."""
+
+    def __init__(self, model: Any, size: int):
+        self.idle: queue.SimpleQueue = queue.SimpleQueue()
+        self.model, self.size, self.made = model, size, 0
+        self.lock = threading.Lock()
+        if getattr(model, "threads", None) == 1:
+            self.idle.put(model)
+            self.made = 1
+
+    def take(self) -> Any:
+        try:
+            return self.idle.get_nowait()
+        except queue.Empty:
+            with self.lock:
+                make = self.made < self.size
+                self.made += make
+            return self.model.copy() if make else self.idle.get()
+
+    def give_back(self, model: Any) -> None:
+        self.idle.put(model)
+
+
+def scored_in_workers(pool: ModelPool, samples: Iterator[Sample], size: tuple[int, int], crop: float,
+                      k: int, chunk: int) -> Iterator[tuple[Sample, np.ndarray | _Failure]]:
+    """LiteRT: each worker thread reads, decodes, preprocesses and runs a one-thread copy of the
+    model on its own images; LiteRT lets go of the GIL while it computes, so N copies keep N
+    cores busy with no hand-off between decoding and inference (bench_eval.py)."""
+
+    def work(part: list[Sample]) -> list[np.ndarray | _Failure]:
+        prepared = _prepare_chunk(part, size, crop)
+        images = [item for item in prepared if not isinstance(item, _Failure)]
+        if not images:
+            return prepared
+        model = pool.take()
+        try:
+            tops = iter(top_k(model(np.stack(images)), k))
+        finally:
+            pool.give_back(model)
+        return [item if isinstance(item, _Failure) else next(tops) for item in prepared]
+
+    return in_order(samples, work, workers=pool.size, ahead=4 * chunk * pool.size, chunk=chunk)
+
+
+def scored_in_caller(model: Any, samples: Iterator[Sample], size: tuple[int, int], crop: float, k: int,
+                     batch_size: int, workers: int) -> Iterator[tuple[Sample, np.ndarray | _Failure]]:
+    """TensorFlow: worker threads decode ahead, the model runs whole batches in this thread
+    (TensorFlow spreads one batch over its own thread pool)."""
+    batch: list[tuple[Sample, np.ndarray]] = []
+
+    def run_batch() -> Iterator[tuple[Sample, np.ndarray]]:
+        tops = top_k(model(np.stack([image for _, image in batch])), k)
+        yield from zip([sample for sample, _ in batch], tops)
+        batch.clear()
+
+    decoded = in_order(samples, lambda part: _prepare_chunk(part, size, crop), workers,
+                       ahead=2 * batch_size + 8 * workers)
+    for sample, image in decoded:
+        if isinstance(image, _Failure):
+            if batch:  # the images before it are counted first
+                yield from run_batch()
+            yield sample, image
+            continue
+        batch.append((sample, image))
+        if len(batch) == batch_size:
+            yield from run_batch()
+    if batch:
+        yield from run_batch()
 
 
 def label_space(entry: Entry, model: Any = None) -> LabelSpace:
@@ -160,7 +245,12 @@ def evaluate(model: str | Path | Entry, data: str | Path, *, format: str = "tfli
     ILSVRC synset folders, of TF-slim TFRecord shards (``split``), of class-name folders, or a
     CSV/TSV of ``path,label`` rows (``zoo.datasets``). ``limit`` takes the first N images in
     the set's stable order. An unreadable image stops the run with its name, unless
-    ``skip_errors`` counts it and goes on. ``workers``: decoding threads (default: CPUs, at most 4).
+    ``skip_errors`` counts it and goes on.
+
+    ``threads``: CPU threads for inference (default: all CPUs). A LiteRT model runs as that
+    many one-thread copies side by side, each decoding its own images, which gets through
+    more images per second than one copy that splits every image over the threads.
+    ``workers``: decoding threads for the TensorFlow formats (default: CPUs, at most 4).
     """
     from .formats.base import RestoredModel, locate, restore_any, restore_file
 
@@ -177,6 +267,10 @@ def evaluate(model: str | Path | Entry, data: str | Path, *, format: str = "tfli
         entry, fmt = model.entry, model.format
     else:
         entry, path, fmt = locate(model, format, catalog)
+    streams = 1
+    if fmt == "tflite":  # one-thread copies side by side (see above)
+        streams = threads or getattr(model, "threads", None) or os.cpu_count() or 1
+        threads = 1
     if path is not None and fmt == "tflite":  # a local file, nothing to fetch: load it while the set is listed
         restored, dataset = _load_while_listing(lambda: restore_file(entry, path, fmt, threads=threads,
                                                                      **restore_options),
@@ -193,7 +287,7 @@ def evaluate(model: str | Path | Entry, data: str | Path, *, format: str = "tfli
     if label_space(entry, restored) != dataset.labels:  # the restored model has its own classes
         dataset = open_dataset(data, label_space(entry, restored), split=split)
     return run_evaluation(restored, dataset, batch_size=batch_size or DEFAULT_BATCH.get(restored.format, 1),
-                          limit=limit, crop=crop, skip_errors=skip_errors,
+                          limit=limit, crop=crop, skip_errors=skip_errors, streams=streams,
                           workers=workers or min(4, os.cpu_count() or 1), progress=progress)
 
 
@@ -212,9 +306,9 @@ def _load_while_listing(load: Callable[[], Any], list_set: Callable[[], Dataset]
 
 
 def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int | None, crop: float,
-                   skip_errors: bool, workers: int,
+                   skip_errors: bool, workers: int, streams: int = 1,
                    progress: Callable[[Progress], None] | None = None) -> EvalResult:
-    """The loop: prepared images in batches through ``model``, counting top-1/top-5 hits."""
+    """The loop: images through ``model`` (or ``streams`` one-thread copies of it), counting top-1/top-5 hits."""
     entry = model.entry
     size = tuple(model.input_size[:2])
     total = dataset.size if limit is None or dataset.size is None else min(limit, dataset.size)
@@ -222,37 +316,33 @@ def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int 
     k = min(5, dataset.labels.num_classes)
     done = correct1 = correct5 = 0
     skipped: list[tuple[str, str]] = []
-    batch: list[np.ndarray] = []
-    labels: list[int] = []
-    start = time.perf_counter()
+    start = last_report = time.perf_counter()
+    keep_freed_buffers()
+    pool = ModelPool(model, streams) if streams > 1 and hasattr(model, "copy") else None
+    if pool is not None:
+        scored = scored_in_workers(pool, samples, size, crop, k, chunk=max(batch_size, 4))
+    else:
+        scored = scored_in_caller(model, samples, size, crop, k, batch_size, workers)
 
-    def run_batch() -> None:
-        nonlocal done, correct1, correct5
-        probs = model(np.stack(batch))
-        truth = np.asarray(labels)
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # ties: lower index first
-        correct1 += int(np.sum(top[:, 0] == truth))
-        correct5 += int(np.sum(np.any(top == truth[:, None], axis=1)))
-        done += len(batch)
-        batch.clear()
-        labels.clear()
+    def report() -> None:
         if progress is not None:
             progress(Progress(done, total, correct1, len(skipped), time.perf_counter() - start))
 
-    for sample, image in prepared(samples, size, crop, workers, ahead=2 * batch_size + 8 * workers):
-        if isinstance(image, _Failure):
+    for sample, outcome in scored:
+        if isinstance(outcome, _Failure):
             if not skip_errors:
-                raise DataError(f"cannot decode image {image.source}: {image.reason}",
-                                hint=f"{done + len(batch)} images were read before it; skip_errors=True "
+                raise DataError(f"cannot decode image {outcome.source}: {outcome.reason}",
+                                hint=f"{done} images were read before it; skip_errors=True "
                                      "counts unreadable images and goes on", params=("skip_errors",))
-            skipped.append((image.source, image.reason))
+            skipped.append((outcome.source, outcome.reason))
             continue
-        batch.append(image)
-        labels.append(sample.label)
-        if len(batch) == batch_size:
-            run_batch()
-    if batch:
-        run_batch()
+        done += 1
+        correct1 += int(outcome[0] == sample.label)
+        correct5 += int(sample.label in outcome)
+        if progress is not None and time.perf_counter() - last_report >= PROGRESS_EVERY_S:
+            last_report = time.perf_counter()
+            report()
+    report()
     seconds = time.perf_counter() - start
     if done == 0:
         raise DataError(f"no image of {dataset.describe()} could be read ({len(skipped)} skipped)",
@@ -263,4 +353,4 @@ def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int 
         claimed_top1=entry.top1, claimed_top5=entry.top5,
         images_per_s=round(done / seconds, 2) if seconds > 0 else 0.0, skipped=len(skipped),
         data=dataset.describe(), seconds=round(seconds, 3), skipped_images=tuple(skipped),
-        notes=tuple(getattr(model, "notes", ()) or ()))
+        notes=tuple(getattr(model, "notes", ()) or ()), copies=pool.made if pool else 1)
