@@ -34,7 +34,6 @@ import numpy as np
 from .catalog import Catalog, Entry
 from .datasets import Dataset, LabelSpace, Sample, open_dataset
 from .errors import DataError, UsageError
-from .allocator import keep_freed_buffers
 from .images import DEFAULT_CROP, check_crop, decode_pixels, preprocess_array
 
 JSON_KEYS = ("id", "format", "images", "top1", "top5", "claimed_top1", "claimed_top5", "images_per_s",
@@ -317,7 +316,6 @@ def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int 
     done = correct1 = correct5 = 0
     skipped: list[tuple[str, str]] = []
     start = last_report = time.perf_counter()
-    keep_freed_buffers()
     pool = ModelPool(model, streams) if streams > 1 and hasattr(model, "copy") else None
     if pool is not None:
         scored = scored_in_workers(pool, samples, size, crop, k, chunk=max(batch_size, 4))
