@@ -1,6 +1,6 @@
 """`eval` against a plain hand-written loop over the same JPEGs, as whole processes, in one run.
 
-    python benchmarks/bench_eval.py [--images 300] [--repeats 3] [--formats]
+    python benchmarks/bench_eval.py [--images 300] [--repeats 3] [--formats] [--memory 50000]
 
 The images: a few hundred JPEGs made from the project's real photos (cat, bird and, when
 ../shared/realdata is there, dragonfly) by random crops, mirror flips, rescaling (long
@@ -13,6 +13,11 @@ one image after the other. Against it: ``mobilenet-zoo eval MODEL --data DIR --f
 tflite --threads 2``. Both are timed as whole processes (start-up included), alternating,
 and the median of ``--repeats`` runs is reported, with the ratio eval / loop. The project is
 byte-compiled first (as an install does), so neither side compiles source while timed.
+
+``--memory N`` runs ``eval --json`` (v1 0.25_128, the fastest model) over 1,000 images and
+over N (hard links to the same JPEGs, spread over 1000 synset folders like ImageNet's
+validation set) and reports each process's peak resident memory: a streaming eval
+stays flat.
 
 ``--formats`` also measures images/s of every format in-process (model restored first, not
 timed): a full-size v1 1.0_224 tarball with random weights (tests/slim_builders.py) as
@@ -138,6 +143,27 @@ def compare_with_loop(model: Path, data: Path, repeats: int) -> dict:
             "loop_top1": 100.0 * loop_correct / images, "eval_top1": result["top1"]}
 
 
+def peak_memory(data: Path, work: Path, counts: list[int]) -> list[tuple[int, float, float]]:
+    """(images, peak RSS in MB, seconds) of one ``eval`` process per count, over hard links to ``data``."""
+    jpegs = sorted(data.rglob("*.JPEG"))
+    synsets = (REPO / "zoo" / "data" / "imagenet_synsets.txt").read_text().split()
+    rows = []
+    for count in counts:
+        root = work / f"links_{count}"
+        for i in range(count):  # ImageNet's validation set: 50 images in each of 1000 folders
+            folder = root / synsets[i % len(synsets)]
+            folder.mkdir(parents=True, exist_ok=True)
+            os.link(jpegs[i % len(jpegs)], folder / f"ILSVRC2012_val_{i:08d}.JPEG")
+        script = ("import resource, subprocess, sys, time; start = time.perf_counter(); "
+                  "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+                  "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - start)")
+        cmd = [sys.executable, "-c", script, console_script(), "eval",
+               str(REPO / "tests" / "data" / "mobilenet_v1_0.25_128_quant.tflite"), "--data", str(root), "--json"]
+        kilobytes, seconds = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
+        rows.append((count, int(kilobytes) / 1024, float(seconds)))
+    return rows
+
+
 def formats_speed(data: Path, work: Path) -> list[dict]:
     """images/s per format on a full-size v1 1.0_224 (random weights), restored in-process first."""
     import tensorflow as tf  # noqa: F401
@@ -165,6 +191,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--realdata", help="folder with the real photos and models (default: ../shared/realdata)")
     ap.add_argument("--formats", action="store_true", help="also images/s of ckpt, frozen and tflite")
+    ap.add_argument("--memory", type=int, metavar="N", help="also peak memory of eval over 1,000 and N images")
     args = ap.parse_args()
     if console_script() is None:
         sys.exit("install the project first (pip install -e '.[tf]')")
@@ -185,6 +212,10 @@ def main() -> None:
             print(f"{r['model']:40} {r['loop_s']:8.2f} {r['eval_s']:8.2f} {r['ratio']:6.2f} "
                   f"{r['loop_images_per_s']:11.1f} {r['eval_images_per_s_process']:11.1f} "
                   f"{r['eval_images_per_s_loop_only']:10.1f} {r['loop_top1']:7.1f}/{r['eval_top1']:.1f}")
+        if args.memory:
+            print("\npeak memory of one eval process (v1 0.25_128 quant, hard links to the JPEGs above):")
+            for count, megabytes, seconds in peak_memory(data, Path(tmp), [1000, args.memory]):
+                print(f"  {count:7d} images  {megabytes:6.1f} MB  {seconds:6.1f} s")
         if args.formats:
             print("\nimages/s per format, v1 1.0_224 (random weights), 2 threads, model restored first:")
             for row in formats_speed(data, Path(tmp)):
