@@ -123,21 +123,48 @@ def staging_path(target: Path, kind: str = "staging") -> Path:
     return target.parent / f".{target.name}.{kind}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
 
 
-def check_target(target: Path, overwrite: bool, param: str = "out") -> None:
-    if target.exists() and not overwrite:
-        raise UsageError(f"{param}={target} already exists", hint="choose another path or pass overwrite=True",
-                         params=(param, "overwrite"))
+# What each kind of output looks like when this tool wrote it: ``overwrite`` replaces only
+# those (or an empty folder), never a user's other file or folder given by mistake.
+OUTPUT_KINDS = {"finetune": "a finetune output folder (with finetune.json)",
+                "saved_model": "a SavedModel folder (with saved_model.pb)",
+                "tflite": "a .tflite file"}
+
+
+def replaceable(target: Path, kind: str) -> bool:
+    """True if ``target`` is something of ``kind`` that overwrite may replace."""
+    if target.is_symlink():
+        return False
+    if kind == "tflite":
+        if not target.is_file():
+            return False
+        with open(target, "rb") as f:
+            return f.read(8)[4:8] == b"TFL3"  # the flatbuffer's file identifier
+    marker = {"finetune": "finetune.json", "saved_model": "saved_model.pb"}[kind]
+    return target.is_dir() and ((target / marker).is_file() or not any(target.iterdir()))
+
+
+def check_target(target: Path, overwrite: bool, param: str = "out", kind: str = "finetune") -> None:
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise UsageError(f"{param}={target} already exists", hint="choose another path or pass overwrite=True",
+                             params=(param, "overwrite"))
+        if not replaceable(target, kind):
+            raise UsageError(f"{param}={target} exists and is not {OUTPUT_KINDS[kind]}; overwrite replaces "
+                             "only what this tool wrote", hint="choose another path, or move it away yourself",
+                             params=(param, "overwrite"))
     if not target.parent.is_dir():
         raise UsageError(f"{param}={target}: the folder {target.parent} does not exist", params=(param,))
 
 
-def publish(staging: Path, target: Path, overwrite: bool) -> None:
-    """Rename the finished ``staging`` to ``target`` (replacing it only with ``overwrite``)."""
+def publish(staging: Path, target: Path, overwrite: bool, kind: str = "finetune") -> None:
+    """Rename the finished ``staging`` to ``target`` (replacing it only with ``overwrite``, and
+    only if it is still something of ``kind``: it is checked again, as it may have changed)."""
     old = None
     if target.exists() or target.is_symlink():
         if not overwrite:
             raise UsageError(f"out={target} appeared while working; nothing was replaced",
                              hint="choose another path or pass overwrite=True", params=("out", "overwrite"))
+        check_target(target, overwrite, kind=kind)
         old = staging_path(target, "old")
         os.replace(target, old)
     os.replace(staging, target)
@@ -188,7 +215,7 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
         raise UsageError(f"calibration_size must be at least 1, got {calibration_size}",
                          params=("calibration_size",))
     out = Path(out)
-    check_target(out, overwrite)
+    check_target(out, overwrite, kind=to)
     files = calibration_files(calibration, calibration_size) if quantize else []
     keras_model, entry = _keras_model_for(model, catalog, cache_dir)
     staging = staging_path(out)
@@ -206,7 +233,7 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
                 agreement = _agreement(entry, float_path, staging, files)
             else:
                 write_tflite(saved, staging)
-        publish(staging, out, overwrite)
+        publish(staging, out, overwrite, kind=to)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True) if staging.is_dir() else staging.unlink(missing_ok=True)
         raise
