@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -357,6 +358,20 @@ def test_parallel_copies_stop_at_the_first_unreadable_image(photos, tmp_path):
     assert f"{position} images were read before it" in caught.value.hint
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_default_copies_follow_the_cpus_this_process_may_use(photos, tmp_path):
+    """Under taskset (or a container's CPU set) eval runs one copy per CPU it may use, not per
+    CPU the machine has."""
+    root = write_synset_folders(tmp_path / "val", photos)
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        result = evaluate(TFLITE, root)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert result.copies == 1 and result.images == len(photos)
+
+
 def test_a_copy_of_a_model_whose_file_changed_is_refused(tmp_path):
     """eval's copies are read from the file again: a file replaced meanwhile is an error."""
     import zoo
@@ -381,7 +396,6 @@ def test_missing_data_path_and_bad_flags(tmp_path, cli):
 
 def test_progress_bar_on_a_terminal_only(photos, tmp_path):
     """A real pty (60 columns): the bar shows the running top-1 and images/s; a pipe gets none."""
-    import os
     import subprocess
 
     from .conftest import console_script

@@ -196,7 +196,8 @@ def scored_in_workers(pool: ModelPool, samples: Iterator[Sample], size: tuple[in
             pool.give_back(model)
         return [item if isinstance(item, _Failure) else next(tops) for item in prepared]
 
-    return in_order(samples, work, workers=pool.size, ahead=4 * chunk * pool.size, chunk=chunk)
+    # two chunks per worker in flight: one it works on, one waiting for it
+    return in_order(samples, work, workers=pool.size, ahead=2 * chunk * pool.size, chunk=chunk)
 
 
 def scored_in_caller(model: Any, samples: Iterator[Sample], size: tuple[int, int], crop: float, k: int,
@@ -223,6 +224,14 @@ def scored_in_caller(model: Any, samples: Iterator[Sample], size: tuple[int, int
             yield from run_batch()
     if batch:
         yield from run_batch()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (a container or taskset may allow fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def label_space(entry: Entry, model: Any = None) -> LabelSpace:
@@ -268,7 +277,7 @@ def evaluate(model: str | Path | Entry, data: str | Path, *, format: str = "tfli
         entry, path, fmt = locate(model, format, catalog)
     streams = 1
     if fmt == "tflite":  # one-thread copies side by side (see above)
-        streams = threads or getattr(model, "threads", None) or os.cpu_count() or 1
+        streams = threads or getattr(model, "threads", None) or usable_cpus()
         threads = 1
     if path is not None and fmt == "tflite":  # a local file, nothing to fetch: load it while the set is listed
         restored, dataset = _load_while_listing(lambda: restore_file(entry, path, fmt, threads=threads,
@@ -287,7 +296,7 @@ def evaluate(model: str | Path | Entry, data: str | Path, *, format: str = "tfli
         dataset = open_dataset(data, label_space(entry, restored), split=split)
     return run_evaluation(restored, dataset, batch_size=batch_size or DEFAULT_BATCH.get(restored.format, 1),
                           limit=limit, crop=crop, skip_errors=skip_errors, streams=streams,
-                          workers=workers or min(4, os.cpu_count() or 1), progress=progress)
+                          workers=workers or min(4, usable_cpus()), progress=progress)
 
 
 def _load_while_listing(load: Callable[[], Any], list_set: Callable[[], Dataset]) -> tuple[Any, Dataset]:
