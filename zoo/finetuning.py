@@ -15,7 +15,11 @@ transfer-learning guide:
   whole model trains for ``epochs`` more at a 10x lower learning rate, on augmented images. The
   batch-norm layers stay frozen (``trainable=False``, which in Keras 3 also means
   inference mode), so they keep using, and never update, their moving statistics:
-  updating them from small batches of new data wrecks what the pretrained network learned.
+  updating them from small batches of new data wrecks what the pretrained network learned;
+* ``quantize='int8'``: the head also learns from the features of the backbone as the int8
+  file will run it (``zoo.quantized_features``), in the head phase and, after backbone
+  training, in a last "int8 head" phase; the best epoch is the best mean of float and int8
+  validation top-1, so one set of weights serves the float and the int8 file.
 
 Best model: after every epoch the validation top-1 is checked and the best weights are
 kept; they are what is exported. Ctrl-C stops training cleanly and exports the best
@@ -561,7 +565,8 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
                       "tflite": names.TFLITE_FILE, "labels": names.LABELS_FILE,
                       **({"int8_tflite": names.INT8_TFLITE_FILE} if quantize else {})},
             "quantization": ({"mode": "full-integer post-training", "io_type": "uint8",
-                              "calibration_images": len(calibration)} if quantize else None),
+                              "calibration_images": len(calibration),
+                              "head_trained_on": "float and int8 backbone features"} if quantize else None),
             "data": {"train": str(train.root), "val": str(val.root), "train_images": len(train),
                      "val_images": len(val), "per_class_train": train.counts()},
             "metrics": metrics, "training": training, "export_seconds": timings,
