@@ -141,6 +141,7 @@ def test_int8_features_are_exactly_those_inside_the_exported_int8_file(small_out
     assert relative_error(alone, floats) > 0.01  # int8 really moves the features: there is something to learn
 
 
+@pytest.mark.slow
 def test_head_only_runs_the_frozen_backbone_once_per_image_not_per_epoch(few_digits, checkpoint, tmp_path,
                                                                          monkeypatch):
     """Count the images that really go through the Keras backbone and the int8 backbone, with
