@@ -416,7 +416,7 @@ def test_multiworker_two_processes_only_the_chief_writes(few_digits, checkpoint,
         procs.append(subprocess.Popen(
             [console_script(), "finetune", BASE, "--checkpoint", str(checkpoint), "--data", str(few_digits),
              "--out", str(outs[index]), "--epochs", "2", "--train-backbone", "--batch-size", "8",
-             "--strategy", "multiworker", "--json"],
+             "--strategy", "multiworker", "--quantize", "int8", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TF_CONFIG": config, "TF_CPP_MIN_LOG_LEVEL": "3"}))
     results = []
@@ -434,6 +434,8 @@ def test_multiworker_two_processes_only_the_chief_writes(few_digits, checkpoint,
     training = json.loads((outs[0] / "finetune.json").read_text())["training"]
     assert training["workers"] == 2 and training["strategy_used"] == "multiworker"
     assert results[0]["train_images"] == results[1]["train_images"]
+    assert [h["phase"] for h in training["history"]] == ["head"] * 2 + ["backbone"] * 2 + ["int8 head"] * 2
+    assert (outs[0] / "model_int8.tflite").is_file()
 
 
 # ----------------------------------------------------------------------------- catalog models

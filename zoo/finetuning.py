@@ -430,20 +430,24 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
         """
         copies = 2 if quantize else 1
         images = (len(my_train) * (1 + AUGMENTED_VIEWS) + len(my_val)) * copies
-        if progress:
+        if progress and phase == "head":
             print(f"{base.entry.id}: {len(train)} training and {len(val)} validation images, "
                   f"{len(train.classes)} classes; running the frozen backbone once over {images} images"
                   + (" (float and int8)" if quantize else ""), file=sys.stderr, flush=True)
+        elif progress:
+            print(f"{phase}: running the trained backbone, float and int8, once over {images} images",
+                  file=sys.stderr, flush=True)
         tick = time.perf_counter()
         int8 = None
+        tag = phase.replace(" ", "_")  # each phase its own files: never truncate a map still in use
         if quantize:
             from .quantized_features import int8_backbone
 
-            int8 = int8_backbone(backbone, base.entry, calibration, Path(workdir.name) / phase.replace(" ", "_"))
+            int8 = int8_backbone(backbone, base.entry, calibration, Path(workdir.name) / tag)
         feats, labels = _extract_features(tf, backbone, my_train, size, batch_size, AUGMENTED_VIEWS,
-                                          Path(workdir.name), "train", seed, int8)
+                                          Path(workdir.name), f"{tag}_train", seed, int8)
         vfeats, vlabels = _extract_features(tf, backbone, my_val, size, batch_size, 0,
-                                            Path(workdir.name), "val", seed, int8)
+                                            Path(workdir.name), f"{tag}_val", seed, int8)
         state.setdefault("feature_extraction", []).append(
             {"phase": phase, "images": images, "int8": bool(quantize),
              "seconds": round(time.perf_counter() - tick, 3)})
