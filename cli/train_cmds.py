@@ -48,7 +48,8 @@ def finetune_cmd(
     val_split: Optional[float] = typer.Option(
         None, "--val-split", metavar="F", help="Fraction of each class held out when no --val-data (default 0.2)."),
     quantize: Optional[Quantize] = typer.Option(
-        None, "--quantize", help="Also write model_int8.tflite: full-integer, uint8 I/O, calibrated on training images."),
+        None, "--quantize", help="Also write model_int8.tflite: full-integer, uint8 I/O, calibrated on training "
+                                 "images; the head also learns from the int8 backbone's features."),
     strategy: Strategy = typer.Option(
         Strategy.auto, "--strategy", help="tf.distribute: mirrored (local GPUs/devices), multiworker (TF_CONFIG)."),
     checkpoint: Optional[Path] = typer.Option(

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -54,9 +55,14 @@ def few_digits(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_out(tmp_path_factory, few_digits, checkpoint):
-    """A fine-tuned OUT (head-only, 2 epochs, with int8) shared by the resolver tests."""
+    """A fine-tuned OUT (head-only, 2 epochs, with int8) shared by the resolver tests.
+
+    The learning rate is 10x the default so that 2 epochs on ~50 images give a model that has
+    learned something (about 80% held out): at the default the softmax stays nearly uniform and the
+    int8 file's uint8 output rounds the classes to ties, which makes agreement figures noise.
+    """
     out = tmp_path_factory.mktemp("runs") / "small"
-    result = finetune(BASE, few_digits, out, checkpoint=checkpoint, epochs=2, quantize="int8",
+    result = finetune(BASE, few_digits, out, checkpoint=checkpoint, epochs=2, quantize="int8", learning_rate=1e-2,
                       catalog=load_catalog(), progress=False, command=["test"])
     return out, result
 
@@ -67,17 +73,126 @@ def _run_cli(*args, env=None, timeout=600):
 
 
 # ----------------------------------------------------------------------------- quality
+# Int8 bar: 3 points below the float TFLite file. Before the head learned from the int8 backbone's
+# features (zoo.quantized_features) the int8 file lost 14-23 points head-only and 4-8.4 with the
+# backbone trained; since then it is within 0.3-2 points (see the README for the figures).
+INT8_BAR = 3.0
+
+
+@pytest.mark.slow
+def test_real_digits_head_only_int8_stays_within_a_few_points(tmp_path, all_digits, checkpoint):
+    result = finetune(BASE, all_digits, tmp_path / "head_only", checkpoint=checkpoint, epochs=5,
+                      quantize="int8", catalog=load_catalog(), progress=False)
+    print("\ndigits held-out top-1, head-only:", result.to_json())
+    assert result.val_images == 359 and result.train_images == 1438
+    assert result.val_top1 >= 85.0
+    assert abs(result.tflite_top1 - result.val_top1) <= 0.6       # same float function
+    assert result.int8_top1 >= result.tflite_top1 - INT8_BAR
+
+
 @pytest.mark.slow
 def test_real_digits_reach_high_heldout_accuracy_and_int8_stays_close(tmp_path, all_digits, checkpoint):
     result = finetune(BASE, all_digits, tmp_path / "digits_model", checkpoint=checkpoint, epochs=8,
                       train_backbone=True, quantize="int8", catalog=load_catalog(), progress=False)
-    print("\ndigits held-out top-1:", result.to_json())
+    print("\ndigits held-out top-1, backbone trained:", result.to_json())
     assert result.val_images == 359 and result.train_images == 1438
-    assert result.val_top1 >= 90.0
+    assert result.val_top1 >= 94.0
     assert abs(result.tflite_top1 - result.val_top1) <= 0.6       # same float function
-    # full-integer stays close: measured 4 to 8.4 points below float here (training is not bit-reproducible
-    # across thread schedules); the bar is 10 until the int8 gap is narrowed (see the README)
-    assert result.int8_top1 >= result.tflite_top1 - 10.0
+    assert result.int8_top1 >= result.tflite_top1 - INT8_BAR
+    phases = [h["phase"] for h in json.loads((tmp_path / "digits_model" / "finetune.json").read_text())
+              ["training"]["history"]]
+    assert phases == ["head"] * 8 + ["backbone"] * 8 + ["int8 head"] * 8
+
+
+def test_int8_features_are_exactly_those_inside_the_exported_int8_file(small_out, few_digits, tmp_path):
+    """The head learns from the int8 file's own features: the backbone converted alone computes,
+    bit for bit, the pooled features that model_int8.tflite feeds its head."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from zoo.export import preprocessed_batches
+    from zoo.finetuned import load_keras_file, entry_for_dir
+    from zoo.finetuning import BACKBONE_NAME, _calibration_sample
+    from zoo.quantized_features import int8_backbone, relative_error
+    from zoo.training_data import scan_image_folder, split
+
+    out, _ = small_out
+    entry = entry_for_dir(out)
+    train, val = split(scan_image_folder(few_digits), 0.2, 0)
+    images = np.concatenate(list(preprocessed_batches(val.files, entry.input_size[:2], batch=16)))
+    backbone = load_keras_file(entry, out / "model.keras").keras_model.get_layer(BACKBONE_NAME)
+    alone = int8_backbone(backbone, entry, _calibration_sample(train, 200), tmp_path)(images)
+
+    with warnings.catch_warnings():  # "intended for debugging purposes only": that is what this is
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = Interpreter(model_path=str(out / "model_int8.tflite"), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    feed = interpreter.get_input_details()[0]
+    pooled = [t for t in interpreter.get_tensor_details() if t["name"].endswith("/features_1/Reshape")]
+    assert len(pooled) == 1, [t["name"] for t in interpreter.get_tensor_details()]
+    scale, zero = feed["quantization"]
+    inside = []
+    for image in images:
+        interpreter.set_tensor(feed["index"], np.clip(np.round(image / scale) + zero, 0, 255).astype(np.uint8)[None])
+        interpreter.invoke()
+        q_scale, q_zero = pooled[0]["quantization"]
+        inside.append((interpreter.get_tensor(pooled[0]["index"]).astype(np.float32).reshape(-1) - q_zero) * q_scale)
+    np.testing.assert_array_equal(alone, np.array(inside))
+    floats = backbone(images, training=False).numpy()
+    assert relative_error(alone, floats) > 0.01  # int8 really moves the features: there is something to learn
+
+
+@pytest.mark.slow
+def test_head_only_runs_the_frozen_backbone_once_per_image_not_per_epoch(few_digits, checkpoint, tmp_path,
+                                                                         monkeypatch):
+    """Count the images that really go through the Keras backbone and the int8 backbone, with
+    1 and 3 head epochs: feature extraction is done once, the epochs train on cached features."""
+    import zoo.finetuning as finetuning
+    import zoo.quantized_features as quantized_features
+
+    seen = {"float": 0, "int8": 0}
+    build, write_out, int8_backbone = (finetuning._backbone_and_head, finetuning._write_out,
+                                       quantized_features.int8_backbone)
+    hooked = []
+
+    def count(kind, n):
+        seen[kind] += int(n)
+        return np.int64(0)
+
+    def counting_build(*args, **kwargs):
+        backbone, head, full = build(*args, **kwargs)
+        real_call = backbone.call
+
+        def call(inputs, *a, **k):  # runs inside tf.functions too: the py_function executes per batch
+            outputs = real_call(inputs, *a, **k)
+            done = tf.py_function(lambda n: count("float", n), [tf.shape(inputs)[0]], tf.int64)
+            with tf.control_dependencies([done]):
+                return tf.identity(outputs)
+
+        object.__setattr__(backbone, "call", call)
+        hooked.append((backbone, real_call))
+        return backbone, head, full
+
+    def uncounted_write_out(full, *args, **kwargs):  # the export must not carry the counter
+        for backbone, real_call in hooked:
+            object.__setattr__(backbone, "call", real_call)
+        return write_out(full, *args, **kwargs)
+
+    def counting_int8_backbone(*args, **kwargs):
+        features = int8_backbone(*args, **kwargs)
+        return lambda images: (count("int8", len(images)), features(images))[1]
+
+    monkeypatch.setattr(finetuning, "_backbone_and_head", counting_build)
+    monkeypatch.setattr(finetuning, "_write_out", uncounted_write_out)
+    monkeypatch.setattr(quantized_features, "int8_backbone", counting_int8_backbone)
+    runs = {}
+    for epochs in (1, 3):
+        seen.update(float=0, int8=0)
+        result = finetune(BASE, few_digits, tmp_path / f"e{epochs}", checkpoint=checkpoint, epochs=epochs,
+                          quantize="int8", catalog=load_catalog(), progress=False)
+        assert result.epochs_done == epochs
+        runs[epochs] = dict(seen)
+    once = result.train_images * (1 + finetuning.AUGMENTED_VIEWS) + result.val_images
+    assert runs[1] == runs[3] == {"float": once, "int8": once}
 
 
 # ----------------------------------------------------------------------------- OUT
@@ -147,6 +262,7 @@ def test_export_of_a_finetuned_model_reports_int8_agreement(cli, small_out, few_
                                "--calibration", str(few_digits), "--calibration-size", "30", "--out", str(target),
                                "--json")
     assert code == 0, stderr
+    assert "fully_quantize" not in stderr  # the calibrator's native chatter is hidden (shown with --verbose)
     result = json.loads(stdout)
     assert target.is_file() and result["calibration_images"] == 30 and result["top1_agreement"] >= 80
     code, _, stderr = cli("export", str(small_out[0]), "--to", "tflite", "--out", str(target))
@@ -211,7 +327,10 @@ def test_ctrl_c_keeps_the_best_model_so_far(few_digits, checkpoint, tmp_path):
     proc = subprocess.Popen([console_script(), "finetune", BASE, "--checkpoint", str(checkpoint), "--data",
                              str(few_digits), "--out", str(out), "--epochs", "100000", "--batch-size", "4"],
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            # a pytest started in the background by a non-interactive shell ignores SIGINT, and
+                            # children inherit that: Python would then install no KeyboardInterrupt handler
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     deadline = time.monotonic() + 300
     while "head epoch 3/" not in seen and time.monotonic() < deadline:
@@ -220,7 +339,10 @@ def test_ctrl_c_keeps_the_best_model_so_far(few_digits, checkpoint, tmp_path):
             break
         seen += line
     proc.send_signal(signal.SIGINT)
-    stdout, rest = proc.communicate(timeout=300)
+    try:
+        stdout, rest = proc.communicate(timeout=300)
+    finally:
+        proc.kill()  # never leave a 100000-epoch run behind
     assert proc.returncode == 0, seen + rest
     manifest = json.loads((out / "finetune.json").read_text())
     assert manifest["training"]["interrupted"] is True and manifest["training"]["epochs_done"] >= 3
@@ -255,7 +377,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from zoo.finetuning import finetune
 from zoo.catalog import load_catalog
 r = finetune("{base}", sys.argv[1], sys.argv[2], checkpoint=sys.argv[3], epochs=1, train_backbone=True,
-             strategy="mirrored", batch_size=8, catalog=load_catalog(), progress=False)
+             strategy="mirrored", batch_size=8, quantize="int8", catalog=load_catalog(), progress=False)
 print(json.dumps(r.to_json()))
 """
 
@@ -269,7 +391,7 @@ def test_mirrored_strategy_over_two_logical_cpus(few_digits, checkpoint, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     training = json.loads((out / "finetune.json").read_text())["training"]
     assert training["strategy_used"] == "mirrored" and training["replicas"] == 2
-    assert [h["phase"] for h in training["history"]] == ["head", "backbone"]
+    assert [h["phase"] for h in training["history"]] == ["head", "backbone", "int8 head"]
 
 
 def _free_ports(n):
@@ -294,7 +416,7 @@ def test_multiworker_two_processes_only_the_chief_writes(few_digits, checkpoint,
         procs.append(subprocess.Popen(
             [console_script(), "finetune", BASE, "--checkpoint", str(checkpoint), "--data", str(few_digits),
              "--out", str(outs[index]), "--epochs", "2", "--train-backbone", "--batch-size", "8",
-             "--strategy", "multiworker", "--json"],
+             "--strategy", "multiworker", "--quantize", "int8", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TF_CONFIG": config, "TF_CPP_MIN_LOG_LEVEL": "3"}))
     results = []
@@ -312,6 +434,8 @@ def test_multiworker_two_processes_only_the_chief_writes(few_digits, checkpoint,
     training = json.loads((outs[0] / "finetune.json").read_text())["training"]
     assert training["workers"] == 2 and training["strategy_used"] == "multiworker"
     assert results[0]["train_images"] == results[1]["train_images"]
+    assert [h["phase"] for h in training["history"]] == ["head"] * 2 + ["backbone"] * 2 + ["int8 head"] * 2
+    assert (outs[0] / "model_int8.tflite").is_file()
 
 
 # ----------------------------------------------------------------------------- catalog models

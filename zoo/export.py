@@ -65,7 +65,11 @@ def write_int8_tflite(saved_model: Path, path: Path, calibration: Callable[[], I
     dtype = tf.uint8 if io_type == "uint8" else tf.int8
     converter.inference_input_type = dtype
     converter.inference_output_type = dtype
-    Path(path).write_bytes(converter.convert())
+    from .runtime_logs import native_stderr_hidden
+
+    with native_stderr_hidden():  # the calibrator prints "fully_quantize: 0, inference_type: 6, ..." to fd 2
+        flatbuffer = converter.convert()
+    Path(path).write_bytes(flatbuffer)
     return Path(path)
 
 

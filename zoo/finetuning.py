@@ -15,7 +15,11 @@ transfer-learning guide:
   whole model trains for ``epochs`` more at a 10x lower learning rate, on augmented images. The
   batch-norm layers stay frozen (``trainable=False``, which in Keras 3 also means
   inference mode), so they keep using, and never update, their moving statistics:
-  updating them from small batches of new data wrecks what the pretrained network learned.
+  updating them from small batches of new data wrecks what the pretrained network learned;
+* ``quantize='int8'``: the head also learns from the features of the backbone as the int8
+  file will run it (``zoo.quantized_features``), in the head phase and, after backbone
+  training, in a last "int8 head" phase; the best epoch is the best mean of float and int8
+  validation top-1, so one set of weights serves the float and the int8 file.
 
 Best model: after every epoch the validation top-1 is checked and the best weights are
 kept; they are what is exported. Ctrl-C stops training cleanly and exports the best
@@ -37,7 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -278,12 +282,20 @@ def _train(tf: Any, keras: Any, dist: Any, model: Any, train_ds: Any, val_ds: An
 
 # ----------------------------------------------------------------------------- features
 def _extract_features(tf: Any, backbone: Any, folder: ImageFolder, size: Sequence[int], batch: int,
-                      views: int, directory: Path, name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Backbone outputs for every image (plus ``views`` augmented copies), in a memory-mapped file."""
+                      views: int, directory: Path, name: str, seed: int,
+                      int8: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Backbone outputs for every image (plus ``views`` augmented copies), in a memory-mapped file.
+
+    With ``int8`` (the backbone as the int8 file runs it, ``zoo.quantized_features``), the
+    same images also go through it and its features fill the second half of the rows, with
+    the same labels: the head then learns from what both the float and the int8 file see.
+    """
     dim = int(backbone.output.shape[-1])
     n = len(folder) * (1 + views)
-    feats = np.lib.format.open_memmap(directory / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n, dim))
-    labels = np.empty(n, np.int32)
+    copies = 2 if int8 is not None else 1
+    feats = np.lib.format.open_memmap(directory / f"{name}.npy", mode="w+", dtype=np.float32,
+                                      shape=(n * copies, dim))
+    labels = np.empty(n * copies, np.int32)
     run = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
     row = 0
     for view in range(1 + views):
@@ -291,6 +303,9 @@ def _extract_features(tf: Any, backbone: Any, folder: ImageFolder, size: Sequenc
             out = run(images).numpy()
             feats[row:row + len(out)] = out
             labels[row:row + len(out)] = ys.numpy()
+            if int8 is not None:
+                feats[n + row:n + row + len(out)] = int8(images.numpy())
+                labels[n + row:n + row + len(out)] = ys.numpy()
             row += len(out)
     feats.flush()
     return feats, labels
@@ -395,31 +410,56 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
         backbone, head, full = _backbone_and_head(base, train.classes)
     state["model"] = full
     workdir = tempfile.TemporaryDirectory(prefix="mobilenet-zoo-features-")
+    # the images that calibrate model_int8.tflite; with quantize, also those that calibrate the int8
+    # backbone whose features the head learns from, so both are the same quantization
+    calibration = _calibration_sample(train, calibration_size)
+    # One device: each validation image exactly once. Several: workers must run the same
+    # number of steps (collectives) and no replica may get an empty last batch (TF's CPU
+    # convolution fails on one), so validation repeats and a few images count twice per
+    # epoch. That only picks the best epoch; the reported top-1 is measured exactly at the end.
+    several = dist.num_replicas_in_sync > 1
+    val_steps = _steps(len(val), batch_size) if several else None
+    common = dict(epochs=epochs, val_steps=val_steps, batch=batch_size, show=progress, state=state)
+
+    def head_phase(phase: str) -> None:
+        """Run the frozen backbone once over the images, then train the head on the cached features.
+
+        With ``quantize``, the features of the backbone as ``model_int8.tflite`` will run it join
+        the float ones (see ``zoo.quantized_features``): the validation score that picks the
+        best epoch is then the mean of the float and the int8 top-1.
+        """
+        copies = 2 if quantize else 1
+        images = (len(my_train) * (1 + AUGMENTED_VIEWS) + len(my_val)) * copies
+        if progress and phase == "head":
+            print(f"{base.entry.id}: {len(train)} training and {len(val)} validation images, "
+                  f"{len(train.classes)} classes; running the frozen backbone once over {images} images"
+                  + (" (float and int8)" if quantize else ""), file=sys.stderr, flush=True)
+        elif progress:
+            print(f"{phase}: running the trained backbone, float and int8, once over {images} images",
+                  file=sys.stderr, flush=True)
+        tick = time.perf_counter()
+        int8 = None
+        tag = phase.replace(" ", "_")  # each phase its own files: never truncate a map still in use
+        if quantize:
+            from .quantized_features import int8_backbone
+
+            int8 = int8_backbone(backbone, base.entry, calibration, Path(workdir.name) / tag)
+        feats, labels = _extract_features(tf, backbone, my_train, size, batch_size, AUGMENTED_VIEWS,
+                                          Path(workdir.name), f"{tag}_train", seed, int8)
+        vfeats, vlabels = _extract_features(tf, backbone, my_val, size, batch_size, 0,
+                                            Path(workdir.name), f"{tag}_val", seed, int8)
+        state.setdefault("feature_extraction", []).append(
+            {"phase": phase, "images": images, "int8": bool(quantize),
+             "seconds": round(time.perf_counter() - tick, 3)})
+        _train(tf, keras, dist, head, _feature_dataset(tf, feats, labels, batch_size, True, seed),
+               _feature_dataset(tf, vfeats, vlabels, batch_size, False, seed, repeat=several),
+               phase=phase, steps=_steps(len(train) * (1 + AUGMENTED_VIEWS) * copies, batch_size),
+               learning_rate=head_lr, **common)
+
     try:
         # ---- head-only: the frozen backbone runs once per image
-        if progress:
-            print(f"{base.entry.id}: {len(train)} training and {len(val)} validation images, "
-                  f"{len(train.classes)} classes; running the frozen backbone once over "
-                  f"{len(my_train) * (1 + AUGMENTED_VIEWS) + len(my_val)} images", file=sys.stderr, flush=True)
-        tick = time.perf_counter()
-        feats, labels = _extract_features(tf, backbone, my_train, size, batch_size, AUGMENTED_VIEWS,
-                                          Path(workdir.name), "train", seed)
-        vfeats, vlabels = _extract_features(tf, backbone, my_val, size, batch_size, 0,
-                                            Path(workdir.name), "val", seed)
-        state["feature_seconds"] = round(time.perf_counter() - tick, 3)
-        state["feature_images"] = len(my_train) * (1 + AUGMENTED_VIEWS) + len(my_val)
-        steps = _steps(len(train) * (1 + AUGMENTED_VIEWS), batch_size)
-        # One device: each validation image exactly once. Several: workers must run the same
-        # number of steps (collectives) and no replica may get an empty last batch (TF's CPU
-        # convolution fails on one), so validation repeats and a few images count twice per
-        # epoch. That only picks the best epoch; the reported top-1 is measured exactly below.
-        several = dist.num_replicas_in_sync > 1
-        val_steps = _steps(len(val), batch_size) if several else None
-        common = dict(epochs=epochs, val_steps=val_steps, batch=batch_size, show=progress, state=state)
         try:
-            _train(tf, keras, dist, head, _feature_dataset(tf, feats, labels, batch_size, True, seed),
-                   _feature_dataset(tf, vfeats, vlabels, batch_size, False, seed, repeat=several),
-                   phase="head", steps=steps, learning_rate=head_lr, **common)
+            head_phase("head")
         except KeyboardInterrupt:
             interrupted = True
         # ---- the whole network, at a lower learning rate, batch norm frozen
@@ -437,6 +477,14 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
             except KeyboardInterrupt:
                 interrupted = True
             backbone.trainable = False
+            # ---- with quantize: the head again, on the trained backbone's float and int8 features
+            if quantize and not interrupted:
+                full.set_weights(state["best_weights"])
+                state["best_score"] = None  # from here the score is the mean of float and int8 top-1
+                try:
+                    head_phase("int8 head")
+                except KeyboardInterrupt:
+                    interrupted = True
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -454,14 +502,13 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
         return result
     if interrupted:
         print(f"interrupted: writing the best model so far (epoch {state['best_epoch']})", file=sys.stderr)
-    _write_out(full, base, train, val, out, overwrite, quantize, result, calibration_size, seed, command,
+    _write_out(full, base, train, val, out, overwrite, quantize, result, calibration, command,
                {"epochs": epochs, "batch_size": batch_size, "learning_rate": head_lr,
                 "backbone_learning_rate": head_lr * BACKBONE_LR_FACTOR if train_backbone else None,
                 "train_backbone": train_backbone, "strategy": strategy, "strategy_used": plan.kind,
                 "replicas": int(dist.num_replicas_in_sync), "workers": plan.workers,
                 "augmented_views": AUGMENTED_VIEWS, "best_epoch": state["best_epoch"],
-                "feature_extraction": {"images": state.get("feature_images"),
-                                       "seconds": state.get("feature_seconds")},
+                "int8_aware_head": bool(quantize), "feature_extraction": state.get("feature_extraction", []),
                 "epochs_done": len(state["history"]), "interrupted": interrupted, "seed": seed,
                 "history": state["history"]})
     result.seconds = round(time.perf_counter() - start, 2)
@@ -470,11 +517,11 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
 
 # ----------------------------------------------------------------------------- writing OUT
 def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out: Path, overwrite: bool,
-               quantize: str | None, result: FinetuneResult, calibration_size: int, seed: int,
+               quantize: str | None, result: FinetuneResult, calibration: Sequence[str],
                command: Sequence[str] | None, training: dict[str, Any]) -> None:
     from . import finetuned as names
-    from .export import (preprocessed_batches, publish, spread, staging_path, write_int8_tflite,
-                         write_saved_model, write_tflite)
+    from .export import (preprocessed_batches, publish, staging_path, write_int8_tflite, write_saved_model,
+                         write_tflite)
     from .finetuned import derived_entry
     from .formats.tflite import load_tflite
 
@@ -492,7 +539,6 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
         write_tflite(saved, staging / names.TFLITE_FILE)
         timings["tflite"] = round(time.perf_counter() - tick, 3)
         (staging / names.LABELS_FILE).write_text("".join(c + "\n" for c in train.classes), encoding="utf-8")
-        calibration = _calibration_sample(train, calibration_size, spread)
         if quantize:
             tick = time.perf_counter()
             write_int8_tflite(saved, staging / names.INT8_TFLITE_FILE,
@@ -523,7 +569,8 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
                       "tflite": names.TFLITE_FILE, "labels": names.LABELS_FILE,
                       **({"int8_tflite": names.INT8_TFLITE_FILE} if quantize else {})},
             "quantization": ({"mode": "full-integer post-training", "io_type": "uint8",
-                              "calibration_images": len(calibration)} if quantize else None),
+                              "calibration_images": len(calibration),
+                              "head_trained_on": "float and int8 backbone features"} if quantize else None),
             "data": {"train": str(train.root), "val": str(val.root), "train_images": len(train),
                      "val_images": len(val), "per_class_train": train.counts()},
             "metrics": metrics, "training": training, "export_seconds": timings,
@@ -545,8 +592,10 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
     result.int8_top1 = scores.get("int8_top1")
 
 
-def _calibration_sample(train: ImageFolder, limit: int, spread: Any) -> list[str]:
+def _calibration_sample(train: ImageFolder, limit: int) -> list[str]:
     """A representative sample: ``limit`` training images taken evenly (files are grouped by class)."""
+    from .export import spread
+
     return spread(list(train.files), limit)
 
 
