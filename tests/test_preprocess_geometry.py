@@ -60,3 +60,54 @@ def test_whole_eval_preprocessing_matches_slim(hw, crop):
     image = tf.image.resize(image[None], (224, 224), "bilinear", antialias=False)[0]
     expected = ((image - 0.5) * 2.0).numpy()
     np.testing.assert_allclose(preprocess_array(pixels, (224, 224), crop), expected, atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------- decoding
+def _jpeg(mode: str, **save) -> bytes:
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    smooth = np.cumsum(rng.integers(-9, 10, (61, 83, 3)), axis=1)  # photo-like gradients, not noise
+    rgb = Image.fromarray(np.clip(smooth + 128, 0, 255).astype(np.uint8))
+    out = io.BytesIO()
+    rgb.convert(mode).save(out, "JPEG", **save)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("mode, save", [
+    ("RGB", {"quality": 90}),                        # 4:2:0, Pillow's default
+    ("RGB", {"quality": 95, "subsampling": 0}),      # 4:4:4
+    ("RGB", {"quality": 85, "progressive": True}),
+    ("L", {"quality": 90}),                          # greyscale: the three channels repeat it
+])
+def test_jpeg_decoding_is_tf_decode_jpeg(mode, save):
+    """TF-slim's reader decodes with tf.io.decode_jpeg (libjpeg-turbo, fast integer DCT): the
+    pixels eval and classify see must be the same, bit for bit."""
+    from zoo.images import decode_pixels
+
+    data = _jpeg(mode, **save)
+    expected = tf.io.decode_jpeg(data, channels=3).numpy()
+    np.testing.assert_array_equal(decode_pixels(data), expected)
+
+
+def test_cmyk_jpeg_decodes_through_pillow():
+    from zoo.images import decode_pixels
+
+    pixels = decode_pixels(_jpeg("CMYK", quality=90))
+    assert pixels.shape == (61, 83, 3) and pixels.dtype == np.uint8
+
+
+def test_oversized_jpeg_is_refused_like_pillow_refuses_it(monkeypatch):
+    """Pillow's decompression-bomb limit holds on the fast JPEG path too."""
+    from PIL import Image
+
+    from zoo.images import decode_pixels
+
+    data = _jpeg("RGB", quality=90)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 61 * 83 // 2 - 1)  # a setting Pillow documents
+    with pytest.raises(Image.DecompressionBombError):
+        decode_pixels(data)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 61 * 83 // 2 + 1)
+    assert decode_pixels(data).shape == (61, 83, 3)

@@ -120,6 +120,16 @@ def decode_pixels(data: bytes, *, exif_rotate: bool = False) -> np.ndarray:
 
     Image, ImageOps = _pil()
     simplejpeg = _simplejpeg()
+    if simplejpeg is not None and not exif_rotate and data[:3] == b"\xff\xd8\xff":
+        # the common case, without Pillow's header parsing (pure Python, holding the GIL that
+        # eval's other decoding threads wait for); CMYK and damaged headers go through Pillow
+        try:
+            height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        except ValueError:
+            colorspace = None
+        if colorspace in ("YCbCr", "Gray", "RGB"):
+            _refuse_bombs(Image, width, height)
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False)
     with Image.open(io.BytesIO(data)) as img:
         if exif_rotate and _exif_orientation(img) != 1:
             rotated = ImageOps.exif_transpose(img)
@@ -129,6 +139,14 @@ def decode_pixels(data: bytes, *, exif_rotate: bool = False) -> np.ndarray:
             return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False)
         img.load()
         return np.asarray(to_rgb(img), dtype=np.uint8)
+
+
+def _refuse_bombs(Image: Any, width: int, height: int) -> None:
+    """Pillow's own limit on pixels (``Image.MAX_IMAGE_PIXELS``), for images decoded without it."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > 2 * limit:
+        raise Image.DecompressionBombError(f"Image size ({width * height} pixels) exceeds limit of "
+                                           f"{2 * limit} pixels, could be decompression bomb DOS attack.")
 
 
 def central_crop_box(height: int, width: int, fraction: float) -> tuple[int, int, int, int]:
