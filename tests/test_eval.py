@@ -409,6 +409,36 @@ def test_a_copy_of_a_model_whose_file_changed_is_refused(tmp_path):
         model.copy()
 
 
+def test_a_pool_whose_copies_fail_fails_every_taker_and_never_hangs(tmp_path):
+    """If making a copy fails (the file changed), workers waiting for that copy must fail too,
+    not wait forever for a model that will never come back."""
+    import threading
+
+    import zoo
+    from zoo.errors import RestoreError
+    from zoo.evaluation import ModelPool
+
+    path = tmp_path / TFLITE.name
+    path.write_bytes(TFLITE.read_bytes())
+    pool = ModelPool(zoo.restore(path, threads=2), 2)  # a two-thread model: every copy is made
+    path.write_bytes(b"\x00" * 64)
+    outcomes = []
+
+    def take():
+        try:
+            outcomes.append(pool.take())
+        except RestoreError as exc:
+            outcomes.append(exc)
+
+    takers = [threading.Thread(target=take, daemon=True) for _ in range(4)]
+    for taker in takers:
+        taker.start()
+    for taker in takers:
+        taker.join(timeout=30)
+    assert not any(taker.is_alive() for taker in takers)
+    assert len(outcomes) == 4 and all(isinstance(o, RestoreError) for o in outcomes)
+
+
 def test_missing_data_path_and_bad_flags(tmp_path, cli):
     assert "not found" in _fails(cli, "--data", str(tmp_path / "nope"))
     assert "--crop" in _fails(cli, "--data", str(tmp_path), "--crop", "0")

@@ -153,6 +153,11 @@ def top_k(probs: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-probs, axis=1, kind="stable")[:, :k]
 
 
+@dataclass(frozen=True)
+class _Broken:
+    error: BaseException
+
+
 class ModelPool:
     """Up to ``size`` one-thread copies of a LiteRT model, made when a worker first needs one
     (a short run never pays for copies it would not use)."""
@@ -167,12 +172,22 @@ class ModelPool:
 
     def take(self) -> Any:
         try:
-            return self.idle.get_nowait()
+            item = self.idle.get_nowait()
         except queue.Empty:
             with self.lock:
                 make = self.made < self.size
                 self.made += make
-            return self.model.copy() if make else self.idle.get()
+            if make:
+                try:
+                    return self.model.copy()
+                except BaseException as exc:
+                    self.idle.put(_Broken(exc))  # wakes whoever waits for that copy: they fail too
+                    raise
+            item = self.idle.get()
+        if isinstance(item, _Broken):
+            self.idle.put(item)
+            raise item.error
+        return item
 
     def give_back(self, model: Any) -> None:
         self.idle.put(model)

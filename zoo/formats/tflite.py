@@ -105,15 +105,19 @@ class TFLiteModel(RestoredModel):
         from ..runtime_logs import native_stderr_hidden
 
         Interpreter = _interpreter_class()
-        with native_stderr_hidden():
-            interpreter = Interpreter(model_content=self.source.read_bytes(), num_threads=1)
-            interpreter.allocate_tensors()
+        changed = RestoreError(f"{self.entry.id}: {self.source} changed while it was being loaded",
+                               hint="run the command again")
+        try:
+            with native_stderr_hidden():
+                interpreter = Interpreter(model_content=self.source.read_bytes(), num_threads=1)
+                interpreter.allocate_tensors()
+        except (OSError, ValueError, RuntimeError):  # gone, or no longer a model LiteRT can load
+            raise changed from None
         copy = TFLiteModel(self.entry, self.source, interpreter, 1)
         if copy._dynamic_batch and copy._batch != self._batch:
             copy._resize(self._batch)
         if _signature(copy) != _signature(self):
-            raise RestoreError(f"{self.entry.id}: {self.source} changed while it was being loaded",
-                               hint="run the command again")
+            raise changed
         return copy
 
     # ---------------------------------------------------------------- describing
