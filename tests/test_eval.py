@@ -409,6 +409,14 @@ def test_a_copy_of_a_model_whose_file_changed_is_refused(tmp_path):
         model.copy()
 
 
+def test_many_threads_on_a_small_set_make_only_the_copies_that_work(photos, tmp_path):
+    """--threads 300 on a dozen images: at most one copy per image in flight, same answers."""
+    root = write_synset_folders(tmp_path / "val", photos)
+    result = evaluate(TFLITE, root, threads=300)
+    assert result.images == len(photos) and 1 <= result.copies <= len(photos)
+    assert (result.top1, result.top5) == tuple(pct(v) for v in _expected(photos))
+
+
 def test_a_pool_whose_copies_fail_fails_every_taker_and_never_hangs(tmp_path):
     """If making a copy fails (the file changed), workers waiting for that copy must fail too,
     not wait forever for a model that will never come back."""

@@ -42,6 +42,7 @@ JSON_KEYS = ("id", "format", "images", "top1", "top5", "claimed_top1", "claimed_
 # LiteRT's upstream files have a fixed batch of 1 and gain nothing from resizing (bench_eval.py).
 DEFAULT_BATCH = {"tflite": 1, "frozen": 32, "ckpt": 32}
 PROGRESS_EVERY_S = 0.1
+MAX_IN_FLIGHT = 256  # decoded images waiting for LiteRT copies (150-600 KB each)
 
 
 @dataclass(frozen=True)
@@ -211,8 +212,9 @@ def scored_in_workers(pool: ModelPool, samples: Iterator[Sample], size: tuple[in
             pool.give_back(model)
         return [item if isinstance(item, _Failure) else next(tops) for item in prepared]
 
-    # two chunks per worker in flight: one it works on, one waiting for it
-    return in_order(samples, work, workers=pool.size, ahead=2 * chunk * pool.size, chunk=chunk)
+    # two chunks per worker in flight (one it works on, one waiting for it), and never more
+    # than MAX_IN_FLIGHT images however many threads were asked for
+    return in_order(samples, work, workers=pool.size, ahead=min(2 * chunk * pool.size, MAX_IN_FLIGHT), chunk=chunk)
 
 
 def scored_in_caller(model: Any, samples: Iterator[Sample], size: tuple[int, int], crop: float, k: int,
