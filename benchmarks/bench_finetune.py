@@ -12,8 +12,8 @@ its own finetune.json:
    then every head epoch trains on cached features (images/s per epoch);
 2. --train-backbone: after the head epochs, full epochs through the network (images/s);
 3. export: float TFLite conversion, and int8 conversion + calibration (200 images);
-4. with --memory: peak RSS of head-only runs over 1x and 4x the images (hard links), each in its
-   own process: streaming keeps it flat.
+4. with --memory: peak RSS of head-only --quantize int8 runs (float and int8 features) over 1x
+   and 4x the images (hard links), each in its own process: streaming keeps it flat.
 
 The ratio that matters: a head-only epoch vs a backbone epoch, measured in the same run.
 """
@@ -39,7 +39,7 @@ sys.path.insert(0, sys.argv[4])
 from zoo.catalog import load_catalog
 from zoo.finetuning import finetune
 finetune("v1_0.25_128", sys.argv[1], sys.argv[2], checkpoint=sys.argv[3], epochs=1, catalog=load_catalog(),
-         progress=False)
+         quantize="int8", progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
@@ -106,7 +106,7 @@ def main() -> None:
               f"{t['int8_tflite_convert_and_calibrate']:.1f} s")
     if memory:
         (n1, m1), (n4, m4) = memory
-        print(f"peak memory, head-only run: {n1} images {m1:.0f} MB, {n4} images {m4:.0f} MB "
+        print(f"peak memory, head-only --quantize int8 run: {n1} images {m1:.0f} MB, {n4} images {m4:.0f} MB "
               f"(ratio {m4 / m1:.2f} for {n4 / n1:.0f}x the images)")
     for name, (result, _) in runs.items():
         print(f"{name}: held-out top-1 Keras {result.val_top1}%, TFLite {result.tflite_top1}%, "
