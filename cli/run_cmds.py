@@ -110,9 +110,8 @@ def restore_cmd(
 
     if weights is not None and fmt is not Format.ckpt:
         raise UsageError("--weights applies to --format ckpt only")
-    from click.core import ParameterSource
-
-    given = ctx.get_parameter_source("fmt") is not ParameterSource.DEFAULT  # else a file's own format wins
+    # by name: typer 0.28 carries its own click, whose enum is not click's
+    given = ctx.get_parameter_source("fmt").name != "DEFAULT"  # else a file's own format wins
     restored = _restore(model, fmt if given else None, weights=weights.value if weights else None)
     info = restored.summary()
     if export is not None:

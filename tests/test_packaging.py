@@ -28,3 +28,25 @@ def test_wheel_ships_catalog_labels_and_entry_point(tmp_path):
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "mobilenet-zoo = mobilenet_zoo_cli.launch:main" in zf.read(entry_points).decode()
         assert not any(n.startswith("tests/") for n in names)
+
+
+def test_no_module_imports_click_itself():
+    """typer 0.28 carries its own copy of click and no longer installs click: a direct
+    ``import click`` works where click happens to be installed and crashes in a fresh venv
+    (only a fallback inside ``except ImportError:`` may name it, for older typers)."""
+    import ast
+
+    def imported(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [alias.name for alias in node.names]
+        return [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+
+    offenders = []
+    for path in sorted([*REPO.glob("cli/*.py"), *REPO.glob("zoo/**/*.py")]):
+        tree = ast.parse(path.read_text(), str(path))
+        fallbacks = {id(node) for handler in ast.walk(tree) if isinstance(handler, ast.ExceptHandler)
+                     for node in ast.walk(handler)}
+        offenders += [f"{path.relative_to(REPO)}:{node.lineno}" for node in ast.walk(tree)
+                      if id(node) not in fallbacks
+                      and any(name == "click" or name.startswith("click.") for name in imported(node))]
+    assert offenders == [], offenders
