@@ -129,9 +129,15 @@ def staging_path(target: Path, kind: str = "staging") -> Path:
 
 # What each kind of output looks like when this tool wrote it: ``overwrite`` replaces only
 # those (or an empty folder), never a user's other file or folder given by mistake.
-OUTPUT_KINDS = {"finetune": "a finetune output folder (with finetune.json)",
-                "saved_model": "a SavedModel folder (with saved_model.pb)",
-                "tflite": "a .tflite file"}
+# kind: (what it is, the file inside a folder of that kind that marks it as ours)
+OUTPUT_KINDS = {"finetune": ("a finetune output folder", "finetune.json"),
+                "saved_model": ("a SavedModel folder", "saved_model.pb"),
+                "tflite": ("a .tflite file", None)}
+
+
+def _describe_kind(kind: str) -> str:
+    what, marker = OUTPUT_KINDS[kind]
+    return f"{what} (with {marker})" if marker else what
 
 
 def replaceable(target: Path, kind: str) -> bool:
@@ -143,7 +149,7 @@ def replaceable(target: Path, kind: str) -> bool:
             return False
         with open(target, "rb") as f:
             return f.read(8)[4:8] == b"TFL3"  # the flatbuffer's file identifier
-    marker = {"finetune": "finetune.json", "saved_model": "saved_model.pb"}[kind]
+    marker = OUTPUT_KINDS[kind][1]
     return target.is_dir() and ((target / marker).is_file() or not any(target.iterdir()))
 
 
@@ -153,7 +159,7 @@ def check_target(target: Path, overwrite: bool, param: str = "out", kind: str = 
             raise UsageError(f"{param}={target} already exists", hint="choose another path or pass overwrite=True",
                              params=(param, "overwrite"))
         if not replaceable(target, kind):
-            raise UsageError(f"{param}={target} exists and is not {OUTPUT_KINDS[kind]}; overwrite replaces "
+            raise UsageError(f"{param}={target} exists and is not {_describe_kind(kind)}; overwrite replaces "
                              "only what this tool wrote", hint="choose another path, or move it away yourself",
                              params=(param, "overwrite"))
     if not target.parent.is_dir():

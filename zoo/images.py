@@ -129,16 +129,21 @@ def decode_pixels(data: bytes, *, exif_rotate: bool = False) -> np.ndarray:
             colorspace = None
         if colorspace in ("YCbCr", "Gray", "RGB"):
             _refuse_bombs(Image, width, height)
-            return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False)
+            return _decode_jpeg_like_tf(simplejpeg, data)
     with Image.open(io.BytesIO(data)) as img:
         if exif_rotate and _exif_orientation(img) != 1:
             rotated = ImageOps.exif_transpose(img)
             rotated.load()
             return np.asarray(to_rgb(rotated), dtype=np.uint8)
         if img.format == "JPEG" and simplejpeg is not None and img.mode in ("RGB", "L"):
-            return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False)
+            return _decode_jpeg_like_tf(simplejpeg, data)
         img.load()
         return np.asarray(to_rgb(img), dtype=np.uint8)
+
+
+def _decode_jpeg_like_tf(simplejpeg: Any, data: bytes) -> np.ndarray:
+    """``tf.io.decode_jpeg``'s defaults: libjpeg-turbo's fast integer DCT, fancy upsampling."""
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False)
 
 
 def _refuse_bombs(Image: Any, width: int, height: int) -> None:
