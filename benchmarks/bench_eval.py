@@ -170,7 +170,7 @@ def formats_speed(data: Path, work: Path) -> list[dict]:
 
     from tests import slim_builders
     from zoo.catalog import load_catalog
-    from zoo.evaluation import evaluate
+    from zoo.run.evaluation import evaluate
     from zoo.formats.base import restore_file
 
     real = load_catalog(with_profile=False).get("v1_1.0_224")

@@ -113,7 +113,7 @@ def main() -> None:
         subprocess.run([script, "fetch", "v1_big", "-q"], check=True, stdout=subprocess.DEVNULL, env=henv)
         hit_t = [timed([script, "fetch", "v1_big", "-q"], env=henv) for _ in range(args.runs)]
         baseline = [timed([sys.executable, "-c", "import typer, rich, yaml"]) for _ in range(args.runs)]
-        code = ("import os,time,zoo.fetching as f,zoo.catalog as c;cat=c.load_catalog();e,r=cat.resolve('v1_big');"
+        code = ("import os,time,zoo.fetching.fetcher as f,zoo.catalog as c;cat=c.load_catalog();e,r=cat.resolve('v1_big');"
                 "o=f.options_from_env();t=time.perf_counter();f.fetch_entry(e,r,o);print(time.perf_counter()-t)")
         lib = float(subprocess.run([sys.executable, "-c", code], env=henv, capture_output=True, text=True,
                                    check=True).stdout)

@@ -37,7 +37,7 @@ _PEAK = """
 import resource, sys
 sys.path.insert(0, sys.argv[4])
 from zoo.catalog import load_catalog
-from zoo.finetuning import finetune
+from zoo.training.finetuning import finetune
 finetune("v1_0.25_128", sys.argv[1], sys.argv[2], checkpoint=sys.argv[3], epochs=1, catalog=load_catalog(),
          quantize="int8", progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -69,7 +69,7 @@ def main() -> None:
     from tests import real_weights
     from tests.digits import write_digits
     from zoo.catalog import load_catalog
-    from zoo.finetuning import finetune
+    from zoo.training.finetuning import finetune
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

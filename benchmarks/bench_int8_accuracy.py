@@ -7,7 +7,7 @@ model: the real-weight v1 0.25_128 checkpoint built from the vendored uint8 TFLi
 (tests/real_weights.py). For each seed and mode (head-only, --train-backbone):
 
 * ``finetune --quantize int8``: the head also learns from the int8 backbone's features
-  (zoo.quantized_features); its float, float TFLite and int8 TFLite top-1;
+  (zoo.training.quantized_features); its float, float TFLite and int8 TFLite top-1;
 * baseline, in the same run: ``finetune`` without ``--quantize`` (a head trained on float
   features only, what ``--quantize int8`` did before) and that model's saved_model converted
   by the same ``write_int8_tflite`` on the same 200 calibration images: plain post-training
@@ -34,11 +34,11 @@ def post_training_int8_top1(out: Path, data: Path) -> float:
     """Top-1 of OUT's float model quantized after training, on the held-out images finetune used."""
     import numpy as np
 
-    from zoo.export import preprocessed_batches, write_int8_tflite
-    from zoo.finetuned import entry_for_dir
-    from zoo.finetuning import DEFAULT_VAL_SPLIT, _calibration_sample
+    from zoo.training.export import preprocessed_batches, write_int8_tflite
+    from zoo.formats.finetuned import entry_for_dir
+    from zoo.training.finetuning import DEFAULT_VAL_SPLIT, _calibration_sample
     from zoo.formats.tflite import load_tflite
-    from zoo.training_data import scan_image_folder, split
+    from zoo.training.inputs import scan_image_folder, split
 
     entry = entry_for_dir(out)
     size = entry.input_size[:2]
@@ -60,7 +60,7 @@ def main() -> None:
     from tests import real_weights
     from tests.digits import write_digits
     from zoo.catalog import load_catalog
-    from zoo.finetuning import finetune
+    from zoo.training.finetuning import finetune
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,10 +22,10 @@ sys.path.insert(0, str(REPO))
 
 from tests.fetch_helpers import model_entry, v1_tarball, write_catalog  # noqa: E402
 from tests.http_server import FaultServer  # noqa: E402
-from zoo.catalog import load_catalog  # noqa: E402
-from zoo.download import download  # noqa: E402
-from zoo.errors import ZooError  # noqa: E402
-from zoo.fetching import FetchOptions, fetch_entry  # noqa: E402
+from zoo.catalog import load_catalog
+from zoo.fetching.download import download
+from zoo.errors import ZooError
+from zoo.fetching.fetcher import FetchOptions, fetch_entry
 
 
 def main() -> None:

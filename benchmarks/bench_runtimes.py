@@ -36,7 +36,7 @@ def main() -> None:
     import tensorflow as tf  # noqa: F401 - imported up front: restore times exclude it
 
     from tests import slim_builders
-    from zoo.benchmark import bench_image, summarize, time_calls
+    from zoo.run.benchmark import bench_image, summarize, time_calls
     from zoo.catalog import load_catalog
     from zoo.formats.base import restore_file, restore_from_dir
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from zoo.units import format_bytes
+from zoo._util.units import format_bytes
 
 from .output import print_json
 
 
 def _is_cached(cache_dir: Path, entry, release) -> Path | None:
-    from zoo.cache import Cache
-    from zoo.fetching import expected_digest
+    from zoo.fetching.cache import Cache
+    from zoo.fetching.fetcher import expected_digest
 
     found = Cache(cache_dir).lookup(entry, release)
     if found is None:
@@ -54,8 +54,8 @@ def _report(records: list[dict], json_out: bool, verb: str) -> None:
 
 def dry_run_fetch(pairs, opts, json_out: bool) -> None:
     """What `fetch` would do, touching nothing."""
-    from zoo.mirrors import sources_for
-    from zoo.redact import redact
+    from zoo.fetching.mirrors import sources_for
+    from zoo._util.redact import redact
 
     records = []
     for entry, release in pairs:
@@ -73,8 +73,8 @@ def dry_run_fetch(pairs, opts, json_out: bool) -> None:
 
 def dry_run_mirror(directory: Path, pairs, opts, json_out: bool) -> None:
     """What `mirror DIR` would do, touching nothing (present files would be re-checked, not re-downloaded)."""
-    from zoo.mirrors import mirror_target, sources_for
-    from zoo.redact import redact
+    from zoo.fetching.mirrors import mirror_target, sources_for
+    from zoo._util.redact import redact
 
     records = []
     for entry, release in pairs:
@@ -94,7 +94,7 @@ def dry_run_mirror(directory: Path, pairs, opts, json_out: bool) -> None:
 def fetch_from_file(archive: Path, pairs, opts, json_out: bool) -> None:
     """`fetch --from FILE.tgz MODEL`: one model, verified and published like a download."""
     from zoo.errors import UsageError
-    from zoo.sideload import fetch_from_file as take_in
+    from zoo.fetching.sideload import fetch_from_file as take_in
 
     if len(pairs) != 1:
         raise UsageError(f"--from takes one model, got {len(pairs)}",

@@ -11,11 +11,12 @@ from typing import Optional
 
 import typer
 
-from zoo import layout
-from zoo.units import format_bytes, format_count, format_ms, format_percent, format_width
+from zoo.fetching import layout
+from zoo._util.units import format_bytes, format_count, format_ms, format_percent, format_width
 from zoo.catalog import Entry
-from zoo.redact import redact
-from zoo.selection import COST_LABELS, Filters, frontier as compute_frontier, pick as pick_model, sort_entries
+from zoo._util.redact import redact
+from zoo.catalog.selection import (COST_LABELS, Filters, frontier as compute_frontier, pick as pick_model,
+                                   sort_entries)
 
 from .common import (Cost, OutputFormat, app, cache_dir, check_device, device_option, family_option, json_option,
                      load_catalog, quantized_option)
@@ -208,7 +209,7 @@ def _print_sections(title: str, sections: list[tuple[str, list[tuple[str, str]]]
 
 def accepted_names(entry: Entry) -> list[str]:
     """Human spellings that resolve to the entry (the resolver also folds case and 0.50 == 0.5)."""
-    from zoo.names import url_stem
+    from zoo.catalog.names import url_stem
 
     out = [entry.id]
     if entry.family in ("v1", "v2"):

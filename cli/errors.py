@@ -114,7 +114,7 @@ def describe(exc: BaseException, command: str | None = None) -> Described:
             if described is not None:
                 return described
             break
-    from zoo.redact import redact
+    from zoo._util.redact import redact
 
     return Described(f"unexpected {type(exc).__name__}: {redact(str(exc))}", BUG_HINT, EXIT_BUG)
 

@@ -1,6 +1,6 @@
 """`eval`: top-1/top-5 of a model on labelled images, against the catalog's figures.
 
-Importing this module stays light (typer only); the work is in ``zoo.evaluation``.
+Importing this module stays light (typer only); the work is in ``zoo.run.evaluation``.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def eval_cmd(
 
     Example: mobilenet-zoo eval v1_0.25_128_quant --data imagenet/val --limit 1000
     """
-    from zoo.evaluation import evaluate
-    from zoo.images import check_crop
+    from zoo.run.evaluation import evaluate
+    from zoo.data.images import check_crop
 
     check_crop(crop)
     bar = _ProgressBar() if sys.stderr.isatty() and not as_json else None

@@ -3,7 +3,7 @@
 * Progress: on a terminal (stderr) a rich bar per download; otherwise (CI logs, pipes) one
   plain line when a download starts, then every ``LINE_EVERY_PCT`` percent or
   ``LINE_EVERY_S`` seconds, and when it ends. Installed as the library's default
-  (``zoo.progress``), so downloads inside restore/classify/bench report too.
+  (``zoo._util.progress``), so downloads inside restore/classify/bench report too.
 * Notes: the library logs resumes, restarts and retries on the ``zoo`` logger; they are
   printed as ``note: ...`` (above a live bar, never through it).
 * Levels: ``--quiet`` / $MOBILENET_ZOO_QUIET (warnings and errors only), default (notes and
@@ -20,7 +20,7 @@ import threading
 import time
 
 from zoo import config
-from zoo.units import format_bytes
+from zoo._util.units import format_bytes
 
 LINE_EVERY_PCT = 10
 LINE_EVERY_S = 5.0
@@ -117,7 +117,7 @@ def _stderr_is_terminal() -> bool:
 def setup() -> None:
     """Apply the current level (config.log_level) to progress, notes and runtime logs, for one command."""
     global _reporter
-    from zoo import progress
+    from zoo._util import progress
 
     close()
     level = config.log_level()
@@ -138,7 +138,7 @@ def reporter():
 def close() -> None:
     """End of a command: stop a live bar and take the CLI's hooks out of the library again."""
     global _reporter
-    from zoo import progress
+    from zoo._util import progress
 
     if _reporter is not None:
         _reporter.close()
@@ -157,7 +157,7 @@ def quiet_runtimes(on: bool = True) -> None:
     Must run before they are imported: TF_CPP_MIN_LOG_LEVEL=3 hides the CUDA/oneDNN notices,
     and Python warnings from those packages are filtered. LiteRT's "Created TensorFlow Lite
     XNNPACK delegate" comes from C++ straight to the stderr file descriptor; see
-    ``zoo.runtime_logs`` for how it is hidden.
+    ``zoo._util.runtime_logs`` for how it is hidden.
     """
     if on:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -20,8 +20,8 @@ app.add_typer(cache_app, name="cache")
 
 def _options(require_pinned: bool = False, keep_archive: bool = True, deadline: Optional[float] = None,
              min_speed: Optional[float] = None):
-    from zoo.download import DownloadPolicy
-    from zoo.fetching import options_from_env
+    from zoo.fetching.download import DownloadPolicy
+    from zoo.fetching.fetcher import options_from_env
 
     policy = DownloadPolicy()
     if deadline is not None or min_speed is not None:
@@ -32,8 +32,8 @@ def _options(require_pinned: bool = False, keep_archive: bool = True, deadline: 
 def _select(names: list[str], family: Optional[list[str]], quantized: Optional[bool], all_models: bool):
     """Models named on the command line plus those matching the filters."""
     from zoo.errors import UsageError
-    from zoo.fetching import resolve_many
-    from zoo.selection import Filters
+    from zoo.fetching.fetcher import resolve_many
+    from zoo.catalog.selection import Filters
 
     catalog = load_catalog()
     pairs = resolve_many(catalog, names)
@@ -102,7 +102,7 @@ def fetch(
     """
     from rich.console import Console
 
-    from zoo.fetching import fetch_many
+    from zoo.fetching.fetcher import fetch_many
 
     pairs = _select(models or [], family, quantized, all_models)
     opts = _options(require_pinned, keep_archive, deadline, min_speed)
@@ -121,7 +121,7 @@ def fetch(
     with _progress(_show_progress(quiet, json_out)) as update:
         opts.progress = update
         outcomes = fetch_many(pairs, opts, jobs)
-    from zoo.fetching import failure_json
+    from zoo.fetching.fetcher import failure_json
 
     records, counts, exit_code = [], {"cached": 0, "fetched": 0, "failed": 0}, 0
     for (entry, result, error), (_, release) in zip(outcomes, pairs):
@@ -148,11 +148,11 @@ def fetch(
 
 def fetch_one(entry, quiet: bool):
     """Fetch one entry's default release with the global options; used by `pick --fetch`."""
-    from zoo.fetching import fetch_entry
+    from zoo.fetching.fetcher import fetch_entry
 
     opts = _options()
     if quiet:
-        from zoo.redact import redact
+        from zoo._util.redact import redact
 
         opts.warn = lambda msg: print(f"warning: {redact(msg)}", file=sys.stderr)
     with _progress(_show_progress(quiet, False)) as update:
@@ -172,9 +172,9 @@ def verify(
 
     Example: mobilenet-zoo verify --repair
     """
-    from zoo.cache import Cache
-    from zoo.fetching import resolve_many
-    from zoo.verify import cached_pairs, verify_entry
+    from zoo.fetching.cache import Cache
+    from zoo.fetching.fetcher import resolve_many
+    from zoo.fetching.verify import cached_pairs, verify_entry
 
     catalog = load_catalog()
     opts = _options()
@@ -217,8 +217,8 @@ def mirror(
     Example: mobilenet-zoo mirror /srv/mobilenet --family v1 && mobilenet-zoo --mirror /srv/mobilenet fetch 1.0_224
     """
     from zoo.errors import UnexpectedError, ZooError
-    from zoo.fetching import failure_json
-    from zoo.mirroring import mirror_one
+    from zoo.fetching.fetcher import failure_json
+    from zoo.fetching.mirroring import mirror_one
 
     pairs = _select(models or [], family, quantized, all_models)
     opts = _options()
@@ -270,8 +270,8 @@ def cache_path(
             raise UsageError("--file needs a MODEL", hint="e.g. `mobilenet-zoo cache path v1_1.0_224 --file tflite`")
         print(cache_dir())
         return
-    from zoo import layout
-    from zoo.cache import Cache
+    from zoo.fetching import layout
+    from zoo.fetching.cache import Cache
     from zoo.errors import CacheError, RestoreError, UsageError
 
     entry, release = load_catalog().resolve(model)
@@ -298,9 +298,9 @@ def cache_ls(json_out: bool = json_option("Print a JSON array instead of a table
 
     Example: mobilenet-zoo cache ls --json
     """
-    from zoo.cache import Cache
-    from zoo.manifest import cheap_problems
-    from zoo.units import format_bytes
+    from zoo.fetching.cache import Cache
+    from zoo.fetching.manifest import cheap_problems
+    from zoo._util.units import format_bytes
 
     from .output import Column, print_table
 
@@ -335,8 +335,8 @@ def cache_rm(models: list[str] = typer.Argument(..., help="Models to remove (NAM
 
     Example: mobilenet-zoo cache rm v1_1.0_224
     """
-    from zoo import names
-    from zoo.cache import Cache
+    from zoo.catalog import names
+    from zoo.fetching.cache import Cache
 
     catalog = load_catalog()
     cache = Cache(cache_dir())
@@ -364,7 +364,7 @@ def cache_prune(
 
     Example: mobilenet-zoo cache prune --dry-run
     """
-    from zoo.cache import Cache
+    from zoo.fetching.cache import Cache
 
     report = Cache(cache_dir()).prune(load_catalog(), unlisted=unlisted,
                                                          dry_run=dry_run)

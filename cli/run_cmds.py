@@ -72,7 +72,7 @@ def summary_lines(info: dict) -> list[tuple[str, str]]:
     if "threads" in info:
         lines.append(("threads", "the runtime's default" if info["threads"] is None else str(info["threads"])))
     if info.get("file_bytes"):
-        from zoo.units import format_bytes
+        from zoo._util.units import format_bytes
 
         lines.append(("file size", format_bytes(info["file_bytes"])))
     for key in ("input_tensor", "output_tensor"):
@@ -156,8 +156,8 @@ def classify_cmd(
 
     Example: mobilenet-zoo classify v1_0.25_128_quant cat.jpg photos/ --top 3 --compact --skip-errors
     """
-    from zoo.classification import classify, expand_image_paths
-    from zoo.images import check_crop
+    from zoo.run.classification import classify, expand_image_paths
+    from zoo.data.images import check_crop
 
     from .output import Column, print_table, style
 
@@ -210,7 +210,7 @@ def bench_cmd(
 
     Example: mobilenet-zoo bench v1_0.25_128_quant v2_0.35_96 --threads 2 --runs 50
     """
-    from zoo.benchmark import bench
+    from zoo.run.benchmark import bench
     from zoo.errors import ZooError
 
     bar = None
@@ -244,7 +244,7 @@ def bench_cmd(
         if save_error is not None:
             raise save_error
         return
-    from zoo.units import format_ms
+    from zoo._util.units import format_ms
 
     from .output import Column, print_table, style
 
@@ -273,8 +273,8 @@ def plot_cmd(
     Example: mobilenet-zoo plot --x latency --device pixel1 --family v2 --family v3 --out frontier.png
     """
     from zoo.errors import UsageError
-    from zoo.plot import plot
-    from zoo.selection import Filters
+    from zoo.catalog.plot import plot
+    from zoo.catalog.selection import Filters
 
     catalog = load_catalog()
     check_device(catalog, device)

@@ -64,7 +64,7 @@ def finetune_cmd(
 
     Example: mobilenet-zoo finetune v1_0.25_128 --data photos/ --out my_model --quantize int8
     """
-    from zoo.finetuning import finetune
+    from zoo.training.finetuning import finetune
 
     result = finetune(model, data, out, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                       train_backbone=train_backbone, val_data=val_data, val_split=val_split,
@@ -110,7 +110,7 @@ def export_cmd(
 
     Example: mobilenet-zoo export v1_0.25_128 --to tflite --quantize int8 --calibration photos/ --out m.tflite
     """
-    from zoo.export import export_model
+    from zoo.training.export import export_model
 
     result = export_model(model, to.value, out, quantize=quantize.value if quantize else None,
                           calibration=calibration, calibration_size=calibration_size, io_type=int8_io,

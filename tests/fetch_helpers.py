@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from zoo.catalog import default_catalog_path
+from zoo.catalog.registry import default_catalog_path
 
 from .archives import upstream_v1_tarball, upstream_v3_tarball
 

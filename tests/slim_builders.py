@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from zoo.catalog import Entry, default_catalog_path, load_catalog
+from zoo.catalog.registry import Entry, default_catalog_path, load_catalog
 
 GATE = 0.16667  # mobilenet_v3.py's squeeze-excite gate: relu6(x + 3) * 0.16667, not / 6
 BATCH = 2  # reference images per model: a batch > 1 catches batch-mixing bugs

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from zoo import layout
+from zoo.fetching import layout
 
 from .conftest import console_script
 from .fetch_helpers import model_entry, serve_models, snapshot, v1_tarball, write_catalog

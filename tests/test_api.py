@@ -46,7 +46,7 @@ def test_catalog_queries_spell_out_their_keywords(method):
 
 
 def test_typed_queries_agree_with_selection():
-    from zoo.selection import Filters, frontier, pick
+    from zoo.catalog.selection import Filters, frontier, pick
 
     assert CATALOG.pick(max_macs=300, quantized=True, runners_up=1).chosen.id == \
         pick(CATALOG.entries, Filters(max_macs=300, quantized=True)).chosen.id
@@ -57,7 +57,7 @@ def test_typed_queries_agree_with_selection():
 
 
 def test_user_agent_carries_the_package_version(fault_server, tmp_path):
-    from zoo.download import download
+    from zoo.fetching.download import download
 
     url = fault_server.add("/ua.bin", b"x" * 1000)
     part = tmp_path / "cache" / ".partial" / "ua@1.part"

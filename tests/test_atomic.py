@@ -1,4 +1,4 @@
-"""zoo.atomic directly: the one atomic writer and the one JSON state reader, and their users."""
+"""zoo._util.atomic directly: the one atomic writer and the one JSON state reader, and their users."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from zoo import catalog_cache, profile
-from zoo.atomic import DamagedStateFile, atomic_file, atomic_write_json, read_json, read_state
-from zoo.locking import holder
+from zoo.catalog import parsed_copy as catalog_cache, profile
+from zoo._util.atomic import DamagedStateFile, atomic_file, atomic_write_json, read_json, read_state
+from zoo.fetching.locking import holder
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):

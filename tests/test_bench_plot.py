@@ -18,7 +18,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # ------------------------------------------------------------------ bench
 def test_timing_helpers_count_and_summarize():
-    from zoo.benchmark import summarize, time_calls
+    from zoo.run.benchmark import summarize, time_calls
 
     calls = []
     samples = time_calls(calls.append, "image", runs=7, warmup=3)
@@ -29,7 +29,7 @@ def test_timing_helpers_count_and_summarize():
 
 def test_bench_records_local_latency(tmp_path):
     pytest.importorskip("ai_edge_litert")
-    from zoo.benchmark import bench
+    from zoo.run.benchmark import bench
     from zoo.formats import restore_from_dir
 
     entry = load_catalog(with_profile=False).get(MODEL_ID)
@@ -51,7 +51,7 @@ def test_bench_records_local_latency(tmp_path):
 
 def test_local_is_the_latest_measurement_whatever_the_file_order(tmp_path):
     """`local` is the newest figure by `measured_at`, not the first or last key in the file."""
-    from zoo.profile import read_local_latencies
+    from zoo.catalog.profile import read_local_latencies
 
     profile = tmp_path / "profile.json"
     records = {"local-tflite-2t": {"median_ms": 3.0, "measured_at": 2000.0},   # newest, listed first
@@ -66,7 +66,7 @@ def test_local_is_the_latest_measurement_whatever_the_file_order(tmp_path):
 def test_bench_records_the_models_own_thread_count(tmp_path):
     """A restored model keeps its threads: the row and the profile say 2, not the requested 1."""
     pytest.importorskip("ai_edge_litert")
-    from zoo.benchmark import bench
+    from zoo.run.benchmark import bench
     from zoo.formats import restore_from_dir
 
     entry = load_catalog(with_profile=False).get(MODEL_ID)
@@ -89,7 +89,7 @@ def test_bench_local_file_with_two_threads_and_json_cli(cli):
 
 
 def test_bench_argument_errors():
-    from zoo.benchmark import bench
+    from zoo.run.benchmark import bench
 
     with pytest.raises(UsageError, match="^runs must be at least 1, got 0") as info:  # the API's words
         bench([MODEL_ID], runs=0)
@@ -115,8 +115,8 @@ def _check_png(path: Path, min_size=(800, 500)) -> None:
 @pytest.mark.parametrize("cost", ["macs", "params", "size"])
 def test_plot_every_static_cost(tmp_path, cost):
     pytest.importorskip("matplotlib")
-    from zoo.plot import plot
-    from zoo.selection import frontier
+    from zoo.catalog.plot import plot
+    from zoo.catalog.selection import frontier
 
     catalog = load_catalog(with_profile=False)
     drawn = plot(catalog.entries, x=cost, out=tmp_path / "sub" / f"{cost}.png")
@@ -129,7 +129,7 @@ def test_plot_every_static_cost(tmp_path, cost):
 
 def test_plot_latency_needs_a_device_with_figures(tmp_path):
     pytest.importorskip("matplotlib")
-    from zoo.plot import plot
+    from zoo.catalog.plot import plot
 
     catalog = load_catalog(with_profile=False)
     with pytest.raises(UsageError, match="^x='latency' needs device\n"):
@@ -163,7 +163,7 @@ def test_cli_plot_after_bench_uses_local_device(cli, tmp_path):
 @pytest.mark.parametrize("ids", [["v1_1.0_224"], ["v1_1.0_224", "v1_0.25_128"], ["edgetpu_1.0_224_quant", "v2_0.35_96"]])
 def test_plot_with_few_points_keeps_labels_and_legend_inside(tmp_path, ids):
     pytest.importorskip("matplotlib")
-    from zoo.plot import plot
+    from zoo.catalog.plot import plot
 
     catalog = load_catalog()
     drawn = plot([catalog.get(i) for i in ids], out=tmp_path / "few.png")

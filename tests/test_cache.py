@@ -1,4 +1,4 @@
-"""zoo.cache, zoo.safepath, zoo.locking and zoo.atomic, directly (the CLI tests are in test_hardening)."""
+"""zoo.fetching.cache, zoo._util.safepath, zoo.fetching.locking and zoo._util.atomic, directly (the CLI tests are in test_hardening)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from zoo import layout
-from zoo.atomic import DamagedStateFile, atomic_write_json, read_state
-from zoo.cache import Cache, TrustStore, TrustStoreError, owner_of, private_name
-from zoo.manifest import Manifest, ManifestError, load_manifest, read_manifest
+from zoo.fetching import layout
+from zoo._util.atomic import DamagedStateFile, atomic_write_json, read_state
+from zoo.fetching.cache import Cache, TrustStore, TrustStoreError, owner_of, private_name
+from zoo.fetching.manifest import Manifest, ManifestError, load_manifest, read_manifest
 from zoo.catalog import load_catalog
 from zoo.errors import CacheError
-from zoo.locking import CacheLock, LockTimeout, host_name
-from zoo.safepath import inside, open_file, remove_tree
+from zoo.fetching.locking import CacheLock, LockTimeout, host_name
+from zoo._util.safepath import inside, open_file, remove_tree
 
 SHA = "ab" * 32
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo.catalog import FAMILIES, SCHEMA, default_catalog_path, load_catalog, parse_catalog
+from zoo.catalog.registry import FAMILIES, SCHEMA, default_catalog_path, load_catalog, parse_catalog
 from zoo.errors import CatalogError
 
 CATALOG = load_catalog(with_profile=False)
@@ -216,7 +216,7 @@ def test_api_functions_survive_their_modules_being_imported():
     """`zoo.fetch`, `zoo.restore`, ... stay functions even after their modules are loaded."""
     import importlib
 
-    for module in ("zoo.fetching", "zoo.formats.base", "zoo.classification", "zoo.benchmark"):
+    for module in ("zoo.fetching.fetcher", "zoo.formats.base", "zoo.run.classification", "zoo.run.benchmark"):
         importlib.import_module(module)
     for name in ("fetch", "restore", "classify", "bench", "load_catalog"):
         assert callable(getattr(zoo, name)) and not isinstance(getattr(zoo, name), type(zoo)), name

@@ -16,10 +16,10 @@ import pytest
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("PIL")
 
-from zoo.catalog import load_catalog  # noqa: E402
-from zoo.classification import classify  # noqa: E402
-from zoo.errors import UnknownModelError, UsageError  # noqa: E402
-from zoo.formats import restore_from_dir  # noqa: E402
+from zoo.catalog import load_catalog
+from zoo.run.classification import classify
+from zoo.errors import UnknownModelError, UsageError
+from zoo.formats import restore_from_dir
 
 pytestmark = pytest.mark.tf
 DATA = Path(__file__).resolve().parent / "data"

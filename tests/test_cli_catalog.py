@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from zoo.catalog import default_catalog_path
+from zoo.catalog.registry import default_catalog_path
 
 
 def test_help_on_every_command_shows_an_example(cli):

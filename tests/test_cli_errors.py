@@ -45,8 +45,8 @@ def test_flag_spelling():
 
 # The library's own words: each bad argument is named as its parameter, with no CLI flag in sight.
 def _api_errors():
-    from zoo.images import check_crop
-    from zoo.selection import Filters, sort_entries
+    from zoo.data.images import check_crop
+    from zoo.catalog.selection import Filters, sort_entries
 
     return {
         "max_macs": lambda: Filters(max_macs=-1),

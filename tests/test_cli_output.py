@@ -101,8 +101,8 @@ def test_catalog_copy_is_used_and_untrusted(tmp_path):
     """The parsed copy speeds up loading but a damaged, stale or foreign copy never wins."""
     import shutil
 
-    from zoo import catalog_cache
-    from zoo.catalog import default_catalog_path
+    from zoo.catalog import parsed_copy as catalog_cache
+    from zoo.catalog.registry import default_catalog_path
 
     source = tmp_path / "catalog.yaml"
     shutil.copy(default_catalog_path(), source)
@@ -206,7 +206,7 @@ def test_cache_ls_total_and_cache_path_of_a_model(cli, fault_server, tmp_path):
     assert cli(*base, "fetch", "v1_a", "v1_b")[0] == 0
     code, out, _ = cli(*base, "cache", "ls")
     sizes = [row["size_bytes"] for row in json.loads(cli(*base, "cache", "ls", "--json")[1])]
-    from zoo.units import format_bytes
+    from zoo._util.units import format_bytes
 
     assert code == 0 and f"total: 2 entries, {format_bytes(sum(sizes))} in " in out
     code, out, _ = cli(*base, "cache", "path", "v1_a")

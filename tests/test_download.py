@@ -1,4 +1,4 @@
-"""zoo.download: pure decisions directly, then every fault against a real loopback server."""
+"""zoo.fetching.download: pure decisions directly, then every fault against a real loopback server."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ import pytest
 import requests
 
 from tests.http_server import Fault, FaultServer, tls_with_test_ca
-from zoo.download import (Action, DownloadPolicy, backoff_delay, decide, download,
-                          if_range_value, parse_content_range, parse_retry_after,
-                          redirect_target, resume_offset)
-from zoo.partial import PartialState, read_sidecar, sidecar_path, write_sidecar
+from zoo.fetching.download import (Action, DownloadPolicy, backoff_delay, decide, download, if_range_value,
+                                   parse_content_range, parse_retry_after, redirect_target, resume_offset)
+from zoo.fetching.partial import PartialState, read_sidecar, sidecar_path, write_sidecar
 from zoo.errors import DownloadError, IntegrityError
 
 pytestmark = pytest.mark.timeout(30)

@@ -1,4 +1,4 @@
-"""The downloader loop over zoo.partial's file: what a restart resets, when it waits, what it forgets.
+"""The downloader loop over zoo.fetching.partial's file: what a restart resets, when it waits, what it forgets.
 
 (Added with the split of the partial file from the retry loop; tests/test_download.py is unchanged.)
 """
@@ -9,7 +9,7 @@ import pytest
 
 from tests.http_server import Fault
 from zoo.errors import DownloadError
-from zoo.partial import PartialState, sidecar_path, write_sidecar
+from zoo.fetching.partial import PartialState, sidecar_path, write_sidecar
 
 from .test_download import DATA, SHA, Sleeps, fetch
 

@@ -25,9 +25,9 @@ pytest.importorskip("PIL")
 tf = pytest.importorskip("tensorflow")
 from PIL import Image  # noqa: E402
 
-from zoo.datasets import imagenet_synsets  # noqa: E402
-from zoo.errors import DataError  # noqa: E402
-from zoo.evaluation import JSON_KEYS, evaluate  # noqa: E402
+from zoo.data.datasets import imagenet_synsets
+from zoo.errors import DataError
+from zoo.run.evaluation import JSON_KEYS, evaluate
 
 pytestmark = pytest.mark.tf
 DATA = Path(__file__).resolve().parent / "data"
@@ -330,9 +330,9 @@ def test_parallel_copies_answer_every_image_in_the_sets_order(photos, tmp_path):
     """Three one-thread copies of the model work on different images at once; each image
     still gets the top-5 one model gives it alone, and the answers come back in order."""
     import zoo
-    from zoo.datasets import LabelSpace, open_dataset
-    from zoo.evaluation import ModelPool, scored_in_workers, top_k
-    from zoo.images import decode_pixels, preprocess_array
+    from zoo.data.datasets import LabelSpace, open_dataset
+    from zoo.run.evaluation import ModelPool, scored_in_workers, top_k
+    from zoo.data.images import decode_pixels, preprocess_array
 
     model = zoo.restore(TFLITE, threads=1)
     samples = list(open_dataset(write_synset_folders(tmp_path / "val", photos), LabelSpace.imagenet(1001))) * 4
@@ -348,7 +348,7 @@ def test_parallel_copies_answer_every_image_in_the_sets_order(photos, tmp_path):
 
 def test_the_model_pool_makes_copies_only_when_all_are_busy():
     import zoo
-    from zoo.evaluation import ModelPool
+    from zoo.run.evaluation import ModelPool
 
     model = zoo.restore(TFLITE, threads=1)
     pool = ModelPool(model, 3)
@@ -424,7 +424,7 @@ def test_a_pool_whose_copies_fail_fails_every_taker_and_never_hangs(tmp_path):
 
     import zoo
     from zoo.errors import RestoreError
-    from zoo.evaluation import ModelPool
+    from zoo.run.evaluation import ModelPool
 
     path = tmp_path / TFLITE.name
     path.write_bytes(TFLITE.read_bytes())

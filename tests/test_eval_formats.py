@@ -15,9 +15,9 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("ai_edge_litert")
 from PIL import Image  # noqa: E402
 
-from zoo.datasets import imagenet_synsets  # noqa: E402
-from zoo.evaluation import evaluate  # noqa: E402
-from zoo.formats.base import restore_file  # noqa: E402
+from zoo.data.datasets import imagenet_synsets
+from zoo.run.evaluation import evaluate
+from zoo.formats.base import restore_file
 
 from . import slim_builders  # noqa: E402
 

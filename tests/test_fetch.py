@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from zoo import layout
-from zoo.cache import Cache
-from zoo.manifest import read_manifest
+from zoo.fetching import layout
+from zoo.fetching.cache import Cache
+from zoo.fetching.manifest import read_manifest
 from zoo.catalog import load_catalog
 from zoo.errors import CacheError, IntegrityError, UnsafeArchiveError
-from zoo.fetching import FetchOptions, _fetch_locked, expected_digest, fetch, fetch_entry
+from zoo.fetching.fetcher import FetchOptions, _fetch_locked, expected_digest, fetch, fetch_entry
 from zoo.notices import ZooWarning
 
 from . import archives
@@ -162,7 +162,7 @@ def test_racing_writers_without_lock_make_one_valid_entry(fault_server, two_mode
     entry, release = catalog.resolve("v1_a")
     opts = _opts(tmp_path)
     Cache(opts.cache_dir).ensure_writable()
-    from zoo.mirrors import sources_for
+    from zoo.fetching.mirrors import sources_for
 
     results, errors = [], []
 

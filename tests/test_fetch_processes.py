@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from zoo import layout
-from zoo.manifest import read_manifest
+from zoo.fetching import layout
+from zoo.fetching.manifest import read_manifest
 
 from .archives import upstream_v1_tarball
 from .fetch_helpers import serve_models

@@ -1,4 +1,4 @@
-"""`finetune` end to end on real data with real weights (``zoo.finetuning``, ``zoo.finetuned``).
+"""`finetune` end to end on real data with real weights (``zoo.training.finetuning``, ``zoo.formats.finetuned``).
 
 Data: scikit-learn's UCI optical digits (1797 real 8x8 scans) as class folders.
 Weights: a v1 0.25_128 checkpoint dequantized from the real upstream uint8 TFLite file
@@ -24,8 +24,8 @@ pytest.importorskip("ai_edge_litert")
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.tf
 
-from zoo.catalog import load_catalog  # noqa: E402
-from zoo.finetuning import FinetuneResult, finetune  # noqa: E402
+from zoo.catalog import load_catalog
+from zoo.training.finetuning import FinetuneResult, finetune
 
 from . import real_weights  # noqa: E402
 from .conftest import REPO, STATE, console_script  # noqa: E402
@@ -74,7 +74,7 @@ def _run_cli(*args, env=None, timeout=600):
 
 # ----------------------------------------------------------------------------- quality
 # Int8 bar: 3 points below the float TFLite file. Before the head learned from the int8 backbone's
-# features (zoo.quantized_features) the int8 file lost 14-23 points head-only and 4-8.4 with the
+# features (zoo.training.quantized_features) the int8 file lost 14-23 points head-only and 4-8.4 with the
 # backbone trained; since then it is within 0.3-2 points (see the README for the figures).
 INT8_BAR = 3.0
 
@@ -109,11 +109,11 @@ def test_int8_features_are_exactly_those_inside_the_exported_int8_file(small_out
     bit for bit, the pooled features that model_int8.tflite feeds its head."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from zoo.export import preprocessed_batches
-    from zoo.finetuned import load_keras_file, entry_for_dir
-    from zoo.finetuning import BACKBONE_NAME, _calibration_sample
-    from zoo.quantized_features import int8_backbone, relative_error
-    from zoo.training_data import scan_image_folder, split
+    from zoo.training.export import preprocessed_batches
+    from zoo.formats.finetuned import load_keras_file, entry_for_dir
+    from zoo.training.finetuning import BACKBONE_NAME, _calibration_sample
+    from zoo.training.quantized_features import int8_backbone, relative_error
+    from zoo.training.inputs import scan_image_folder, split
 
     out, _ = small_out
     entry = entry_for_dir(out)
@@ -146,8 +146,8 @@ def test_head_only_runs_the_frozen_backbone_once_per_image_not_per_epoch(few_dig
                                                                          monkeypatch):
     """Count the images that really go through the Keras backbone and the int8 backbone, with
     1 and 3 head epochs: feature extraction is done once, the epochs train on cached features."""
-    import zoo.finetuning as finetuning
-    import zoo.quantized_features as quantized_features
+    import zoo.training.finetuning as finetuning
+    import zoo.training.quantized_features as quantized_features
 
     seen = {"float": 0, "int8": 0}
     build, write_out, int8_backbone = (finetuning._backbone_and_head, finetuning._write_out,
@@ -350,7 +350,7 @@ def test_ctrl_c_keeps_the_best_model_so_far(few_digits, checkpoint, tmp_path):
 
 
 def test_ctrl_c_before_the_first_epoch_writes_nothing(all_digits, checkpoint, tmp_path):
-    from zoo.finetuning import TrainingInterrupted
+    from zoo.training.finetuning import TrainingInterrupted
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -374,7 +374,7 @@ _MIRRORED = """
 import sys, json, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from zoo.finetuning import finetune
+from zoo.training.finetuning import finetune
 from zoo.catalog import load_catalog
 r = finetune("{base}", sys.argv[1], sys.argv[2], checkpoint=sys.argv[3], epochs=1, train_backbone=True,
              strategy="mirrored", batch_size=8, quantize="int8", catalog=load_catalog(), progress=False)

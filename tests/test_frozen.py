@@ -13,9 +13,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("ai_edge_litert")
 
-from zoo.catalog import load_catalog  # noqa: E402
-from zoo.errors import RestoreError, UsageError  # noqa: E402
-from zoo.formats import restore_file, restore_from_dir  # noqa: E402
+from zoo.catalog import load_catalog
+from zoo.errors import RestoreError, UsageError
+from zoo.formats import restore_file, restore_from_dir
 
 from tests import slim_builders  # noqa: E402  (a broken builder must fail loudly, not skip)
 

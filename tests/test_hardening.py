@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from zoo import layout
-from zoo.locking import CacheLock, host_name
+from zoo.fetching import layout
+from zoo.fetching.locking import CacheLock, host_name
 
 from . import archives
 from .conftest import STATE
@@ -81,8 +81,8 @@ class World:
 
     def verified(self) -> dict[str, str]:
         """id@release -> archive sha256 of every entry whose manifest and files check out."""
-        from zoo.cache import Cache
-        from zoo.manifest import cheap_problems
+        from zoo.fetching.cache import Cache
+        from zoo.fetching.manifest import cheap_problems
 
         found = {}
         for cached in Cache(self.cache).entries():
@@ -170,7 +170,7 @@ def test_paths_are_checked_again_where_they_are_computed(tmp_path):
 
     from zoo.catalog import load_catalog
     from zoo.errors import CacheError
-    from zoo.mirrors import mirror_target
+    from zoo.fetching.mirrors import mirror_target
 
     entry = load_catalog(with_profile=False).get("v1_1.0_224")
     for bad in ("../x", "a/b", "..", ""):
@@ -591,7 +591,7 @@ def test_unbounded_gzip_padding_is_refused(world):
 
 
 def test_unknown_size_download_has_a_cap(tmp_path, fault_server):
-    from zoo.download import DownloadPolicy, download
+    from zoo.fetching.download import DownloadPolicy, download
     from zoo.errors import DownloadError
 
     url = fault_server.add("/big.bin", b"y" * (3 << 20))
@@ -609,7 +609,7 @@ def test_unknown_size_download_has_a_cap(tmp_path, fault_server):
 def test_one_failure_in_fetch_j_loses_no_other_result(world, monkeypatch):
     """A bug of ours in one model (simulated: the only fault injected by hand) and an ordinary
     failure in another: every model's outcome is reported, JSON records share their keys."""
-    import zoo.fetching as fetching
+    import zoo.fetching.fetcher as fetching
 
     real = fetching.fetch_entry
 
@@ -846,7 +846,7 @@ def test_mirror_token_goes_to_mirrors_only_and_never_across_hosts(world):
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_files_we_write_honour_the_umask(world, umask):
-    from zoo import profile
+    from zoo.catalog import profile
 
     old = os.umask(umask)
     try:
@@ -863,7 +863,7 @@ def test_files_we_write_honour_the_umask(world, umask):
 def test_plots_honour_the_umask(tmp_path, umask):
     pytest.importorskip("matplotlib")
     from zoo.catalog import load_catalog
-    from zoo.plot import plot
+    from zoo.catalog.plot import plot
 
     old = os.umask(umask)
     try:

@@ -1,4 +1,4 @@
-"""Image decoding and preprocessing (zoo.images) and the label list (zoo.labels)."""
+"""Image decoding and preprocessing (zoo.data.images) and the label list (zoo.data.labels)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
-from zoo import images, labels  # noqa: E402
-from zoo.errors import UsageError  # noqa: E402
+from zoo.data import images, labels
+from zoo.errors import UsageError
 
 DATA = Path(__file__).resolve().parent / "data"
 CAT = DATA / "cat.bmp"
@@ -129,5 +129,5 @@ def test_labels_are_the_1001_slim_classes():
 
 
 def test_packaged_labels_match_the_vendored_copy():
-    packaged = Path(labels.__file__).parent / "data" / labels.LABELS_FILE
+    packaged = Path(labels.__file__).parent / labels.LABELS_FILE
     assert packaged.read_bytes() == (DATA / "imagenet_labels.txt").read_bytes()

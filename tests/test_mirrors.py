@@ -1,4 +1,4 @@
-"""zoo.mirrors and zoo.mirroring directly: layout, order, offline, credentials, safe targets."""
+"""zoo.fetching.mirrors and zoo.fetching.mirroring directly: layout, order, offline, credentials, safe targets."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from zoo.catalog import load_catalog
 from zoo.errors import (CacheError, DownloadError, IntegrityError, OfflineError, SourcesFailed,
                         UnsafeArchiveError, UsageError)
-from zoo.fetching import FetchOptions
-from zoo.mirroring import mirror_one
-from zoo.mirrors import Source, mirror_base, mirror_path, mirror_target, rewrite, sources_for, try_sources
-from zoo.redact import redact
+from zoo.fetching.fetcher import FetchOptions
+from zoo.fetching.mirroring import mirror_one
+from zoo.fetching.mirrors import Source, mirror_base, mirror_path, mirror_target, rewrite, sources_for, try_sources
+from zoo._util.redact import redact
 
 from .fetch_helpers import serve_models, v1_tarball
 from .http_server import Fault

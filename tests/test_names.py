@@ -6,7 +6,7 @@ import pytest
 
 from zoo.catalog import load_catalog
 from zoo.errors import UnknownModelError
-from zoo.names import normalize, split_release
+from zoo.catalog.names import normalize, split_release
 
 CATALOG = load_catalog(with_profile=False)
 
@@ -39,7 +39,7 @@ def test_aliases(name, expected):
 
 
 def test_every_id_and_url_stem_resolves_to_itself():
-    from zoo.names import url_stem
+    from zoo.catalog.names import url_stem
 
     for entry in CATALOG:
         assert CATALOG.get(entry.id) is entry

@@ -1,4 +1,4 @@
-"""zoo.partial directly: the partial file's names, sidecar and bookkeeping (real files)."""
+"""zoo.fetching.partial directly: the partial file's names, sidecar and bookkeeping (real files)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from zoo.errors import DownloadError, IntegrityError
-from zoo.partial import (PartialFile, PartialState, move_partial, read_sidecar, remove_partial, sidecar_path,
-                         write_sidecar)
+from zoo.fetching.partial import (PartialFile, PartialState, move_partial, read_sidecar, remove_partial,
+                                  sidecar_path, write_sidecar)
 
 URL = "http://127.0.0.1:1/m.tgz"
 

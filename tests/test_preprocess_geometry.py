@@ -1,7 +1,7 @@
 """The eval crop+resize geometry, pinned against TensorFlow's own ops.
 
 TF-slim evaluates with ``tf.image.central_crop`` then a bilinear resize without
-antialiasing; ``zoo.images`` reimplements both in numpy (so the .tflite path never
+antialiasing; ``zoo.data.images`` reimplements both in numpy (so the .tflite path never
 imports TensorFlow). Random pixels on odd, even, portrait, landscape and tiny sizes,
 crop fractions that leave odd margins: a fraction squared, an offset taken from the
 wrong axis, a half-pixel slip or Pillow's antialiased filter all fail here.
@@ -14,7 +14,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from zoo.images import central_crop_box, preprocess_array, resize_bilinear  # noqa: E402
+from zoo.data.images import central_crop_box, preprocess_array, resize_bilinear
 
 SIZES = [(341, 512), (512, 341), (224, 224), (225, 223), (101, 77), (64, 300), (7, 9), (3, 2)]
 OUT = [(224, 224), (128, 128), (160, 96), (17, 31)]
@@ -85,7 +85,7 @@ def _jpeg(mode: str, **save) -> bytes:
 def test_jpeg_decoding_is_tf_decode_jpeg(mode, save):
     """TF-slim's reader decodes with tf.io.decode_jpeg (libjpeg-turbo, fast integer DCT): the
     pixels eval and classify see must be the same, bit for bit."""
-    from zoo.images import decode_pixels
+    from zoo.data.images import decode_pixels
 
     data = _jpeg(mode, **save)
     expected = tf.io.decode_jpeg(data, channels=3).numpy()
@@ -93,7 +93,7 @@ def test_jpeg_decoding_is_tf_decode_jpeg(mode, save):
 
 
 def test_cmyk_jpeg_decodes_through_pillow():
-    from zoo.images import decode_pixels
+    from zoo.data.images import decode_pixels
 
     pixels = decode_pixels(_jpeg("CMYK", quality=90))
     assert pixels.shape == (61, 83, 3) and pixels.dtype == np.uint8
@@ -103,7 +103,7 @@ def test_oversized_jpeg_is_refused_like_pillow_refuses_it(monkeypatch):
     """Pillow's decompression-bomb limit holds on the fast JPEG path too."""
     from PIL import Image
 
-    from zoo.images import decode_pixels
+    from zoo.data.images import decode_pixels
 
     data = _jpeg("RGB", quality=90)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 61 * 83 // 2 - 1)  # a setting Pillow documents

@@ -19,11 +19,11 @@ import pytest
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.tf
 
-from zoo.catalog import default_catalog_path, load_catalog  # noqa: E402
-from zoo.errors import RestoreError  # noqa: E402
-from zoo.formats.base import restore_file, restore_from_dir  # noqa: E402
-from zoo.formats.ckpt import CheckpointModel, restore_checkpoint  # noqa: E402
-from zoo.formats.keras_models import build_keras_model  # noqa: E402
+from zoo.catalog.registry import default_catalog_path, load_catalog
+from zoo.errors import RestoreError
+from zoo.formats.base import restore_file, restore_from_dir
+from zoo.formats.ckpt import CheckpointModel, restore_checkpoint
+from zoo.formats.keras_models import build_keras_model
 
 from . import slim_builders  # noqa: E402
 
@@ -381,7 +381,7 @@ def test_explicit_weights_are_not_second_guessed(v1):
 
 
 def test_latest_checkpoint_sorts_steps_as_numbers(v1, tmp_path):
-    from zoo.layout import checkpoint_order, find_file
+    from zoo.fetching.layout import checkpoint_order, find_file
 
     folder = tmp_path / "train"
     folder.mkdir()

@@ -9,7 +9,7 @@ import pytest
 
 from zoo.catalog import load_catalog
 from zoo.errors import NothingFitsError, UsageError
-from zoo.selection import Filters, cost_of, frontier, pick
+from zoo.catalog.selection import Filters, cost_of, frontier, pick
 
 ENTRIES = list(load_catalog(with_profile=False))
 DEVICES = sorted({d for e in ENTRIES for d in e.latency_ms})

@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("ai_edge_litert")
 
-from zoo.catalog import load_catalog  # noqa: E402
-from zoo.errors import MissingDependencyError, RestoreError, UsageError  # noqa: E402
-from zoo.images import load_images  # noqa: E402
-from zoo.formats import restore_file, restore_from_dir  # noqa: E402
-from zoo.formats.tflite import dequantize, quantize  # noqa: E402
+from zoo.catalog import load_catalog
+from zoo.errors import MissingDependencyError, RestoreError, UsageError
+from zoo.data.images import load_images
+from zoo.formats import restore_file, restore_from_dir
+from zoo.formats.tflite import dequantize, quantize
 
 pytestmark = pytest.mark.tf
 DATA = Path(__file__).resolve().parent / "data"

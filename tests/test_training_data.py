@@ -1,4 +1,4 @@
-"""Class folders -> checked file lists (``zoo.training_data``) and TF_CONFIG checks (``zoo.distribute``).
+"""Class folders -> checked file lists (``zoo.training.inputs``) and TF_CONFIG checks (``zoo.training.distribute``).
 
 Pure file handling and parsing: no TensorFlow, so these run in a blink.
 """
@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from zoo.distribute import StrategyPlan, parse_tf_config, plan_strategy
+from zoo.training.distribute import StrategyPlan, parse_tf_config, plan_strategy
 from zoo.errors import UsageError
-from zoo.training_data import scan_image_folder, split
+from zoo.training.inputs import scan_image_folder, split
 
 from .digits import write_digits
 

@@ -1,4 +1,4 @@
-"""zoo.unpack: hostile archives are refused with nothing left behind; genuine ones unpack
+"""zoo.fetching.unpack: hostile archives are refused with nothing left behind; genuine ones unpack
 to the right files, modes and manifest; verify_tree spots damage."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests import archives as A
-from zoo import unpack as U
+from zoo.fetching import unpack as U
 from zoo.errors import CacheError, IntegrityError, UnsafeArchiveError
-from zoo.manifest import ManifestFile, verify_tree
-from zoo.unpack import UnpackLimits, unpack_archive, unpack_stream
+from zoo.fetching.manifest import ManifestFile, verify_tree
+from zoo.fetching.unpack import UnpackLimits, unpack_archive, unpack_stream
 
 MODES = ("archive", "archive_noscan", "stream")
 

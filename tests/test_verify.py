@@ -1,14 +1,14 @@
-"""zoo.verify directly: each status, the re-hash of the kept archive, and repair's two routes."""
+"""zoo.fetching.verify directly: each status, the re-hash of the kept archive, and repair's two routes."""
 
 from __future__ import annotations
 
 import pytest
 
-from zoo import layout
-from zoo.cache import Cache
+from zoo.fetching import layout
+from zoo.fetching.cache import Cache
 from zoo.catalog import load_catalog
-from zoo.fetching import FetchOptions, fetch_entry
-from zoo.verify import cached_pairs, verify_entry
+from zoo.fetching.fetcher import FetchOptions, fetch_entry
+from zoo.fetching.verify import cached_pairs, verify_entry
 
 from .fetch_helpers import serve_models, v1_tarball
 

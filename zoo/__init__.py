@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .catalog import Catalog, Entry, Release, load_catalog
+from .catalog.registry import Catalog, Entry, Release, load_catalog
 from .errors import ZooError
 from .notices import TrustOnFirstUseWarning, ZooWarning
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on first use
-    from .benchmark import bench
-    from .classification import classify
-    from .evaluation import evaluate
-    from .fetching import fetch
+    from .run.benchmark import bench
+    from .run.classification import classify
+    from .run.evaluation import evaluate
+    from .fetching.fetcher import fetch
     from .formats.base import restore
 
 __version__ = "0.1.0"
@@ -30,13 +30,13 @@ __all__ = ["Catalog", "Entry", "Release", "ZooError", "ZooWarning", "TrustOnFirs
            "fetch", "restore", "classify", "bench", "evaluate", "finetune", "export_model"]
 
 _LAZY = {
-    "fetch": ("zoo.fetching", "fetch"),
+    "fetch": ("zoo.fetching.fetcher", "fetch"),
     "restore": ("zoo.formats.base", "restore"),
-    "classify": ("zoo.classification", "classify"),
-    "bench": ("zoo.benchmark", "bench"),
-    "evaluate": ("zoo.evaluation", "evaluate"),
-    "finetune": ("zoo.finetuning", "finetune"),
-    "export_model": ("zoo.export", "export_model"),
+    "classify": ("zoo.run.classification", "classify"),
+    "bench": ("zoo.run.benchmark", "bench"),
+    "evaluate": ("zoo.run.evaluation", "evaluate"),
+    "finetune": ("zoo.training.finetuning", "finetune"),
+    "export_model": ("zoo.training.export", "export_model"),
 }
 
 

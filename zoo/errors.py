@@ -17,7 +17,7 @@ class ZooError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None, *, params: tuple[str, ...] = ()):
-        from .redact import redact  # the one place every message passes: no password leaves in text
+        from ._util.redact import redact
 
         message, hint = redact(message), redact(hint) if hint else hint
         super().__init__(message)
@@ -78,7 +78,7 @@ class UnexpectedError(ZooError):
     exit_code = 3
 
     def __init__(self, model_id: str, cause: BaseException):
-        from .redact import redact
+        from ._util.redact import redact
 
         super().__init__(f"[{model_id}] unexpected {type(cause).__name__}: {redact(str(cause))}",
                          "this is a bug in mobilenet-zoo: please report it, with this model's traceback")

@@ -6,7 +6,7 @@ From the API a notice is a ``warnings.warn`` that callers can filter by category
     warnings.simplefilter("ignore", zoo.TrustOnFirstUseWarning)
 
 The CLI installs its own printer instead (``warning: ...`` on stderr, see
-``zoo.progress.install``). Both receive the same text: a :class:`Notice` is a plain
+``zoo._util.progress.install``). Both receive the same text: a :class:`Notice` is a plain
 string that also remembers its category, so any ``Callable[[str], None]`` sink works.
 """
 
@@ -40,7 +40,7 @@ class Notice(str):
 def warn(message: str) -> None:
     """The API's warning sink: ``warnings.warn`` with the notice's category (``ZooWarning`` for a
     plain string), attributed to the first caller outside this package so filters by module work."""
-    from .redact import redact
+    from ._util.redact import redact
 
     warnings.warn(redact(str(message)), getattr(message, "category", ZooWarning), stacklevel=_outside_zoo())
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, overload
 
 import numpy as np
 
-from ..catalog import Catalog, Entry
+from ..catalog.registry import Catalog, Entry
 from ..errors import RestoreError, UsageError
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def check_images(images: Any, size: tuple[int, int, int], model_id: str) -> np.n
     if batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(size):
         raise UsageError(f"{model_id}: expected images of shape [N, {size[0]}, {size[1]}, {size[2]}], "
                          f"got {list(batch.shape)}",
-                         hint="zoo.images.load_images(paths, model.input_size) prepares them")
+                         hint="zoo.data.images.load_images(paths, model.input_size) prepares them")
     return batch
 
 
@@ -121,7 +121,7 @@ def configure_tf_threads(threads: int | None) -> bool:
     """
     if threads is None:
         return True
-    from ..runtime_logs import import_tensorflow
+    from .._util.runtime_logs import import_tensorflow
 
     tf = import_tensorflow()
 
@@ -162,8 +162,8 @@ def restore_file(entry: Entry, path: Path, fmt: str, **options: Any) -> Restored
         from .frozen import load_frozen_graph
 
         return load_frozen_graph(entry, Path(path), threads=options.get("threads"))
-    if Path(path).suffix == ".keras":  # a fine-tuned model (zoo.finetuned)
-        from ..finetuned import load_keras_file
+    if Path(path).suffix == ".keras":  # a fine-tuned model (zoo.formats.finetuned)
+        from .finetuned import load_keras_file
 
         if options.get("weights") is not None:
             raise UsageError("--weights applies to slim checkpoints, not to a fine-tuned model.keras")
@@ -181,7 +181,7 @@ def restore_file(entry: Entry, path: Path, fmt: str, **options: Any) -> Restored
 def restore_from_dir(entry: Entry, model_dir: Path, fmt: str, **options: Any) -> RestoredModel:
     """Internal (public: ``restore(directory, entry=...)``): restore ``entry`` from an unpacked
     model directory (``<entry_dir>/model``) without fetching."""
-    from ..layout import find_file, spec_for_path
+    from ..fetching.layout import find_file, spec_for_path
 
     fmt = normalize_format(fmt)
     _check_options(fmt, options)
@@ -196,7 +196,7 @@ def resolve_entry(name: str | Entry, catalog: Catalog | None = None) -> Entry:
     if isinstance(name, Entry):
         return name
     if catalog is None:
-        from ..catalog import load_catalog
+        from ..catalog.registry import load_catalog
 
         catalog = load_catalog()
     return catalog.get(name)
@@ -208,21 +208,21 @@ def _restore_cached(name: str | Entry, format: str = "tflite", *, catalog: Catal
     fmt = normalize_format(format)
     _check_options(fmt, options)
     if catalog is None and isinstance(name, str):
-        from ..catalog import load_catalog
+        from ..catalog.registry import load_catalog
 
         catalog = load_catalog()
     entry = resolve_entry(name, catalog)
-    from ..fetching import fetch
+    from ..fetching.fetcher import fetch
 
     # A name keeps its `@release` suffix; an Entry means its default release.
     entry_dir = Path(fetch(name if isinstance(name, str) else entry.id, catalog=catalog, cache_dir=cache_dir))
-    from ..layout import MODEL_DIR
+    from ..fetching.layout import MODEL_DIR
 
     return restore_from_dir(entry, entry_dir / MODEL_DIR, fmt, **options)
 
 
 def _require_tensorflow(feature: str) -> None:
-    from ..runtime_logs import import_tensorflow
+    from .._util.runtime_logs import import_tensorflow
 
     try:
         import_tensorflow()
@@ -275,7 +275,7 @@ def locate(model: str | Path | Entry, format: str = "tflite",
     if isinstance(model, Entry):
         return model, None, fmt
     path = Path(model)
-    from ..finetuned import locate_finetuned  # a `finetune` OUT dir, or a model file inside one
+    from .finetuned import locate_finetuned
 
     finetuned = locate_finetuned(path, fmt)
     if finetuned is not None:
@@ -349,7 +349,7 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     fmt = normalize_format(format) if format is not None else None
     _check_options(fmt or "tflite", options)
     local = Path(model) if isinstance(model, (str, Path)) else None
-    from ..finetuned import is_finetuned_dir
+    from .finetuned import is_finetuned_dir
 
     if local is not None and local.is_dir() and not is_finetuned_dir(local):  # (a finetune OUT: see locate)
         return _restore_directory(local, fmt or "tflite", entry, catalog, options)
@@ -370,8 +370,8 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
 def _restore_directory(directory: Path, fmt: str, entry: str | Entry | None, catalog: Catalog | None,
                        options: Mapping[str, Any]) -> RestoredModel:
     """A cache entry (``<id>/<release>``), its ``model/`` folder, or an extracted tarball."""
-    from ..manifest import read_manifest
-    from ..layout import MODEL_DIR
+    from ..fetching.manifest import read_manifest
+    from ..fetching.layout import MODEL_DIR
 
     if catalog is None:
         catalog = _default_catalog()
@@ -398,6 +398,6 @@ def _entry_of_files(directory: Path, catalog: Catalog) -> Entry:
 
 
 def _default_catalog() -> Catalog:
-    from ..catalog import load_catalog
+    from ..catalog.registry import load_catalog
 
     return load_catalog()

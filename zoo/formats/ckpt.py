@@ -65,8 +65,8 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import Entry
-from ..layout import spec_for_path
+from ..catalog.registry import Entry
+from ..fetching.layout import spec_for_path
 from ..errors import RestoreError
 from .base import RestoredModel
 from .keras_models import build_keras_model, import_tensorflow
@@ -333,7 +333,7 @@ def _latest_in(entry: Entry, folder: Path, pattern: str = "*") -> Path:
         raise RestoreError(f"{entry.id}: no checkpoint ({pattern}.index) in {folder}",
                            hint="pass the checkpoint prefix itself")
 
-    from ..layout import checkpoint_order
+    from ..fetching.layout import checkpoint_order
 
     return max(prefixes, key=checkpoint_order)
 

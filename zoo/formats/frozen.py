@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import Entry
-from ..layout import spec_for_path
+from ..catalog.registry import Entry
+from ..fetching.layout import spec_for_path
 from ..errors import MissingDependencyError, RestoreError, UsageError
 from .base import RestoredModel
 
 
 def _tensorflow():
-    from ..runtime_logs import import_tensorflow
+    from .._util.runtime_logs import import_tensorflow
 
     try:
         tf = import_tensorflow()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..catalog import Entry
+from ..catalog.registry import Entry
 from .keras_models import import_keras
 
 # (fused?, kernel, stride, expansion, depth, residual allowed) per block, in slim's order.

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..catalog import Entry
+from ..catalog.registry import Entry
 from ..errors import MissingDependencyError, RestoreError
 
 
 def import_tensorflow() -> Any:
     """TensorFlow, imported on first use with its C++ log noise turned down."""
-    from ..runtime_logs import import_tensorflow as quiet_import
+    from .._util.runtime_logs import import_tensorflow as quiet_import
 
     try:
         tf = quiet_import()

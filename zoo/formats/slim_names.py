@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..catalog import Entry
+from ..catalog.registry import Entry
 from ..errors import RestoreError
 
 SCOPE = {"v1": "MobilenetV1", "v2": "MobilenetV2", "v3": "MobilenetV3", "edgetpu": "MobilenetEdgeTPU"}

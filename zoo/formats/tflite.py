@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import Entry
-from ..layout import spec_for_path
+from ..catalog.registry import Entry
+from ..fetching.layout import spec_for_path
 from ..errors import MissingDependencyError, RestoreError
 from .base import RestoredModel
 
@@ -102,7 +102,7 @@ class TFLiteModel(RestoredModel):
         hand-offs inside an image, no idle workers spinning (bench_eval.py measures it).
         The copy must show the same tensors as this model, or the file changed meanwhile.
         """
-        from ..runtime_logs import native_stderr_hidden
+        from .._util.runtime_logs import native_stderr_hidden
 
         Interpreter = _interpreter_class()
         changed = RestoreError(f"{self.entry.id}: {self.source} changed while it was being loaded",
@@ -142,7 +142,7 @@ class TFLiteModel(RestoredModel):
         source's file name. The batch is dynamic when the graph allows it (upstream's does, after
         its Reshape is patched); otherwise it stays 1 and ``export_batch`` says so.
         """
-        from ..atomic import atomic_write_bytes
+        from .._util.atomic import atomic_write_bytes
         from .tflite_signature import sign_flatbuffer
 
         target = Path(target)
@@ -199,7 +199,7 @@ def load_tflite(entry: Entry, path: Path, *, threads: int | None = None) -> TFLi
         from ..errors import UsageError
 
         raise UsageError(f"threads must be at least 1, got {threads}", params=("threads",))
-    from ..runtime_logs import native_stderr_hidden
+    from .._util.runtime_logs import native_stderr_hidden
 
     try:
         with native_stderr_hidden():  # "Created TensorFlow Lite XNNPACK delegate for CPU."

@@ -28,7 +28,7 @@ class SignedFlatbuffer:
 
 def _modules():
     from ..errors import MissingDependencyError
-    from ..runtime_logs import import_tensorflow
+    from .._util.runtime_logs import import_tensorflow
 
     try:
         import_tensorflow()  # first, so its C++ log noise is turned down
@@ -116,7 +116,7 @@ def _serves_batch_of_two(data: bytes) -> bool:
     """Run the rewritten model at batch 2; True when it answers [2, classes]."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from ..runtime_logs import native_stderr_hidden
+    from .._util.runtime_logs import native_stderr_hidden
 
     try:
         with native_stderr_hidden():

@@ -1,0 +1,1 @@
+"""Running a restored model: `classify`, `eval` and `bench`."""

@@ -1,0 +1,150 @@
+"""Top-k ImageNet predictions for photos, with any model and format.
+
+Images are decoded and checked before the model is restored, so a typo in a file
+name fails in a second instead of after a download.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence, Union, cast
+
+import numpy as np
+
+from ..catalog.registry import Catalog, Entry
+from ..errors import UsageError
+from ..data.images import DEFAULT_CROP, check_crop, is_pil_image, prepare_image
+from ..data.labels import label
+from ..formats.base import RestoredModel, locate, normalize_format, restore_any
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+#: What `classify` takes as one image: a file, a Pillow image, or RGB pixels [H, W, 3]
+#: (uint8 0-255, or float in [0, 1]); a [N, H, W, 3] array is N images.
+ImageInput = Union[str, Path, "PILImage", np.ndarray]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int   # ImageNet class index, 0 = background
+    score: float  # probability
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "index": self.index, "score": self.score}
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One image's answer: its best classes, or (with ``skip_errors``) why it could not be read.
+
+    ``image`` names the input: the path as given, the Pillow image's file name, or
+    ``array[i]`` / ``image[i]`` for the i-th in-memory image.
+    """
+
+    image: str
+    predictions: tuple[Prediction, ...] = ()
+    error: str | None = None
+
+    @property
+    def best(self) -> Prediction | None:
+        return self.predictions[0] if self.predictions else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `classify --json` record: ``{"image", "predictions"}`` or ``{"image", "error"}``."""
+        if self.error is not None:
+            return {"image": self.image, "error": self.error}
+        return {"image": self.image, "predictions": [p.to_json() for p in self.predictions]}
+
+
+def top_k(probs: np.ndarray, k: int, labels: Sequence[str] | None = None) -> tuple[Prediction, ...]:
+    """The k best classes of one probability vector, best first (ties: lower index first).
+
+    ``labels``: a model's own class names (fine-tuned models); None for ImageNet's.
+    """
+    order = np.argsort(-probs, kind="stable")[:k]
+    return tuple(Prediction(labels[int(i)] if labels is not None else label(int(i)), int(i), float(probs[i]))
+                 for i in order)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; a directory becomes the image files directly inside it, sorted by name."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UsageError(f"no image files in {path}",
+                                 hint=f"looked for {', '.join(IMAGE_SUFFIXES)} directly inside it")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def named_images(images: ImageInput | Sequence[ImageInput]) -> list[tuple[str, Any]]:
+    """One (name, image) per image: a single image, a sequence of them, or an [N, H, W, 3] batch."""
+    if isinstance(images, (str, Path)) or is_pil_image(images):
+        items: list[Any] = [images]
+    elif isinstance(images, np.ndarray):
+        items = list(images) if images.ndim == 4 else [images]
+    else:
+        items = list(cast(Sequence[Any], images))
+    named = []
+    for i, item in enumerate(items):
+        if isinstance(item, (str, Path)):
+            named.append((str(item), item))
+        elif is_pil_image(item):
+            named.append((getattr(item, "filename", "") or f"image[{i}]", item))
+        else:
+            named.append((f"array[{i}]", item))
+    return named
+
+
+def classify(model: str | Path | Entry | RestoredModel, images: ImageInput | Sequence[ImageInput], top: int = 5,
+             format: str = "tflite", crop: float = DEFAULT_CROP, catalog: Catalog | None = None,
+             cache_dir: Path | None = None, threads: int | None = None,
+             skip_errors: bool = False) -> list[Classification]:
+    """Classify ``images`` and return one :class:`Classification` per image, in order.
+
+    ``model`` is a catalog name, an Entry, an already restored model, or the path of a
+    local upstream .tflite / _frozen.pb file. ``images``: paths, Pillow images, RGB arrays
+    [H, W, 3] (uint8, or float in [0, 1]) or an [N, H, W, 3] batch of them; each is cropped
+    and resized as TF-slim evaluates. With ``skip_errors`` an image that cannot be used
+    gets ``error`` set instead of failing the call.
+    """
+    fmt = normalize_format(format)
+    crop = check_crop(crop)
+    named = named_images(images)
+    if catalog is None and not isinstance(model, (RestoredModel, Entry)):
+        from ..catalog.registry import load_catalog
+
+        catalog = load_catalog()  # once, for both the look-up and the restore
+    # Find the entry without restoring anything, so bad images fail before a download.
+    entry = model.entry if isinstance(model, RestoredModel) else locate(model, fmt, catalog)[0]
+    if not 1 <= top <= entry.num_classes:
+        raise UsageError(f"top must be between 1 and {entry.num_classes}, got {top}", params=("top",))
+    if not named:
+        raise UsageError("no images given", hint="pass one or more images")
+    prepared, errors = [], {}
+    for i, (name, image) in enumerate(named):
+        try:
+            prepared.append(prepare_image(image, entry.input_size, crop, name=name))
+        except UsageError as exc:  # unreadable, missing, not an image, wrong shape
+            if not skip_errors:
+                raise
+            errors[i] = exc.message
+    if not prepared:
+        return [Classification(name, error=errors[i]) for i, (name, _) in enumerate(named)]
+    if not isinstance(model, RestoredModel):
+        model = restore_any(model, fmt, catalog=catalog, cache_dir=cache_dir, threads=threads)
+    rows = iter(model(np.stack(prepared)))
+    labels = model.entry.labels  # a fine-tuned model's own classes; None: ImageNet's
+    return [Classification(name, error=errors[i]) if i in errors else
+            Classification(name, top_k(next(rows), top, labels)) for i, (name, _) in enumerate(named)]
