@@ -171,7 +171,7 @@ def formats_speed(data: Path, work: Path) -> list[dict]:
     from tests import slim_builders
     from zoo.catalog import load_catalog
     from zoo.run.evaluation import evaluate
-    from zoo.formats.base import restore_file
+    from zoo.formats import restore_file
 
     real = load_catalog(with_profile=False).get("v1_1.0_224")
     built = slim_builders.write_v1_model(work / "v1_full", width=1.0, resolution=224)

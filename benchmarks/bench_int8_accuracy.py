@@ -40,7 +40,7 @@ def post_training_int8_top1(out: Path, data: Path) -> float:
     from zoo.formats.tflite import load_tflite
     from zoo.training.inputs import scan_image_folder, split
 
-    entry = entry_for_dir(out)
+    entry, _ = entry_for_dir(out)
     size = entry.input_size[:2]
     train, val = split(scan_image_folder(data), DEFAULT_VAL_SPLIT, 0)
     calibration = _calibration_sample(train, 200)

@@ -38,7 +38,7 @@ def main() -> None:
     from tests import slim_builders
     from zoo.run.benchmark import bench_image, summarize, time_calls
     from zoo.catalog import load_catalog
-    from zoo.formats.base import restore_file, restore_from_dir
+    from zoo.formats import restore, restore_file
 
     catalog = load_catalog(with_profile=False)
     work = Path(tempfile.mkdtemp(prefix="bench-runtimes-"))
@@ -55,7 +55,7 @@ def main() -> None:
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            restored = restore_from_dir(entry, model.directory, "ckpt")
+            restored = restore(model.directory, "ckpt", entry=entry)
             times.append(time.perf_counter() - start)
         keras_models[model_id] = restored
         print(f"   {model_id}: {statistics.median(times):.2f} s "
@@ -66,9 +66,9 @@ def main() -> None:
     image = bench_image(v1.entry.input_size)
     rows = []
     candidates = [
-        ("v1_1.0_224 tflite float, 1 thread", lambda: restore_from_dir(v1.entry, v1.directory, "tflite", threads=1)),
-        ("v1_1.0_224 tflite float, 2 threads", lambda: restore_from_dir(v1.entry, v1.directory, "tflite", threads=2)),
-        ("v1_1.0_224 frozen graph (TF)", lambda: restore_from_dir(v1.entry, v1.directory, "frozen")),
+        ("v1_1.0_224 tflite float, 1 thread", lambda: restore(v1.directory, "tflite", entry=v1.entry, threads=1)),
+        ("v1_1.0_224 tflite float, 2 threads", lambda: restore(v1.directory, "tflite", entry=v1.entry, threads=2)),
+        ("v1_1.0_224 frozen graph (TF)", lambda: restore(v1.directory, "frozen", entry=v1.entry)),
         ("v1_1.0_224 ckpt (Keras)", lambda: keras_models["v1_1.0_224"]),
     ]
     real_dir = REPO.parent / "shared" / "realdata"

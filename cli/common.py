@@ -151,6 +151,8 @@ app = typer.Typer(
 
 
 # ------------------------------------------------------------------ option types used by several commands
+MODEL_HELP = ("Model: a catalog id or alias (NAME@RELEASE for a release), a finetune OUT (or a file in it), "
+              "a cache entry or unpacked model folder, or a local .tflite / .pb / checkpoint.")
 class OutputFormat(str, Enum):
     table = "table"
     csv = "csv"
@@ -188,8 +190,13 @@ def device_option(help: str = "Device for latency figures: pixel1, pixel2, pixel
 
 
 def model_format_option():
-    return typer.Option(ModelFormat.tflite, "--format", "-F",
-                        help="Which file of the model to run: tflite (LiteRT), ckpt (Keras) or frozen (TF graph).")
+    return typer.Option(None, "--format", "-F", show_default=False,
+                        help="Which file of the model to run: tflite (LiteRT), ckpt (Keras) or frozen (TF graph). "
+                             "Default: a local file's own format, else tflite.")
+
+
+def format_value(fmt: "ModelFormat | None") -> "str | None":
+    return fmt.value if fmt is not None else None
 
 
 def threads_option(help: str = "CPU threads for the runtime (default: the runtime's own choice)."):

@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from .common import (ModelFormat as Format, app, cache_dir, json_option, load_catalog, model_format_option,
-                     threads_option)
+from .common import (MODEL_HELP, ModelFormat as Format, app, cache_dir, format_value, json_option, load_catalog,
+                     model_format_option, threads_option)
 from .output import print_json, terminal
 
 
@@ -24,12 +24,12 @@ class Split(str, Enum):
 
 @app.command("eval")
 def eval_cmd(
-    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file)."),
+    model: str = typer.Argument(..., help=MODEL_HELP),
     data: Path = typer.Option(
-        ..., "--data", "-d", metavar="PATH", show_default=False,
+        ..., "--data", metavar="PATH", show_default=False,
         help="ILSVRC synset folders (n01440764/*.JPEG), TF-slim TFRecord shards, a CSV/TSV of "
              "path,label rows, or class-name folders for a model with its own classes."),
-    fmt: Format = model_format_option(),
+    fmt: Optional[Format] = model_format_option(),
     threads: Optional[int] = threads_option(
         "CPU threads for inference (default: all CPUs). A .tflite model runs as that many one-thread "
         "copies side by side, each on its own images: more images/s than one copy using N threads."),
@@ -57,7 +57,7 @@ def eval_cmd(
     check_crop(crop)
     bar = _ProgressBar() if sys.stderr.isatty() and not as_json else None
     try:
-        result = evaluate(model, data, format=fmt.value, threads=threads, batch_size=batch_size, limit=limit,
+        result = evaluate(model, data, format=format_value(fmt), threads=threads, batch_size=batch_size, limit=limit,
                           crop=crop, split=split.value, skip_errors=skip_errors,
                           catalog=load_catalog(), cache_dir=cache_dir(),
                           progress=bar.update if bar else None)

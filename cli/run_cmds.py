@@ -13,8 +13,9 @@ from typing import Optional
 
 import typer
 
-from .common import (Cost, ModelFormat as Format, app, cache_dir, check_device, device_option, family_option,
-                     json_option, load_catalog, model_format_option, quantized_option, threads_option)
+from .common import (MODEL_HELP, Cost, ModelFormat as Format, app, cache_dir, check_device, device_option,
+                     family_option, format_value, json_option, load_catalog, model_format_option, quantized_option,
+                     threads_option)
 from .completion import complete_model
 from .output import print_json, terminal
 
@@ -26,12 +27,11 @@ class Weights(str, Enum):
 
 
 def _restore(model: str, fmt: Optional[Format], **options):
-    """A catalog name, a local upstream file or a model directory -> a restored model (fetching
-    if needed). ``fmt`` None: the file's own format, else tflite."""
-    from zoo.formats.base import restore
+    """Anything the resolver accepts -> a restored model (fetching if needed).
+    ``fmt`` None: the file's own format, else tflite."""
+    from zoo.formats.resolve import restore
 
-    return restore(model, fmt.value if fmt is not None else None, catalog=load_catalog(),
-                   cache_dir=cache_dir(), **options)
+    return restore(model, format_value(fmt), catalog=load_catalog(), cache_dir=cache_dir(), **options)
 
 
 # ------------------------------------------------------------------ restore
@@ -89,11 +89,8 @@ def summary_lines(info: dict) -> list[tuple[str, str]]:
 
 @app.command("restore")
 def restore_cmd(
-    ctx: typer.Context,
-    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file, "
-                                          "or a directory of unpacked model files).",
-                                autocompletion=complete_model),
-    fmt: Format = model_format_option(),
+    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete_model),
+    fmt: Optional[Format] = model_format_option(),
     weights: Optional[Weights] = typer.Option(
         None, "--weights", help="ckpt only: moving averages of all variables (ema), of trainable ones only (ema-trainable), "
              "or raw variables (default: the set that reproduces the tarball's frozen graph, else ema)."),
@@ -110,9 +107,7 @@ def restore_cmd(
 
     if weights is not None and fmt is not Format.ckpt:
         raise UsageError("--weights applies to --format ckpt only")
-    # by name: typer 0.28 carries its own click, whose enum is not click's
-    given = ctx.get_parameter_source("fmt").name != "DEFAULT"  # else a file's own format wins
-    restored = _restore(model, fmt if given else None, weights=weights.value if weights else None)
+    restored = _restore(model, fmt, weights=weights.value if weights else None)
     info = restored.summary()
     if export is not None:
         info["exported_to"] = str(restored.export(export))
@@ -132,11 +127,10 @@ def restore_cmd(
 # ------------------------------------------------------------------ classify
 @app.command("classify")
 def classify_cmd(
-    model: str = typer.Argument(..., help="Model id or alias (or a local upstream .tflite / _frozen.pb file).",
-                                autocompletion=complete_model),
+    model: str = typer.Argument(..., help=MODEL_HELP, autocompletion=complete_model),
     images: list[Path] = typer.Argument(..., help="JPEG, PNG or BMP files, or directories of them "
                                                   "(their images, sorted by name).", show_default=False),
-    fmt: Format = model_format_option(),
+    fmt: Optional[Format] = model_format_option(),
     top: int = typer.Option(5, "--top", "-k", min=1, help="How many classes to show per image."),
     crop: float = typer.Option(
         0.875, "--crop", metavar="F",
@@ -163,7 +157,7 @@ def classify_cmd(
 
     check_crop(crop)
     paths = expand_image_paths(images)
-    results = classify(model, paths, top=top, format=fmt.value, crop=crop, catalog=load_catalog(),
+    results = classify(model, paths, top=top, format=format_value(fmt), crop=crop, catalog=load_catalog(),
                        cache_dir=cache_dir(), threads=threads, skip_errors=skip_errors)
     failed = [r for r in results if r.error is not None]
     if failed:
@@ -194,9 +188,9 @@ def classify_cmd(
 # ------------------------------------------------------------------ bench
 @app.command("bench")
 def bench_cmd(
-    models: list[str] = typer.Argument(..., help="Model ids or aliases (or local upstream files).",
-                                       show_default=False, autocompletion=complete_model),
-    fmt: Format = model_format_option(),
+    models: list[str] = typer.Argument(..., help=MODEL_HELP.replace("Model", "Models", 1), show_default=False,
+                                       autocompletion=complete_model),
+    fmt: Optional[Format] = model_format_option(),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="CPU threads for the runtime."),
     runs: int = typer.Option(50, "--runs", "-n", min=1, help="Timed runs per model."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs first."),
@@ -227,7 +221,7 @@ def bench_cmd(
         bar = Progress(transient=True)
         bar.start()
     try:
-        results = bench(models, fmt.value, threads=threads, runs=runs, warmup=warmup,
+        results = bench(models, format_value(fmt), threads=threads, runs=runs, warmup=warmup,
                         catalog=load_catalog(), cache_dir=cache_dir(),
                         progress=show_progress if bar is not None else None, record=False)
     finally:

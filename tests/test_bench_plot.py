@@ -30,10 +30,10 @@ def test_timing_helpers_count_and_summarize():
 def test_bench_records_local_latency(tmp_path):
     pytest.importorskip("ai_edge_litert")
     from zoo.run.benchmark import bench
-    from zoo.formats import restore_from_dir
+    from zoo.formats import restore
 
     entry = load_catalog(with_profile=False).get(MODEL_ID)
-    model = restore_from_dir(entry, DATA, "tflite", threads=1)
+    model = restore(DATA, "tflite", entry=entry, threads=1)
     seen = []
     results = bench([model], runs=5, warmup=1, progress=lambda *a: seen.append(a))
     assert seen[-1] == (MODEL_ID, 5, 5)
@@ -67,10 +67,10 @@ def test_bench_records_the_models_own_thread_count(tmp_path):
     """A restored model keeps its threads: the row and the profile say 2, not the requested 1."""
     pytest.importorskip("ai_edge_litert")
     from zoo.run.benchmark import bench
-    from zoo.formats import restore_from_dir
+    from zoo.formats import restore
 
     entry = load_catalog(with_profile=False).get(MODEL_ID)
-    model = restore_from_dir(entry, DATA, "tflite", threads=2)
+    model = restore(DATA, "tflite", entry=entry, threads=2)
     (row,) = bench([model], threads=1, runs=2, warmup=0)
     assert row.threads == 2
     latencies = load_catalog().get(MODEL_ID).latency_ms

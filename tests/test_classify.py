@@ -19,7 +19,7 @@ pytest.importorskip("PIL")
 from zoo.catalog import load_catalog
 from zoo.run.classification import classify
 from zoo.errors import UnknownModelError, UsageError
-from zoo.formats import restore_from_dir
+from zoo.formats import restore
 
 pytestmark = pytest.mark.tf
 DATA = Path(__file__).resolve().parent / "data"
@@ -33,7 +33,7 @@ CHICKADEE = 20
 @pytest.fixture(scope="module")
 def model():
     entry = load_catalog(with_profile=False).get("v1_0.25_128_quant")
-    return restore_from_dir(entry, DATA, "tflite")
+    return restore(DATA, "tflite", entry=entry)
 
 
 @pytest.mark.parametrize("crop", [1.0, 0.875])

@@ -17,7 +17,7 @@ from PIL import Image  # noqa: E402
 
 from zoo.data.datasets import imagenet_synsets
 from zoo.run.evaluation import evaluate
-from zoo.formats.base import restore_file
+from zoo.formats import restore_file
 
 from . import slim_builders  # noqa: E402
 

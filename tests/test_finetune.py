@@ -116,7 +116,7 @@ def test_int8_features_are_exactly_those_inside_the_exported_int8_file(small_out
     from zoo.training.inputs import scan_image_folder, split
 
     out, _ = small_out
-    entry = entry_for_dir(out)
+    entry, _ = entry_for_dir(out)
     train, val = split(scan_image_folder(few_digits), 0.2, 0)
     images = np.concatenate(list(preprocessed_batches(val.files, entry.input_size[:2], batch=16)))
     backbone = load_keras_file(entry, out / "model.keras").keras_model.get_layer(BACKBONE_NAME)

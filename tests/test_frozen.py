@@ -15,7 +15,7 @@ pytest.importorskip("ai_edge_litert")
 
 from zoo.catalog import load_catalog
 from zoo.errors import RestoreError, UsageError
-from zoo.formats import restore_file, restore_from_dir
+from zoo.formats import restore, restore_file
 
 from tests import slim_builders  # noqa: E402  (a broken builder must fail loudly, not skip)
 
@@ -83,8 +83,8 @@ def test_frozen_matches_tensorflow_and_tflite(layout, entry, request):
     folder, net, _ = request.getfixturevalue(layout)
     images = _images(3)
     expected = _reference(net, images)
-    frozen = restore_from_dir(entry, folder, "frozen")
-    lite = restore_from_dir(entry, folder, "tflite")
+    frozen = restore(folder, "frozen", entry=entry)
+    lite = restore(folder, "tflite", entry=entry)
     got_frozen, got_lite = frozen(images), lite(images)
     assert got_frozen.shape == got_lite.shape == (3, 1001)
     assert got_frozen.dtype == np.float32
@@ -95,7 +95,7 @@ def test_frozen_matches_tensorflow_and_tflite(layout, entry, request):
 
 def test_fixed_batch_runs_in_chunks(fixed_batch_dir, entry):
     folder, net, _ = fixed_batch_dir
-    model = restore_from_dir(entry, folder, "frozen")
+    model = restore(folder, "frozen", entry=entry)
     assert model.fixed_batch == 1
     images = _images(5)
     one_by_one = np.concatenate([model(images[i]) for i in range(5)])  # [H,W,3] also accepted
@@ -105,7 +105,7 @@ def test_fixed_batch_runs_in_chunks(fixed_batch_dir, entry):
 
 def test_summary_counts_graph_weights(fixed_batch_dir, entry):
     folder, _, n_weights = fixed_batch_dir
-    info = restore_from_dir(entry, folder, "frozen", threads=1).summary()
+    info = restore(folder, "frozen", entry=entry, threads=1).summary()
     assert info["format"] == "frozen"
     assert info["input_shape"] == [None, SIZE, SIZE, 3]
     assert info["output_shape"] == [None, 1001]
@@ -117,7 +117,7 @@ def test_summary_counts_graph_weights(fixed_batch_dir, entry):
 
 def test_export_writes_a_loadable_saved_model(fixed_batch_dir, entry, tmp_path):
     folder, net, _ = fixed_batch_dir
-    model = restore_from_dir(entry, folder, "frozen")
+    model = restore(folder, "frozen", entry=entry)
     out = model.export(tmp_path / "saved")
     loaded = tf.saved_model.load(str(out))
     images = _images(1)
@@ -131,17 +131,17 @@ def test_wrong_output_node_names_node_and_model(fixed_batch_dir, entry):
     folder, _, _ = fixed_batch_dir
     bad = dataclasses.replace(entry, output_node="MobilenetV2/Predictions/Reshape_1")
     with pytest.raises(RestoreError, match="tiny_v1.*MobilenetV2/Predictions/Reshape_1:0"):
-        restore_from_dir(bad, folder, "frozen")
+        restore(folder, "frozen", entry=bad)
     bad_input = dataclasses.replace(entry, input_node="images")
     with pytest.raises(RestoreError) as info:
-        restore_from_dir(bad_input, folder, "frozen")
+        restore(folder, "frozen", entry=bad_input)
     assert "input" in info.value.hint  # lists the graph's placeholders
 
 
 def test_input_size_mismatch_is_reported(fixed_batch_dir, entry):
     folder, _, _ = fixed_batch_dir
     with pytest.raises(RestoreError, match=r"\[1, 32, 32, 3\].*\[N, 64, 64, 3\]"):
-        restore_from_dir(dataclasses.replace(entry, input_size=(64, 64, 3)), folder, "frozen")
+        restore(folder, "frozen", entry=dataclasses.replace(entry, input_size=(64, 64, 3)))
 
 
 def test_damaged_graph_file(entry, tmp_path):
@@ -153,11 +153,11 @@ def test_damaged_graph_file(entry, tmp_path):
 
 def test_missing_file_and_bad_options(entry, tmp_path):
     with pytest.raises(RestoreError, match="no frozen_graph file matching"):
-        restore_from_dir(entry, tmp_path, "frozen")
+        restore(tmp_path, "frozen", entry=entry)
     with pytest.raises(UsageError, match="weights"):
-        restore_from_dir(entry, tmp_path, "frozen", weights="ema")
+        restore(tmp_path, "frozen", entry=entry, weights="ema")
     with pytest.raises(UsageError, match="unknown model format"):
-        restore_from_dir(entry, tmp_path, "onnx")
+        restore(tmp_path, "onnx", entry=entry)
 
 
 # ------------------------------------------------------------------ upstream-shaped tiny models
@@ -176,9 +176,9 @@ def test_every_format_reproduces_the_slim_graph(built):
     assert expected.shape == (slim_builders.BATCH, 1001)
     assert expected.max() < 0.9  # not saturated, so the comparison means something
     for fmt in ("frozen", "tflite", "ckpt"):
-        model = restore_from_dir(built.entry, built.directory, fmt)
+        model = restore(built.directory, fmt, entry=built.entry)
         got = model(built.images)
         np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=fmt)
         assert (got.argmax(axis=1) == expected.argmax(axis=1)).all(), fmt
-    frozen = restore_from_dir(built.entry, built.directory, "frozen")
+    frozen = restore(built.directory, "frozen", entry=built.entry)
     assert frozen.summary()["parameters"] <= built.param_count  # BN folded: never more weights

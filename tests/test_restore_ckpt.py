@@ -21,7 +21,7 @@ pytestmark = pytest.mark.tf
 
 from zoo.catalog.registry import default_catalog_path, load_catalog
 from zoo.errors import RestoreError
-from zoo.formats.base import restore_file, restore_from_dir
+from zoo.formats import restore, restore_file
 from zoo.formats.ckpt import CheckpointModel, restore_checkpoint
 from zoo.formats.keras_models import build_keras_model
 
@@ -270,7 +270,7 @@ def test_dispatch_through_restore_base(v1, v3_models):
     from zoo import restore
     from zoo.formats.ckpt import CheckpointModel
 
-    model = restore_from_dir(v1.entry, v1.directory, "ckpt")
+    model = restore(v1.directory, "ckpt", entry=v1.entry)
     np.testing.assert_allclose(model(v1.images), v1.probabilities, rtol=0, atol=ATOL)
     public = restore(v1.directory, "ckpt", entry=v1.entry, weights="raw")   # the public way in, typed
     assert isinstance(public, CheckpointModel) and public.weights == "raw"
@@ -361,7 +361,7 @@ def test_the_set_with_batch_norm_averages_is_found(v1_frozen_with_every_average)
 @pytest.mark.slow
 def test_v2_frozen_with_raw_weights_gets_raw(tmp_path):
     built = slim_builders.write_v2_model(tmp_path, frozen_set="raw", width=0.35, resolution=32, seed=5)
-    model = restore_from_dir(built.entry, built.directory, "ckpt")
+    model = restore(built.directory, "ckpt", entry=built.entry)
     assert model.summary()["weights"] == "raw"
     np.testing.assert_allclose(model(built.images), built.raw_probabilities, rtol=0, atol=ATOL)
 

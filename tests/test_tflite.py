@@ -14,7 +14,7 @@ pytest.importorskip("ai_edge_litert")
 from zoo.catalog import load_catalog
 from zoo.errors import MissingDependencyError, RestoreError, UsageError
 from zoo.data.images import load_images
-from zoo.formats import restore_file, restore_from_dir
+from zoo.formats import restore, restore_file
 from zoo.formats.tflite import dequantize, quantize
 
 pytestmark = pytest.mark.tf
@@ -30,7 +30,7 @@ def entry():
 @pytest.fixture(scope="module")
 def model(entry):
     # tests/data holds the file under the name the catalog expects: it is a model dir.
-    return restore_from_dir(entry, DATA, "tflite")
+    return restore(DATA, "tflite", entry=entry)
 
 
 def test_summary_reads_quantization_from_the_file(model, entry):
@@ -57,7 +57,7 @@ def test_batches_loop_over_the_fixed_batch_of_one(model):
 
 def test_threads_do_not_change_answers(entry, model):
     batch = load_images([DATA / "bird.bmp"], model.input_size)
-    two = restore_from_dir(entry, DATA, "tflite", threads=2)
+    two = restore(DATA, "tflite", entry=entry, threads=2)
     assert two.summary()["threads"] == 2
     np.testing.assert_array_equal(two(batch), model(batch))
 
@@ -166,15 +166,15 @@ def test_damaged_file_names_model_and_path(entry, tmp_path):
     bad = tmp_path / "mobilenet_v1_0.25_128_quant.tflite"
     bad.write_bytes(b"TFL3" + b"\x00" * 64)
     with pytest.raises(RestoreError, match=f"{MODEL_ID}: LiteRT cannot load .*{bad.name}") as info:
-        restore_from_dir(entry, tmp_path, "tflite")
+        restore(tmp_path, "tflite", entry=entry)
     assert "verify --repair" in info.value.hint
 
 
 def test_missing_file_and_wrong_model(entry, tmp_path):
     with pytest.raises(RestoreError, match="no tflite file"):
-        restore_from_dir(entry, tmp_path, "tflite")
-    with pytest.raises(RestoreError, match="does not exist"):
-        restore_from_dir(entry, tmp_path / "nowhere", "tflite")
+        restore(tmp_path, "tflite", entry=entry)
+    with pytest.raises(UsageError, match="model file not found: .*nowhere"):
+        restore(tmp_path / "nowhere", "tflite", entry=entry)
     other = load_catalog(with_profile=False).get("v1_0.25_160_quant")
     with pytest.raises(RestoreError, match=r"input of shape \[1, 128, 128, 3\].*\[N, 160, 160, 3\]"):
         restore_file(other, DATA / "mobilenet_v1_0.25_128_quant.tflite", "tflite")
@@ -182,19 +182,19 @@ def test_missing_file_and_wrong_model(entry, tmp_path):
 
 def test_options_that_do_not_apply(entry):
     with pytest.raises(UsageError, match="weights.*tflite"):
-        restore_from_dir(entry, DATA, "tflite", weights="ema")
+        restore(DATA, "tflite", entry=entry, weights="ema")
     with pytest.raises(UsageError, match="^threads must be at least 1"):
-        restore_from_dir(entry, DATA, "tflite", threads=0)
+        restore(DATA, "tflite", entry=entry, threads=0)
 
 
 def test_missing_litert_is_a_missing_dependency(entry, monkeypatch):
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import now fails
     with pytest.raises(MissingDependencyError, match="ai-edge-litert"):
-        restore_from_dir(entry, DATA, "tflite")
+        restore(DATA, "tflite", entry=entry)
 
 
 def test_edgetpu_file_is_skipped_when_a_cpu_file_exists(entry, tmp_path):
     shutil.copy(DATA / "mobilenet_v1_0.25_128_quant.tflite", tmp_path)
     glob_entry = __import__("dataclasses").replace(entry, files={"tflite": "*.tflite"})
     (tmp_path / "zz_edgetpu.tflite").write_bytes(b"not for the CPU")
-    assert restore_from_dir(glob_entry, tmp_path, "tflite").source.name == "mobilenet_v1_0.25_128_quant.tflite"
+    assert restore(tmp_path, "tflite", entry=glob_entry).source.name == "mobilenet_v1_0.25_128_quant.tflite"

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these load on 
     from .run.classification import classify
     from .run.evaluation import evaluate
     from .fetching.fetcher import fetch
-    from .formats.base import restore
+    from .formats.resolve import restore
 
 __version__ = "0.1.0"
 __all__ = ["Catalog", "Entry", "Release", "ZooError", "ZooWarning", "TrustOnFirstUseWarning", "load_catalog",
@@ -31,7 +31,7 @@ __all__ = ["Catalog", "Entry", "Release", "ZooError", "ZooWarning", "TrustOnFirs
 
 _LAZY = {
     "fetch": ("zoo.fetching.fetcher", "fetch"),
-    "restore": ("zoo.formats.base", "restore"),
+    "restore": ("zoo.formats.resolve", "restore"),
     "classify": ("zoo.run.classification", "classify"),
     "bench": ("zoo.run.benchmark", "bench"),
     "evaluate": ("zoo.run.evaluation", "evaluate"),

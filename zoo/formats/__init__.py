@@ -1,16 +1,17 @@
-"""Each file format of the upstream tarballs, turned into one callable interface.
+"""Each file format of the upstream tarballs (and of fine-tuned models), behind one interface.
 
     import zoo
-    model = zoo.restore("v1_0.25_128_quant", format="tflite")   # zoo.formats.base.restore
-    probs = model(images)            # float32 [N,H,W,3] in [-1,1] -> [N,1001]
+    model = zoo.restore("v1_0.25_128_quant", format="tflite")   # zoo.formats.resolve.restore
+    probs = model(images)            # float32 [N,H,W,3] in [-1,1] -> [N, classes]
 
-See ``base`` for the interface; each format has its own loader module. ``restore`` is the
-one public way in; ``restore_file`` / ``restore_from_dir`` are internal building blocks
-(no look-up, no fetch) kept importable for tests and benchmarks.
+``base`` is the interface every loader returns; ``resolve`` is the one way from what a user
+names to a model (``locate`` finds it, ``ModelRef.load`` restores it); each format has its own
+loader module (``tflite``, ``frozen``, ``ckpt``, ``finetuned``).
 """
 
 from __future__ import annotations
 
-from .base import FORMATS, RestoredModel, restore, restore_file, restore_from_dir
+from .base import FORMATS, RestoredModel
+from .resolve import ModelRef, load_file, locate, restore, restore_file
 
-__all__ = ["FORMATS", "RestoredModel", "restore"]
+__all__ = ["FORMATS", "ModelRef", "RestoredModel", "locate", "restore"]

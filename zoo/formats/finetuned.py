@@ -8,7 +8,7 @@
         labels.txt          one class name per line, in output order
         finetune.json       base model, classes, preprocessing, metrics, the exact command
 
-``locate_finetuned`` is the one place the model resolver (``formats.base.locate``) learns
+``locate_finetuned`` is the one place the model resolver (``formats.resolve.locate``) learns
 about such directories: ``OUT`` itself, or either ``.tflite`` (or the ``.keras``) inside
 it, becomes a derived catalog ``Entry`` whose ``labels`` are the new classes, so
 `classify`, `restore`, `bench` and `eval` need nothing else. Everything read here is
@@ -20,11 +20,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalog.registry import Entry, Release
 from ..errors import RestoreError, UsageError
 from .base import RestoredModel
+
+if TYPE_CHECKING:
+    from .resolve import ModelRef
 
 MANIFEST = "finetune.json"
 KERAS_FILE = "model.keras"
@@ -94,7 +97,8 @@ def derived_entry(base: Entry, name: str, classes: tuple[str, ...]) -> Entry:
         input_node="", output_node="", archive_root="")
 
 
-def entry_for_dir(directory: Path) -> Entry:
+def entry_for_dir(directory: Path) -> tuple[Entry, Entry]:
+    """(the fine-tuned model's entry, with its own classes; the published entry it started from)."""
     directory = Path(directory)
     data = read_manifest(directory)
     base = entry_from_dict(data["base"])
@@ -103,27 +107,36 @@ def entry_for_dir(directory: Path) -> Entry:
     if labels != classes:
         raise RestoreError(f"{directory / LABELS_FILE} does not match the classes in {MANIFEST}",
                            hint="the fine-tuned model directory was edited; run `finetune` again")
-    return derived_entry(base, directory.resolve().name, classes)
+    return derived_entry(base, directory.resolve().name, classes), base
 
 
-def locate_finetuned(path: Path, fmt: str) -> tuple[Entry, Path, str] | None:
-    """(entry, file, format) if ``path`` is a fine-tuned OUT or a model file in one, else None.
+def locate_finetuned(path: Path, fmt: str | None) -> "ModelRef | None":
+    """The model if ``path`` is a fine-tuned OUT or a model file in one, else None.
 
-    ``OUT`` with format tflite -> ``model.tflite``; ckpt -> ``model.keras``; a ``.tflite`` /
-    ``.keras`` file inside OUT keeps its own format.
+    ``OUT`` with format tflite (or None) -> ``model.tflite``; ckpt -> ``model.keras``; a
+    ``.tflite`` / ``.keras`` file inside OUT keeps its own format (an explicit other one is an error).
     """
+    from .resolve import ModelRef
+
     path = Path(path)
     if is_finetuned_dir(path):
         if fmt == "frozen":
             raise UsageError(f"{path} is a fine-tuned model: it has no frozen graph",
-                             hint="use --format tflite (model.tflite) or --format ckpt (model.keras)")
+                             hint="use format tflite (model.tflite) or ckpt (model.keras)")
+        fmt = fmt or "tflite"
         name = TFLITE_FILE if fmt == "tflite" else KERAS_FILE
         target = path / name
         if not target.is_file():
             raise RestoreError(f"{path} has no {name}", hint="the fine-tuned model directory is incomplete")
-        return entry_for_dir(path), target, fmt
+        entry, base = entry_for_dir(path)
+        return ModelRef(entry, fmt, "finetuned", path=target, base_entry=base)
     if path.is_file() and path.suffix in (".tflite", ".keras") and is_finetuned_dir(path.parent):
-        return entry_for_dir(path.parent), path, "tflite" if path.suffix == ".tflite" else "ckpt"
+        own = "tflite" if path.suffix == ".tflite" else "ckpt"
+        if fmt is not None and fmt != own:
+            raise UsageError(f"{path} is a {own} file, not {fmt}",
+                             hint=f"ask for the {own} format, or leave the format out (the file decides)")
+        entry, base = entry_for_dir(path.parent)
+        return ModelRef(entry, own, "finetuned", path=path, base_entry=base)
     return None
 
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..catalog.registry import Catalog, Entry
 from ..errors import UsageError
-from ..formats.base import RestoredModel, configure_tf_threads, normalize_format, restore_any
+from ..formats.base import RestoredModel, configure_tf_threads, normalize_format
+from ..formats.resolve import locate
 
 Progress = Callable[[str, int, int], None]
 
@@ -77,31 +78,32 @@ def bench_image(size: tuple[int, int, int], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, (1, *size)).astype(np.float32)
 
 
-def bench(models: Iterable[str | Path | Entry | RestoredModel], format: str = "tflite", threads: int = 1,
+def bench(models: Iterable[str | Path | Entry | RestoredModel], format: str | None = None, threads: int = 1,
           runs: int = 50, warmup: int = 5, *, catalog: Catalog | None = None, cache_dir: Path | None = None,
           record: bool = True, progress: Progress | None = None) -> list[BenchResult]:
     """Time each model and return one :class:`BenchResult` per model, in order.
 
-    ``models`` are catalog names, entries, local upstream files, or restored models
-    (whose own format and threads are then used). ``progress(model_id, done, runs)`` is
-    called after every timed run.
+    ``models``: restored models (whose own format and threads are then used), or anything
+    ``zoo.formats.resolve.locate`` accepts; ``format`` None: each file's own, else tflite.
+    ``progress(model_id, done, runs)`` is called after every timed run.
     """
-    fmt = normalize_format(format)
+    fmt = normalize_format(format) if format is not None else None
     if runs < 1:
         raise UsageError(f"runs must be at least 1, got {runs}", params=("runs",))
     if warmup < 0:
         raise UsageError(f"warmup must be 0 or more, got {warmup}", params=("warmup",))
     if threads is not None and threads < 1:
         raise UsageError(f"threads must be at least 1, got {threads}", params=("threads",))
-    if fmt == "ckpt" and not configure_tf_threads(threads):
+    refs = [item if isinstance(item, RestoredModel) else locate(item, fmt, catalog=catalog) for item in models]
+    if any(not isinstance(r, RestoredModel) and r.format == "ckpt" for r in refs) \
+            and not configure_tf_threads(threads):
         raise UsageError(f"TensorFlow is already running with other thread pools; threads={threads} "
                          "cannot apply to checkpoints in this process",
                          hint="benchmark checkpoints with different threads in separate processes",
                          params=("threads",))
     results = []
-    for item in models:
-        model = item if isinstance(item, RestoredModel) else \
-            restore_any(item, fmt, catalog=catalog, cache_dir=cache_dir, threads=threads)
+    for ref in refs:  # every model found (and every name checked) before the first is fetched
+        model = ref if isinstance(ref, RestoredModel) else ref.load(cache_dir=cache_dir, threads=threads)
         model_fmt = model.format
         model_threads = getattr(model, "threads", None) or threads
         model_id = model.entry.id

@@ -15,8 +15,8 @@ import numpy as np
 from ..catalog.registry import Catalog, Entry
 from ..errors import UsageError
 from ..data.images import DEFAULT_CROP, check_crop, is_pil_image, prepare_image
-from ..data.labels import label
-from ..formats.base import RestoredModel, locate, normalize_format, restore_any
+from ..formats.base import RestoredModel
+from ..formats.resolve import locate
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -59,14 +59,15 @@ class Classification:
         return {"image": self.image, "predictions": [p.to_json() for p in self.predictions]}
 
 
-def top_k(probs: np.ndarray, k: int, labels: Sequence[str] | None = None) -> tuple[Prediction, ...]:
-    """The k best classes of one probability vector, best first (ties: lower index first).
+def top_k(probs: np.ndarray, k: int) -> np.ndarray:
+    """Class indices of the ``k`` best classes per row of ``probs`` [N, classes], best first;
+    ties go to the lower index (what `classify` shows and `eval` counts)."""
+    return np.argsort(-np.asarray(probs), axis=-1, kind="stable")[..., :k]
 
-    ``labels``: a model's own class names (fine-tuned models); None for ImageNet's.
-    """
-    order = np.argsort(-probs, kind="stable")[:k]
-    return tuple(Prediction(labels[int(i)] if labels is not None else label(int(i)), int(i), float(probs[i]))
-                 for i in order)
+
+def predictions(probs: np.ndarray, k: int, labels: Sequence[str]) -> tuple[Prediction, ...]:
+    """The k best classes of one probability vector, named with the model's ``labels``."""
+    return tuple(Prediction(labels[int(i)], int(i), float(probs[i])) for i in top_k(probs, k))
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -108,26 +109,23 @@ def named_images(images: ImageInput | Sequence[ImageInput]) -> list[tuple[str, A
 
 
 def classify(model: str | Path | Entry | RestoredModel, images: ImageInput | Sequence[ImageInput], top: int = 5,
-             format: str = "tflite", crop: float = DEFAULT_CROP, catalog: Catalog | None = None,
+             format: str | None = None, crop: float = DEFAULT_CROP, catalog: Catalog | None = None,
              cache_dir: Path | None = None, threads: int | None = None,
              skip_errors: bool = False) -> list[Classification]:
     """Classify ``images`` and return one :class:`Classification` per image, in order.
 
-    ``model`` is a catalog name, an Entry, an already restored model, or the path of a
-    local upstream .tflite / _frozen.pb file. ``images``: paths, Pillow images, RGB arrays
+    ``model``: an already restored model, or anything ``zoo.formats.resolve.locate`` accepts
+    (a catalog name, an Entry, a fine-tuned OUT, a model folder, a local .tflite / .pb /
+    checkpoint); ``format`` None: the file's own, else tflite. ``images``: paths, Pillow images, RGB arrays
     [H, W, 3] (uint8, or float in [0, 1]) or an [N, H, W, 3] batch of them; each is cropped
     and resized as TF-slim evaluates. With ``skip_errors`` an image that cannot be used
     gets ``error`` set instead of failing the call.
     """
-    fmt = normalize_format(format)
     crop = check_crop(crop)
     named = named_images(images)
-    if catalog is None and not isinstance(model, (RestoredModel, Entry)):
-        from ..catalog.registry import load_catalog
-
-        catalog = load_catalog()  # once, for both the look-up and the restore
-    # Find the entry without restoring anything, so bad images fail before a download.
-    entry = model.entry if isinstance(model, RestoredModel) else locate(model, fmt, catalog)[0]
+    # Find the model without restoring anything, so bad images fail before a download.
+    ref = None if isinstance(model, RestoredModel) else locate(model, format, catalog=catalog)
+    entry = model.entry if isinstance(model, RestoredModel) else ref.entry
     if not 1 <= top <= entry.num_classes:
         raise UsageError(f"top must be between 1 and {entry.num_classes}, got {top}", params=("top",))
     if not named:
@@ -142,9 +140,9 @@ def classify(model: str | Path | Entry | RestoredModel, images: ImageInput | Seq
             errors[i] = exc.message
     if not prepared:
         return [Classification(name, error=errors[i]) for i, (name, _) in enumerate(named)]
-    if not isinstance(model, RestoredModel):
-        model = restore_any(model, fmt, catalog=catalog, cache_dir=cache_dir, threads=threads)
+    if ref is not None:
+        model = ref.load(cache_dir=cache_dir, threads=threads)
     rows = iter(model(np.stack(prepared)))
-    labels = model.entry.labels  # a fine-tuned model's own classes; None: ImageNet's
+    labels = model.labels
     return [Classification(name, error=errors[i]) if i in errors else
-            Classification(name, top_k(next(rows), top, labels)) for i, (name, _) in enumerate(named)]
+            Classification(name, predictions(next(rows), top, labels)) for i, (name, _) in enumerate(named)]

@@ -3,9 +3,8 @@
     result = zoo.evaluate("v1_0.25_128_quant", "imagenet/val", limit=1000)
     result.top1, result.claimed_top1, result.to_json()
 
-The model is found with the same resolver `classify` uses (``formats.base.locate`` /
-``restore_any``): catalog names (fetched if needed), local upstream files, and whatever
-that resolver learns to accept later. The data set is opened and its labels checked
+The model is found with the resolver every command uses (``zoo.formats.resolve.locate``):
+catalog names (fetched if needed), fine-tuned OUTs, model folders and local files. The data set is opened and its labels checked
 before the model is restored, so a typo fails before a download.
 
 Speed: a LiteRT model runs as one one-thread copy per CPU, each in its own worker thread
@@ -27,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -35,6 +34,10 @@ from ..catalog.registry import Catalog, Entry
 from ..data.datasets import Dataset, LabelSpace, Sample, open_dataset
 from ..errors import DataError, UsageError
 from ..data.images import DEFAULT_CROP, check_crop, decode_pixels, preprocess_array
+from .classification import top_k
+
+if TYPE_CHECKING:
+    from ..formats.base import RestoredModel
 
 JSON_KEYS = ("id", "format", "images", "top1", "top5", "claimed_top1", "claimed_top5", "images_per_s",
              "skipped")
@@ -149,11 +152,6 @@ def in_order(samples: Iterator[Sample], work: Callable[[list[Sample]], list[Any]
                 future.cancel()
 
 
-def top_k(probs: np.ndarray, k: int) -> np.ndarray:
-    """Class indices [N, k], best first; ties go to the lower index."""
-    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
-
-
 @dataclass(frozen=True)
 class _Broken:
     error: BaseException
@@ -251,66 +249,56 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def label_space(entry: Entry, model: Any = None) -> LabelSpace:
-    """The classes of a model: its own names when it has them, else ImageNet's."""
-    names = getattr(model, "class_names", None) or getattr(entry, "class_names", None)
-    if names:
-        return LabelSpace.of_classes(names)
-    return LabelSpace.imagenet(entry.num_classes)
+def label_space(labels: Sequence[str] | None, num_classes: int) -> LabelSpace:
+    """The classes a model answers: its own names (a fine-tuned model), else ImageNet's."""
+    if labels is not None:
+        return LabelSpace.of_classes(labels)
+    return LabelSpace.imagenet(num_classes)
 
 
-def evaluate(model: str | Path | Entry, data: str | Path, *, format: str = "tflite", threads: int | None = None,
-             batch_size: int | None = None, limit: int | None = None, crop: float = DEFAULT_CROP,
-             split: str = "validation", skip_errors: bool = False, workers: int | None = None,
-             catalog: Catalog | None = None, cache_dir: Path | None = None,
+def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, format: str | None = None,
+             threads: int | None = None, batch_size: int | None = None, limit: int | None = None,
+             crop: float = DEFAULT_CROP, split: str = "validation", skip_errors: bool = False,
+             workers: int | None = None, catalog: Catalog | None = None, cache_dir: Path | None = None,
              progress: Callable[[Progress], None] | None = None, **restore_options: Any) -> EvalResult:
     """Measure top-1/top-5 of ``model`` on the labelled images at ``data``.
 
-    ``model``: anything `classify` accepts, or an already restored model. ``data``: a folder of
-    ILSVRC synset folders, of TF-slim TFRecord shards (``split``), of class-name folders, or a
-    CSV/TSV of ``path,label`` rows (``zoo.data.datasets``). ``limit`` takes the first N images in
-    the set's stable order. An unreadable image stops the run with its name, unless
-    ``skip_errors`` counts it and goes on.
+    ``model``: an already restored model, or anything ``zoo.formats.resolve.locate`` accepts
+    (a catalog name, a fine-tuned OUT or a file in it, a model folder, a local file);
+    ``format`` None: the file's own, else tflite. ``data``: a folder of ILSVRC synset folders,
+    of TF-slim TFRecord shards (``split``), of class-name folders, or a CSV/TSV of
+    ``path,label`` rows (``zoo.data.datasets``); a model with its own classes reads class-name
+    folders and CSV labels by its class names. ``limit`` takes the first N images in the set's
+    stable order. An unreadable image stops the run with its name, unless ``skip_errors``
+    counts it and goes on.
 
     ``threads``: CPU threads for inference (default: all CPUs). A LiteRT model runs as that
     many one-thread copies side by side, each decoding its own images, which gets through
     more images per second than one copy that splits every image over the threads.
     ``workers``: decoding threads for the TensorFlow formats (default: CPUs, at most 4).
     """
-    from ..formats.base import RestoredModel, locate, restore_any, restore_file
+    from ..formats.base import RestoredModel
+    from ..formats.resolve import locate
 
     crop = check_crop(crop)
     for name, value in (("batch_size", batch_size), ("limit", limit), ("workers", workers)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}", params=(name,))
-    if catalog is None and not isinstance(model, (RestoredModel, Entry)):
-        from ..catalog.registry import load_catalog
-
-        catalog = load_catalog()
-    path = None
-    if isinstance(model, RestoredModel):
-        entry, fmt = model.entry, model.format
-    else:
-        entry, path, fmt = locate(model, format, catalog)
+    ref = None if isinstance(model, RestoredModel) else locate(model, format, catalog=catalog)
+    entry, fmt = (model.entry, model.format) if ref is None else (ref.entry, ref.format)
+    labels = label_space(entry.labels, entry.num_classes)
     streams = 1
     if fmt == "tflite":  # one-thread copies side by side (see above)
         streams = threads or getattr(model, "threads", None) or usable_cpus()
         threads = 1
-    if path is not None and fmt == "tflite":  # a local file, nothing to fetch: load it while the set is listed
-        restored, dataset = _load_while_listing(lambda: restore_file(entry, path, fmt, threads=threads,
-                                                                     **restore_options),
-                                                lambda: open_dataset(data, label_space(entry), split=split))
+    if ref is None:
+        restored, dataset = model, open_dataset(data, labels, split=split)
+    elif ref.is_local and fmt == "tflite":  # nothing to fetch: load it while the set is listed
+        restored, dataset = _load_while_listing(lambda: ref.load(threads=threads, **restore_options),
+                                                lambda: open_dataset(data, labels, split=split))
     else:
-        dataset = open_dataset(data, label_space(entry), split=split)  # before any download
-        if isinstance(model, RestoredModel):
-            restored = model
-        elif path is not None:
-            restored = restore_file(entry, path, fmt, threads=threads, **restore_options)
-        else:
-            restored = restore_any(model, fmt, catalog=catalog, cache_dir=cache_dir, threads=threads,
-                                   **restore_options)
-    if label_space(entry, restored) != dataset.labels:  # the restored model has its own classes
-        dataset = open_dataset(data, label_space(entry, restored), split=split)
+        dataset = open_dataset(data, labels, split=split)  # before any download
+        restored = ref.load(cache_dir=cache_dir, threads=threads, **restore_options)
     return run_evaluation(restored, dataset, batch_size=batch_size or DEFAULT_BATCH.get(restored.format, 1),
                           limit=limit, crop=crop, skip_errors=skip_errors, streams=streams,
                           workers=workers or min(4, usable_cpus()), progress=progress)

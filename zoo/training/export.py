@@ -252,13 +252,11 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
 
 
 def _keras_model_for(model: str | Path, catalog: Any, cache_dir: Path | None) -> tuple[Any, Any]:
-    from ..formats.base import restore_any
+    """The Keras model to convert: a catalog model's checkpoint, a checkpoint, or a fine-tuned OUT."""
+    from ..formats.resolve import locate_weights
 
-    restored = restore_any(model, "ckpt", catalog=catalog, cache_dir=cache_dir)
-    keras_model = getattr(restored, "keras_model", None)
-    if keras_model is None:  # pragma: no cover - every ckpt model is Keras
-        raise RestoreError(f"{restored.entry.id}: no Keras model to export")
-    return keras_model, restored.entry
+    restored = locate_weights(model, catalog=catalog, purpose="exported").load(cache_dir=cache_dir)
+    return restored.keras_model, restored.entry
 
 
 def _agreement(entry: Any, float_path: Path, int8_path: Path, files: Sequence[str]) -> float:

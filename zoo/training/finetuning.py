@@ -104,40 +104,31 @@ class _Base:
 
 def _resolve_base(model: str | Path | Entry, checkpoint: Path | None, catalog: Catalog | None,
                   cache_dir: Path | None) -> _Base:
-    """Find the trainable weights for MODEL without loading them (fetching if needed)."""
-    from ..formats.finetuned import entry_for_dir, entry_from_dict, is_finetuned_dir, read_manifest
-    from ..formats.base import format_of_file, locate
+    """Find the trainable weights for ``model`` without loading them (fetching if needed).
 
-    if not isinstance(model, Entry) and is_finetuned_dir(Path(model)):
-        directory = Path(model)
-        entry = entry_for_dir(directory)
-        return _Base(entry, entry_from_dict(read_manifest(directory)["base"]), directory / "model.keras", "keras")
-    if not isinstance(model, Entry) and (format_of_file(Path(model)) or Path(model).suffix == ".keras"):
-        raise UsageError(f"{model} cannot be trained: .tflite and frozen .pb files hold inference-only "
-                         "(often quantized) weights",
-                         hint="pass a catalog model id (its slim checkpoint is restored) or a `finetune` OUT")
-    entry, _, _ = locate(model, "ckpt", catalog)
+    ``checkpoint``: a local slim checkpoint that ``model`` (a catalog name) names the architecture of.
+    """
+    from ..formats.resolve import locate_weights
+
+    if checkpoint is not None:
+        ref = locate_weights(checkpoint, catalog=catalog, entry=model)
+    else:
+        ref = locate_weights(model, catalog=catalog)
+    entry = ref.entry
     if entry.quantized:
         float_id = entry.id.removesuffix("_quant")
-        known = catalog is not None and float_id in catalog
+        known = float_id in (catalog if catalog is not None else ref.catalog or ())
         raise UsageError(
             f"{entry.id} is a quantized model: its checkpoint was trained with fake-quantization and its "
             ".tflite is integer-only; neither can be fine-tuned as a float model here",
-            hint=(f"fine-tune the float model {float_id} and add --quantize int8 for an integer TFLite"
-                  if known else "fine-tune a float model and add --quantize int8"))
-    if checkpoint is not None:
-        return _Base(entry, entry, Path(checkpoint), "slim")
-    from ..fetching.fetcher import fetch
-    from ..fetching.layout import MODEL_DIR, find_file
-
-    name = model if isinstance(model, str) else entry.id
-    entry_dir = Path(fetch(name, catalog=catalog, cache_dir=cache_dir))
+            hint=(f"fine-tune the float model {float_id} with quantize='int8' for an integer TFLite"
+                  if known else "fine-tune a float model with quantize='int8'"), params=("model",))
     try:
-        prefix = find_file(entry, entry_dir / MODEL_DIR, "checkpoint")
+        path = ref.file(cache_dir)
     except RestoreError as exc:
         raise RestoreError(f"{entry.id}: the tarball holds no trainable checkpoint ({exc.message})",
                            hint="fine-tune a float model whose tarball ships a .ckpt") from None
-    return _Base(entry, entry, prefix, "slim")
+    return _Base(entry, ref.base_entry or entry, path, "keras" if ref.kind == "finetuned" else "slim")
 
 
 def _backbone_and_head(base: _Base, classes: Sequence[str]) -> tuple[Any, Any, Any]:
