@@ -34,7 +34,8 @@ def post_training_int8_top1(out: Path, data: Path) -> float:
     """Top-1 of OUT's float model quantized after training, on the held-out images finetune used."""
     import numpy as np
 
-    from zoo.training.export import preprocessed_batches, write_int8_tflite
+    from zoo.data.images import preprocessed_batches
+    from zoo.training.export import write_int8_tflite
     from zoo.formats.finetuned import entry_for_dir
     from zoo.training.finetuning import DEFAULT_VAL_SPLIT, _calibration_sample
     from zoo.formats.tflite import load_tflite

@@ -28,6 +28,8 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import get_current_context
 
 from zoo import config
+from zoo.catalog.selection import COSTS
+from zoo.formats.kinds import FORMATS
 from zoo.errors import UsageError
 
 
@@ -159,17 +161,13 @@ class OutputFormat(str, Enum):
     tsv = "tsv"
 
 
-class Cost(str, Enum):
-    macs = "macs"
-    params = "params"
-    size = "size"
-    latency = "latency"
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A typer choice built from the library's own tuple: one list of names, never restated here."""
+    return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)  # type: ignore[return-value]
 
 
-class ModelFormat(str, Enum):
-    tflite = "tflite"
-    ckpt = "ckpt"
-    frozen = "frozen"
+Cost = choices("Cost", COSTS)
+ModelFormat = choices("ModelFormat", FORMATS)
 
 
 def family_option(help: str = "v1, v2, v3 or edgetpu; repeat for several."):

@@ -6,20 +6,19 @@ Importing this module stays light (typer only); the work is in ``zoo.run.evaluat
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .common import (MODEL_HELP, ModelFormat as Format, app, cache_dir, format_value, json_option, load_catalog,
+from zoo.data.datasets import SPLITS
+
+from .common import (MODEL_HELP, ModelFormat as Format, app, cache_dir, choices, format_value, json_option, load_catalog,
                      model_format_option, threads_option)
 from .output import print_json, terminal
 
 
-class Split(str, Enum):
-    validation = "validation"
-    train = "train"
+Split = choices("Split", SPLITS)
 
 
 @app.command("eval")
@@ -60,7 +59,7 @@ def eval_cmd(
         result = evaluate(model, data, format=format_value(fmt), threads=threads, batch_size=batch_size, limit=limit,
                           crop=crop, split=split.value, skip_errors=skip_errors,
                           catalog=load_catalog(), cache_dir=cache_dir(),
-                          progress=bar.update if bar else None)
+                          progress=bar.update if bar else False)
     finally:
         if bar:
             bar.stop()
@@ -77,7 +76,7 @@ class _ProgressBar:
         self.bar = None
         self.task = None
 
-    def update(self, p) -> None:
+    def update(self, task, done: int, total: int | None) -> None:
         if self.bar is None:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -86,9 +85,11 @@ class _ProgressBar:
                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
                                 console=Console(stderr=True), transient=True)
             self.bar.start()
-            self.task = self.bar.add_task("eval", total=p.total, stats="")
-        stats = f"top-1 {p.top1:.1f}%  {p.images_per_s:.0f} img/s" + (f"  {p.skipped} skipped" if p.skipped else "")
-        self.bar.update(self.task, completed=p.done, stats=stats)
+            self.task = self.bar.add_task("eval", total=total, stats="")
+        figures = task.stats
+        stats = (f"top-1 {figures['top1']:.1f}%  {figures['images_per_s']:.0f} img/s"
+                 + (f"  {figures['skipped']} skipped" if figures["skipped"] else ""))
+        self.bar.update(self.task, completed=done, stats=stats)
 
     def stop(self) -> None:
         if self.bar is not None:

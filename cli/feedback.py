@@ -35,8 +35,10 @@ class LineProgress:
         self._lock = threading.Lock()
         self._last: dict[str, tuple[float, int]] = {}  # id -> (time, percent step) of the last line
 
-    def __call__(self, entry, done: int, total: int | None) -> None:
-        name = getattr(entry, "id", str(entry))
+    def __call__(self, task, done: int, total: int | None) -> None:
+        if getattr(task, "unit", "B") != "B":
+            return  # downloads only: commands draw their own work (eval, bench, finetune)
+        name = getattr(task, "id", str(task))
         now = self.clock()
         with self._lock:
             pct = int(done * 100 / total) if total else None
@@ -64,8 +66,10 @@ class BarProgress:
         self._bars = None
         self._tasks: dict[str, int] = {}
 
-    def __call__(self, entry, done: int, total: int | None) -> None:
-        name = getattr(entry, "id", str(entry))
+    def __call__(self, task, done: int, total: int | None) -> None:
+        if getattr(task, "unit", "B") != "B":
+            return  # downloads only: commands draw their own work (eval, bench, finetune)
+        name = getattr(task, "id", str(task))
         with self._lock:
             if self._bars is None:
                 from rich.console import Console

@@ -7,23 +7,21 @@ matplotlib are imported inside the command functions, so `list` never pays for t
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .common import (MODEL_HELP, Cost, ModelFormat as Format, app, cache_dir, check_device, device_option,
+from .common import (MODEL_HELP, Cost, choices, ModelFormat as Format, app, cache_dir, check_device, device_option,
                      family_option, format_value, json_option, load_catalog, model_format_option, quantized_option,
                      threads_option)
+from zoo.formats.kinds import WEIGHT_SETS
+
 from .completion import complete_model
 from .output import print_json, terminal
 
 
-class Weights(str, Enum):
-    ema = "ema"
-    ema_trainable = "ema-trainable"
-    raw = "raw"
+Weights = choices("Weights", WEIGHT_SETS)
 
 
 def _restore(model: str, fmt: Optional[Format], **options):
@@ -156,7 +154,7 @@ def classify_cmd(
     from .output import Column, print_table, style
 
     check_crop(crop)
-    paths = expand_image_paths(images)
+    paths = expand_image_paths(images, skip_errors=skip_errors)
     results = classify(model, paths, top=top, format=format_value(fmt), crop=crop, catalog=load_catalog(),
                        cache_dir=cache_dir(), threads=threads, skip_errors=skip_errors)
     failed = [r for r in results if r.error is not None]
@@ -210,10 +208,10 @@ def bench_cmd(
     bar = None
     tasks: dict[str, int] = {}
 
-    def show_progress(model_id: str, done: int, total: int) -> None:
-        if model_id not in tasks:
-            tasks[model_id] = bar.add_task(model_id, total=total)
-        bar.update(tasks[model_id], completed=done)
+    def show_progress(task, done: int, total: int) -> None:
+        if task.id not in tasks:
+            tasks[task.id] = bar.add_task(task.id, total=total)
+        bar.update(tasks[task.id], completed=done)
 
     if sys.stderr.isatty():  # a progress bar on a terminal only, never in logs or pipes
         from rich.progress import Progress
@@ -223,7 +221,7 @@ def bench_cmd(
     try:
         results = bench(models, format_value(fmt), threads=threads, runs=runs, warmup=warmup,
                         catalog=load_catalog(), cache_dir=cache_dir(),
-                        progress=show_progress if bar is not None else None, record=False)
+                        progress=show_progress if bar is not None else False, record=False)
     finally:
         if bar is not None:
             bar.stop()

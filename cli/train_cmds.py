@@ -6,29 +6,68 @@ Importing this module stays light (typer only); TensorFlow loads inside the comm
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .common import app, cache_dir, load_catalog
+from zoo.training.distribute import STRATEGIES
+from zoo.training.options import DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, INT8_IO_TYPES, QUANTIZE_MODES
+
+from .common import app, cache_dir, choices, load_catalog
 from .output import print_json, terminal
 
 
-class Strategy(str, Enum):
-    auto = "auto"
-    mirrored = "mirrored"
-    multiworker = "multiworker"
+Strategy = choices("Strategy", STRATEGIES)
+Quantize = choices("Quantize", QUANTIZE_MODES)
+Target = choices("Target", EXPORT_TARGETS)
+IntegerIO = choices("IntegerIO", INT8_IO_TYPES)
 
 
-class Quantize(str, Enum):
-    int8 = "int8"
+class EpochLines:
+    """`finetune`'s progress on stderr: one line per finished epoch (loss, accuracy, validation
+    accuracy, images/s), and on a terminal a bar for the epoch under way."""
+
+    def __init__(self, bars: bool):
+        self.bars = bars
+        self.bar = None
+        self.current = None
+
+    def __call__(self, task, done: int, total: int | None) -> None:
+        stats = task.stats
+        if self.bars and not stats.get("finished"):
+            if self.current != task.key:
+                self.close()
+                from rich.console import Console
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+                self.bar = Progress(TextColumn(task.desc), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[figures]}"), console=Console(stderr=True), transient=True)
+                self.bar.start()
+                self.bar_task = self.bar.add_task(task.desc, total=total, figures="")
+                self.current = task.key
+            self.bar.update(self.bar_task, completed=done,
+                            figures=f"loss {stats['loss']:.3f}  accuracy {100 * stats['accuracy']:.1f}%")
+            return
+        if stats.get("finished"):
+            self.close()
+            text = f"{task.desc}: loss {stats['loss']:.4f}, accuracy {100 * stats['accuracy']:.1f}%"
+            if stats.get("val_accuracy") is not None:
+                text += f", val accuracy {100 * stats['val_accuracy']:.1f}%"
+            print(text + f" ({stats['seconds']:.1f} s, {stats['images_per_s']:.0f} images/s)", file=sys.stderr,
+                  flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar, self.current = None, None
 
 
-class Target(str, Enum):
-    tflite = "tflite"
-    saved_model = "saved_model"
+def epoch_progress():
+    """The callback `finetune` reports to (False when --quiet)."""
+    from zoo import config
+
+    return False if config.quiet() else EpochLines(bars=sys.stderr.isatty())
 
 
 @app.command("finetune")
@@ -70,7 +109,7 @@ def finetune_cmd(
                       train_backbone=train_backbone, val_data=val_data, val_split=val_split,
                       quantize=quantize.value if quantize else None, strategy=strategy.value,
                       overwrite=overwrite, checkpoint=checkpoint, catalog=load_catalog(),
-                      cache_dir=cache_dir(), command=["mobilenet-zoo", *sys.argv[1:]])
+                      cache_dir=cache_dir(), command=["mobilenet-zoo", *sys.argv[1:]], progress=epoch_progress())
     if as_json:
         print_json(result.to_json())
         return
@@ -98,8 +137,8 @@ def export_cmd(
     quantize: Optional[Quantize] = typer.Option(None, "--quantize", help="int8: full-integer TFLite (needs --calibration)."),
     calibration: Optional[Path] = typer.Option(
         None, "--calibration", metavar="DIR", help="Representative images (any layout) to calibrate int8 with."),
-    calibration_size: int = typer.Option(200, "--calibration-size", min=1, help="How many of them to use at most."),
-    int8_io: str = typer.Option("uint8", "--int8-io", help="Integer type of the int8 model's input and output: uint8 or int8."),
+    calibration_size: int = typer.Option(DEFAULT_CALIBRATION_IMAGES, "--calibration-size", min=1, help="How many of them to use at most."),
+    int8_io: IntegerIO = typer.Option(INT8_IO_TYPES[0], "--int8-io", help="Integer type of the int8 model's input and output."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace PATH if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -113,7 +152,7 @@ def export_cmd(
     from zoo.training.export import export_model
 
     result = export_model(model, to.value, out, quantize=quantize.value if quantize else None,
-                          calibration=calibration, calibration_size=calibration_size, io_type=int8_io,
+                          calibration=calibration, calibration_size=calibration_size, io_type=int8_io.value,
                           overwrite=overwrite, catalog=load_catalog(),
                           cache_dir=cache_dir())
     if as_json:

@@ -36,7 +36,8 @@ def test_bench_records_local_latency(tmp_path):
     model = restore(DATA, "tflite", entry=entry, threads=1)
     seen = []
     results = bench([model], runs=5, warmup=1, progress=lambda *a: seen.append(a))
-    assert seen[-1] == (MODEL_ID, 5, 5)
+    task, done, total = seen[-1]
+    assert (task.id, task.unit, done, total) == (MODEL_ID, "run", 5, 5)
     (row,) = results
     assert row.id == MODEL_ID and row.format == "tflite" and row.threads == 1
     assert 0 < row.median_ms <= row.p90_ms < 1000

@@ -18,7 +18,7 @@ pytest.importorskip("PIL")
 
 from zoo.catalog import load_catalog
 from zoo.run.classification import classify
-from zoo.errors import UnknownModelError, UsageError
+from zoo.errors import DataError, UnknownModelError, UsageError
 from zoo.formats import restore
 
 pytestmark = pytest.mark.tf
@@ -81,7 +81,7 @@ def test_larger_real_models_from_shared(name):
 def test_bad_image_fails_before_restoring(tmp_path):
     bogus = tmp_path / "holiday.jpg"
     bogus.write_text("not a photo")
-    with pytest.raises(UsageError, match="holiday.jpg"):
+    with pytest.raises(DataError, match="holiday.jpg"):
         # The model file does not exist either: the image error must come first.
         classify("v1_0.25_128_quant", [bogus], cache_dir=tmp_path / "empty-cache")
 
@@ -157,7 +157,7 @@ def test_cli_classify_table(cli):
 
 def test_cli_errors_are_messages(cli, tmp_path):
     code, _, err = cli("classify", str(TFLITE), str(tmp_path / "missing.png"))
-    assert code == 2 and "image not found" in err and "missing.png" in err and "Traceback" not in err
+    assert code == 2 and "missing.png: file not found" in err and "Traceback" not in err
     code, _, err = cli("classify", str(TFLITE), str(CAT), "--crop", "1.5")
     assert code == 2 and "--crop" in err
     code, _, err = cli("restore", str(TFLITE), "--weights", "ema")

@@ -109,7 +109,7 @@ def test_int8_features_are_exactly_those_inside_the_exported_int8_file(small_out
     bit for bit, the pooled features that model_int8.tflite feeds its head."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from zoo.training.export import preprocessed_batches
+    from zoo.data.images import preprocessed_batches
     from zoo.formats.finetuned import load_keras_file, entry_for_dir
     from zoo.training.finetuning import BACKBONE_NAME, _calibration_sample
     from zoo.training.quantized_features import int8_backbone, relative_error

@@ -11,7 +11,7 @@ PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
 from zoo.data import images, labels
-from zoo.errors import UsageError
+from zoo.errors import DataError, UsageError
 
 DATA = Path(__file__).resolve().parent / "data"
 CAT = DATA / "cat.bmp"
@@ -82,14 +82,14 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "image not found"),
+    (None, "file not found"),
     (b"this is plain text, not a picture\n", "not an image Pillow can read"),
 ])
 def test_unreadable_files_name_the_file(tmp_path, content, message):
     path = tmp_path / "notes.jpg"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(UsageError, match=message) as info:
+    with pytest.raises(DataError, match=message) as info:
         images.load_image(path, (8, 8))
     assert str(path) in info.value.message
 
@@ -99,9 +99,9 @@ def test_truncated_jpeg_and_directory(tmp_path):
         img.save(tmp_path / "cat.jpg")
     data = (tmp_path / "cat.jpg").read_bytes()
     (tmp_path / "half.jpg").write_bytes(data[: len(data) // 3])
-    with pytest.raises(UsageError, match="half.jpg"):
+    with pytest.raises(DataError, match="half.jpg"):
         images.load_image(tmp_path / "half.jpg", (8, 8))
-    with pytest.raises(UsageError, match="is a directory"):
+    with pytest.raises(DataError, match="a directory, not an image"):
         images.load_image(tmp_path, (8, 8))
 
 

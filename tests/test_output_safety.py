@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.training.export import check_target, replaceable
+from zoo.training.publish import check_target, replaceable
 from zoo.errors import UsageError
 
 from .conftest import STATE

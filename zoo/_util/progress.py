@@ -1,22 +1,45 @@
-"""Who hears about downloads: a process-wide default progress callback and warning sink.
+"""The one ``progress=`` contract of ``fetch``, ``bench``, ``evaluate`` and ``finetune``, and who hears.
 
-The library never prints progress by itself. A program (the CLI, a notebook) installs a
-callback once with :func:`install`, and every download made through
-``zoo.fetching.fetcher.options_from_env`` reports to it - including the ones hidden inside
-``restore``, ``classify``, ``bench`` or any later command - without threading a
-parameter through every function. Explicit ``FetchOptions(progress=...)`` still wins.
+What each of them accepts as ``progress``:
 
-A callback is ``progress(entry, done_bytes, total_bytes_or_None)``; it may be called
-from a helper thread (see ``zoo.fetching.download``), one call at a time per download.
-``resolve`` turns what ``zoo.fetch(progress=...)`` accepts (True, a tqdm class, a
-callback) into such a callback; ``TqdmBridge`` is the small adapter to tqdm's API.
+* ``True``: a ``tqdm.auto`` bar per task (a widget in a notebook, text in a terminal);
+* a tqdm class (``tqdm.tqdm``, ``tqdm.notebook.tqdm``, anything with tqdm's ``update``,
+  ``reset``, ``set_postfix`` and ``close``), used like ``hf_hub_download(tqdm_class=...)``;
+* any other callable: called as ``progress(task, done, total)``, where ``task`` is a
+  :class:`Task` (``task.id`` the model, ``task.desc`` what is being done, ``task.unit``,
+  ``task.stats`` the running figures: top-1, loss, ...), ``done`` and ``total`` counts of
+  ``task.unit`` (``total`` None when unknown); it may be called from a helper thread, one
+  call at a time per task;
+* ``False``: nothing; ``None``: what the running program installed with :func:`install`
+  (the CLI's download bars), else nothing.
+
+The library never prints: progress goes to these callbacks, notes to the ``zoo`` logger,
+warnings through ``zoo.notices``. A program (the CLI, a notebook) installs a default callback
+once, and every download made anywhere (inside ``restore``, ``classify``, ...) reports to it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-ProgressCallback = Callable[[object, int, "int | None"], None]
+@dataclass
+class Task:
+    """What a progress report is about: ``id`` (a model), ``desc`` (what is done to it), the
+    ``unit`` counted, and the running figures in ``stats`` (updated in place as work goes on)."""
+
+    id: str
+    desc: str = "download"
+    unit: str = "B"
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """One bar per key: the model and what is being done to it."""
+        return f"{self.id} {self.desc}" if self.desc and self.desc != "download" else self.id
+
+
+ProgressCallback = Callable[[Task, int, "int | None"], None]
 WarnCallback = Callable[[str], None]
 
 _progress: ProgressCallback | None = None
@@ -24,7 +47,7 @@ _warn: WarnCallback | None = None
 
 
 def install(progress: ProgressCallback | None = None, warn: WarnCallback | None = None) -> None:
-    """Make ``progress`` / ``warn`` the defaults for downloads started from now on (None clears)."""
+    """Make ``progress`` / ``warn`` the defaults for work started from now on (None clears)."""
     global _progress, _warn
     _progress, _warn = progress, warn
 
@@ -38,14 +61,7 @@ def default_warn() -> WarnCallback | None:
 
 
 def resolve(progress: object) -> tuple[ProgressCallback | None, Callable[[], None]]:
-    """Turn ``fetch(progress=...)`` into (callback, close).
-
-    ``True`` means a ``tqdm.auto`` bar (a widget in a notebook, text in a terminal);
-    a class (``tqdm.tqdm``, ``tqdm.notebook.tqdm``, anything with tqdm's ``update``,
-    ``reset`` and ``close``) is used like ``hf_hub_download(tqdm_class=...)``; any other
-    callable is a callback ``(entry, done, total)``; ``False`` shows nothing; ``None``
-    keeps the installed default (the CLI's bar, or nothing).
-    """
+    """Turn a ``progress=`` argument (see the module docstring) into (callback or None, close)."""
     if progress is None:
         return default_progress(), lambda: None
     if progress is False:
@@ -63,25 +79,30 @@ def resolve(progress: object) -> tuple[ProgressCallback | None, Callable[[], Non
 
 
 class TqdmBridge:
-    """A progress callback drawing one tqdm bar per model, in bytes.
+    """A progress callback drawing one tqdm bar per task, in the task's unit, its stats as postfix.
 
-    A download that restarts from zero (a server ignoring ``Range``) rewinds the bar
-    instead of counting the same bytes twice.
+    A count that goes back (a download restarting from zero because a server ignored ``Range``)
+    rewinds the bar instead of counting the same bytes twice.
     """
 
     def __init__(self, tqdm_class: type):
         self.tqdm_class = tqdm_class
-        self._bars: dict[str, tuple[Any, int]] = {}  # model id -> (bar, bytes it shows)
+        self._bars: dict[str, tuple[Any, int]] = {}  # task key -> (bar, count it shows)
 
-    def __call__(self, entry: object, done: int, total: int | None) -> None:
-        key = str(getattr(entry, "id", entry))
+    def __call__(self, task: object, done: int, total: int | None) -> None:
+        key = str(getattr(task, "key", getattr(task, "id", task)))
+        unit = getattr(task, "unit", "B")
         if key not in self._bars:
-            bar = self.tqdm_class(total=total, desc=key, unit="B", unit_scale=True, unit_divisor=1024)
+            scaled = {"unit_scale": True, "unit_divisor": 1024} if unit == "B" else {}
+            bar = self.tqdm_class(total=total, desc=key, unit=unit, **scaled)
             self._bars[key] = (bar, 0)
         bar, shown = self._bars[key]
         if done < shown:
             bar.reset(total=total)
             shown = 0
+        stats = getattr(task, "stats", None)
+        if stats:
+            bar.set_postfix({k: f"{v:.3g}" if isinstance(v, float) else v for k, v in stats.items()}, refresh=False)
         if done > shown:
             bar.update(done - shown)
         self._bars[key] = (bar, done)
@@ -90,3 +111,21 @@ class TqdmBridge:
         for bar, _ in self._bars.values():
             bar.close()
         self._bars.clear()
+
+
+class Reporter:
+    """``progress=`` resolved once for one call of a library function: ``report(task, done, total)``
+    is safe to call whatever was asked for (nothing happens for ``False``); ``close()`` ends bars."""
+
+    def __init__(self, progress: object):
+        self.callback, self._close = resolve(progress)
+
+    def __call__(self, task: Task, done: int, total: int | None) -> None:
+        if self.callback is not None:
+            self.callback(task, done, total)
+
+    def __enter__(self) -> "Reporter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Iterable
 
 from .registry import Entry
+from .selection import COSTS
 from ..errors import MissingDependencyError, UsageError
 
-COSTS = ("macs", "params", "size", "latency")
 _LABELS = {"macs": "Million multiply-adds (MACs)", "params": "Million parameters",
            "size": "Model size (MB, 4 B/param float, 1 B/param quantized)", "latency": "Latency (ms)"}
 _SHORT = {"macs": "MACs", "params": "parameters", "size": "model size", "latency": "latency"}

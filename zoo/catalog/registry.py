@@ -562,6 +562,11 @@ def load_catalog(path: str | Path | None = None, *, with_profile: bool = True) -
     return catalog
 
 
+def catalog_or_default(catalog: Catalog | None) -> Catalog:
+    """``catalog``, or the configured one when None (the one rule every API function follows)."""
+    return catalog if catalog is not None else load_catalog()
+
+
 def _load_entries(source: Path) -> list[Entry]:
     """Entries from the parsed copy when it matches the file (see ``zoo.catalog.parsed_copy``), else the YAML."""
     from . import parsed_copy as catalog_cache

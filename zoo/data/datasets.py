@@ -25,8 +25,8 @@ streams through in constant memory. Every error names the folder, file, row or r
 from __future__ import annotations
 
 import csv
+import io
 import difflib
-import os
 import re
 import struct
 from dataclasses import dataclass
@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import DataError, MissingDependencyError
+from .imagefiles import (IMAGE_SUFFIXES, file_problem, has_image_suffix, list_children, read_image_bytes,
+                         scan_folder)
 
 SYNSET = re.compile(r"^n\d{8}$")
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
+MAX_LISTING_BYTES = 1 << 30
 SPLITS = ("validation", "train")
 _SHARD = re.compile(r"^(?P<split>[a-z]+)-\d{5}-of-\d{5}$")
 _HEADER = ("path", "file", "filename", "image")
@@ -137,7 +139,8 @@ class Sample:
     data: bytes | None = None
 
     def read_bytes(self) -> bytes:
-        return self.data if self.data is not None else self.path.read_bytes()  # type: ignore[union-attr]
+        """The encoded image, read under ``zoo.data.imagefiles``' rules (ImageFileError otherwise)."""
+        return self.data if self.data is not None else read_image_bytes(self.path)  # type: ignore[arg-type]
 
 
 class Dataset:
@@ -149,6 +152,8 @@ class Dataset:
         self.path, self.labels = Path(path), labels
 
     size: int | None = None  # number of images when known before reading them
+    # what the layout holds but is not an image file (``zoo.data.imagefiles``): (path, why)
+    rejected: list[tuple[Path, str]] = []
 
     def __iter__(self) -> Iterator[Sample]:
         raise NotImplementedError
@@ -157,31 +162,25 @@ class Dataset:
         return f"{self.path} ({self.layout})"
 
 
-def _is_image(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
-
-
-def _image_names(folder: Path) -> list[str]:
-    with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if _is_image(e.name) and e.is_file())
-
-
 class FolderDataset(Dataset):
-    """Layouts 1 and 4: one sub-folder per class, images inside, both in sorted order."""
+    """Layouts 1 and 4: one sub-folder per class, its images (at any depth) in sorted order."""
 
     def __init__(self, path: Path, labels: LabelSpace, classes: list[tuple[str, int]], layout: str):
         super().__init__(path, labels)
         self.classes, self.layout = classes, layout
-        self.size = sum(len(_image_names(self.path / name)) for name, _ in classes)
+        self.size, self.rejected = 0, []
+        for name, _ in classes:
+            found = scan_folder(self.path / name, recursive=True)
+            self.size += len(found.images)
+            self.rejected += found.rejected
         if self.size == 0:
             raise DataError(f"{path}: no images in its {len(classes)} class folders",
                             hint=f"images need one of the suffixes {', '.join(IMAGE_SUFFIXES)}")
 
     def __iter__(self) -> Iterator[Sample]:
         for name, label in self.classes:
-            folder = self.path / name
-            for image in _image_names(folder):  # listed again: nothing big is held
-                yield Sample(str(folder / image), label, folder / image)
+            for image in scan_folder(self.path / name, recursive=True).images:  # listed again: nothing big is held
+                yield Sample(str(image), label, image)
 
 
 class CsvDataset(Dataset):
@@ -197,16 +196,22 @@ class CsvDataset(Dataset):
             raise DataError(f"{path}: no rows", hint="write one `path,label` row per image")
 
     def _read(self) -> Iterator[tuple[Path, int]]:
-        try:
-            text = self.path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{self.path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        except OSError as exc:
-            raise DataError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        text = _read_listing(self.path)
         first = next((line for line in text.splitlines() if line.strip()), "")
         delimiter = "\t" if self.path.suffix.lower() == ".tsv" or "\t" in first else ","
         base = self.path.parent
-        for number, row in enumerate(csv.reader(text.splitlines(), delimiter=delimiter), 1):
+        # the csv module sees the text whole: a quoted field may hold the delimiter or a newline
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        number = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # a field over the module's size limit, an unclosed quote ...
+                raise DataError(f"{self.path}, line {reader.line_num}: not a valid {delimiter!r}-separated row ({exc})",
+                                hint="one `path,label` row per image; quote fields that hold the delimiter") from None
+            number += 1
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue
             where = f"{self.path}, row {number}"
@@ -281,8 +286,24 @@ def _example_class():
     return tf.train.Example
 
 
+def _masked_crc(data: bytes) -> int:
+    """TFRecord's checksum: CRC-32C of ``data``, rotated right by 15 bits plus a constant
+    (``tensorflow/core/lib/hash/crc32c.h``: ``Mask``)."""
+    try:
+        import google_crc32c
+    except ImportError:
+        raise MissingDependencyError("google-crc32c", "checking TFRecord files") from None
+    crc = google_crc32c.value(data)
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 def _frames(path: Path) -> Iterator[tuple[int, int]]:
-    """(offset of the data, length) of each TFRecord frame: u64 length, u32 crc, data, u32 crc."""
+    """(offset of the data, length) of each TFRecord frame: u64 length, u32 masked CRC of the
+    length, data, u32 masked CRC of the data. The length's CRC is checked here (a damaged
+    length would misplace every later record); the data's CRC by ``_records``."""
+    problem = file_problem(path, limit=None)
+    if problem is not None:
+        raise DataError(f"{path}: {problem}", hint="TFRecord shards must be regular files")
     size = path.stat().st_size
     with open(path, "rb") as f:
         offset = 0
@@ -292,6 +313,10 @@ def _frames(path: Path) -> Iterator[tuple[int, int]]:
                 raise DataError(f"{path}: truncated record header at byte {offset}",
                                 hint="the shard is incomplete; copy it again")
             (length,) = struct.unpack("<Q", header[:8])
+            (length_crc,) = struct.unpack("<I", header[8:12])
+            if _masked_crc(header[:8]) != length_crc:
+                raise DataError(f"{path}: the record at byte {offset} has a damaged length (CRC mismatch)",
+                                hint="the shard is corrupted or not a TFRecord file; copy it again")
             end = offset + 12 + length + 4
             if end > size:
                 raise DataError(f"{path}: record at byte {offset} claims {length} bytes, past the end of the file",
@@ -306,10 +331,33 @@ def _count_records(path: Path) -> int:
 
 
 def _records(path: Path) -> Iterator[bytes]:
+    """Each record's data, its CRC checked: a flipped bit is an error, never a wrong label or image."""
     with open(path, "rb") as f:
-        for start, length in _frames(path):
+        for number, (start, length) in enumerate(_frames(path)):
             f.seek(start)
-            yield f.read(length)
+            data = f.read(length + 4)
+            (crc,) = struct.unpack("<I", data[length:])
+            if _masked_crc(data[:length]) != crc:
+                raise DataError(f"{path}#{number}: the record's data is damaged (CRC mismatch)",
+                                hint="the shard is corrupted; copy it again (a wrong accuracy would follow)")
+            yield data[:length]
+
+
+def _read_listing(path: Path) -> str:
+    """A CSV/TSV listing as text: a regular file, UTF-8 (with or without a BOM), of a sane size."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if info.st_size > MAX_LISTING_BYTES:
+        raise DataError(f"{path}: {info.st_size >> 20} MiB is too large for a listing of path,label rows",
+                        hint=f"split it; a listing may have at most {MAX_LISTING_BYTES >> 20} MiB")
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -320,11 +368,13 @@ def open_dataset(path: str | Path, labels: LabelSpace, *, split: str = "validati
         raise DataError(f"unknown split {split!r}", hint=f"use one of: {', '.join(SPLITS)}")
     if path.is_file():
         return CsvDataset(path, labels)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: {file_problem(path, limit=None) or 'not a file or folder'}",
+                        hint="pass a folder of class folders, a folder of TFRecord shards, or a CSV file")
     if not path.is_dir():
         raise DataError(f"data set not found: {path}",
                         hint="pass a folder of class folders, a folder of TFRecord shards, or a CSV file")
-    with os.scandir(path) as entries:
-        listing = sorted((e.name, e.is_dir()) for e in entries if not e.name.startswith("."))
+    listing = list_children(path)
     folders = [name for name, is_dir in listing if is_dir]
     files = [name for name, is_dir in listing if not is_dir]
     shards = [name for name in files if _SHARD.match(name)]
@@ -336,7 +386,7 @@ def open_dataset(path: str | Path, labels: LabelSpace, *, split: str = "validati
                             hint=f"pick the split with split='{found[0]}'", params=("split",))
         return TFRecordDataset(path, labels, wanted, split)
     if not folders:
-        images = [name for name in files if _is_image(name)]
+        images = [name for name in files if has_image_suffix(name)]
         raise DataError(f"{path} is empty" if not listing else
                         f"{path} holds {len(images) or 'no'} images but no class folders" if images else
                         f"{path} holds no class folders, TFRecord shards or images",

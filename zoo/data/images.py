@@ -1,6 +1,8 @@
 """Photos (files, Pillow images, RGB arrays) -> the float32 [-1, 1] batches every restored model takes.
 
-Decoding is Pillow's (JPEG, PNG, BMP and whatever else it reads). The steps follow
+Decoding: JPEGs through simplejpeg (libjpeg-turbo with ``tf.io.decode_jpeg``'s settings, bit
+for bit), everything else through Pillow; files are read under ``zoo.data.imagefiles``' rules,
+and every decoding failure is told the same way (``decode_failure``). The steps follow
 TF-slim's MobileNet eval preprocessing: RGB, optional central crop, bilinear resize to
 the model's input, then ``x / 127.5 - 1``.
 
@@ -16,14 +18,14 @@ touches the border.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..catalog.registry import EVAL_CENTRAL_CROP
 from ..errors import MissingDependencyError, UsageError
+from .imagefiles import ImageFileError, read_image_bytes
 
 DEFAULT_CROP = EVAL_CENTRAL_CROP  # TF-slim eval: central_crop(0.875) then bilinear resize
 SLIM_EVAL_CROP = EVAL_CENTRAL_CROP
@@ -45,36 +47,41 @@ def check_crop(crop: float) -> float:
     return float(crop)
 
 
-@contextmanager
-def decoding(path: Path):
-    """Turn every way a file can fail to decode into one clear UsageError naming ``path``."""
+def decode_failure(exc: BaseException) -> str | None:
+    """Why decoding failed, in a few words, for every way bad data fails to decode (None: not a
+    data problem, i.e. a bug). The one mapping `classify`, `eval`, `finetune` and calibration use."""
     Image, _ = _pil()
+    if isinstance(exc, ImageFileError):
+        return exc.reason
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "a directory, not an image"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"too large to decode safely ({exc})"
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not an image Pillow can read"
+    if isinstance(exc, (OSError, SyntaxError, ValueError, EOFError)):  # truncated or corrupt data
+        return f"cannot decode: {getattr(exc, 'strerror', None) or exc or type(exc).__name__}"
+    return None
+
+
+def decode_file(path: str | Path, *, exif_rotate: bool = False) -> np.ndarray:
+    """An image file -> uint8 RGB [H, W, 3] (``decode_pixels``), read under ``zoo.data.imagefiles``'
+    rules; any failure is an ImageFileError naming the file and the reason."""
     try:
-        yield
-    except FileNotFoundError:
-        raise UsageError(f"image not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not an image") from None
-    except Image.DecompressionBombError as exc:
-        raise UsageError(f"{path} is too large to decode safely: {exc}",
-                         hint="downscale the image first") from None
-    except Image.UnidentifiedImageError:
-        raise UsageError(f"{path} is not an image Pillow can read",
-                         hint="pass a JPEG, PNG or BMP file") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data, unreadable file
-        raise UsageError(f"cannot decode image {path}: {getattr(exc, 'strerror', None) or exc}",
-                         hint="is the file complete?") from None
+        return decode_pixels(read_image_bytes(path), exif_rotate=exif_rotate)
+    except Exception as exc:  # noqa: BLE001 - decode_failure sorts data problems from bugs
+        reason = decode_failure(exc)
+        if reason is None:
+            raise
+        raise ImageFileError(path, reason) from None
 
 
 def open_rgb(path: str | Path):
     """Decode ``path`` to an RGB Pillow image (EXIF rotation applied, alpha on white)."""
-    Image, ImageOps = _pil()
-    path = Path(path)
-    with decoding(path):
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    return to_rgb(img)
+    Image, _ = _pil()
+    return Image.fromarray(decode_file(path, exif_rotate=True))
 
 
 def to_rgb(img):
@@ -235,6 +242,78 @@ def preprocess_array(pixels: np.ndarray, size: Sequence[int], crop: float = DEFA
     return resized
 
 
+# Training-time augmentation (``preprocess_tf(..., augment=True)``): light on purpose. A random crop
+# of 75-100% of each side replaces the central crop; brightness and contrast move a little. No
+# flip: it is wrong for text, digits and anything with a handedness, and the classes are unknown.
+AUGMENT_CROP = (0.75, 1.0)
+AUGMENT_BRIGHTNESS = 0.08
+AUGMENT_CONTRAST = (0.9, 1.1)
+
+
+def preprocess_tf(tf: Any, pixels: Any, size: Sequence[int], crop: float = DEFAULT_CROP, *,
+                  augment: bool = False) -> Any:
+    """``preprocess_array`` as TensorFlow ops, for ``tf.data`` pipelines: uint8 RGB [H, W, 3] ->
+    float32 [h, w, 3] in [-1, 1], the same steps (a test holds the two equal on odd and even sizes).
+    With ``augment`` (training only) a random crop replaces the central one, then light jitter."""
+    image = tf.image.convert_image_dtype(pixels, tf.float32)  # [0, 1]
+    if augment:
+        shape = tf.shape(image)
+        fraction = tf.random.uniform([], AUGMENT_CROP[0], AUGMENT_CROP[1])
+        h = tf.maximum(1, tf.cast(tf.cast(shape[0], tf.float32) * fraction, tf.int32))
+        w = tf.maximum(1, tf.cast(tf.cast(shape[1], tf.float32) * fraction, tf.int32))
+        image = tf.image.random_crop(image, tf.stack([h, w, 3]))
+    elif crop < 1.0:
+        image = tf.image.central_crop(image, crop)
+    image = tf.image.resize(image, [int(size[0]), int(size[1])], method="bilinear", antialias=False)
+    if augment:
+        image = tf.image.random_brightness(image, AUGMENT_BRIGHTNESS)
+        image = tf.image.random_contrast(image, *AUGMENT_CONTRAST)
+        image = tf.clip_by_value(image, 0.0, 1.0)
+    return (image - 0.5) * 2.0
+
+
+def decode_file_tf(tf: Any, path: Any) -> Any:
+    """``decode_file`` inside a ``tf.data`` pipeline: the same decoder (so the same pixels and the
+    same accepted formats as `eval`), uint8 [H, W, 3]."""
+    def decode(raw: bytes) -> np.ndarray:
+        return decode_file(raw.decode("utf-8", "surrogateescape"))
+
+    image = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def preprocessed_batches(files: Sequence[str | Path], size: Sequence[int], batch: int = 1,
+                         crop: float = DEFAULT_CROP, workers: int = 4) -> Iterator[np.ndarray]:
+    """float32 [batch, h, w, 3] batches of ``files``, in order, decoded and preprocessed as `eval`
+    does (``decode_file`` + ``preprocess_array``) in ``workers`` threads; a bad file raises
+    ImageFileError naming it."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    def prepare(path: str | Path) -> np.ndarray:
+        return preprocess_array(decode_file(path), size, crop)
+
+    ahead = max(batch, 1) + 4 * max(1, workers)  # images in flight: memory stays flat
+    pending: deque = deque()
+    done: list[np.ndarray] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="zoo-images") as pool:
+        for path in files:
+            pending.append(pool.submit(prepare, path))
+            while len(pending) >= ahead:
+                done.append(pending.popleft().result())
+                if len(done) == batch:
+                    yield np.stack(done)
+                    done = []
+        while pending:
+            done.append(pending.popleft().result())
+            if len(done) == batch:
+                yield np.stack(done)
+                done = []
+    if done:
+        yield np.stack(done)
+
+
 def preprocess(image, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
     """An RGB Pillow image -> float32 [H, W, 3] in [-1, 1]: central crop, bilinear resize."""
     return preprocess_array(np.asarray(image, dtype=np.uint8), size, crop)
@@ -276,11 +355,8 @@ def prepare_image(image: Any, size: Sequence[int], crop: float = DEFAULT_CROP, *
 
 def load_image(path: str | Path, size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:
     """One file -> float32 [H, W, 3] in [-1, 1], decoded and preprocessed as `eval` does."""
-    path = Path(path)
     crop = check_crop(crop)
-    with decoding(path):
-        pixels = decode_pixels(path.read_bytes(), exif_rotate=True)
-    return preprocess_array(pixels, size, crop)
+    return preprocess_array(decode_file(path, exif_rotate=True), size, crop)
 
 
 def load_images(paths: Iterable[str | Path], size: Sequence[int], crop: float = DEFAULT_CROP) -> np.ndarray:

@@ -31,10 +31,11 @@ from typing import Callable, Sequence
 from .. import config, notices
 from . import layout
 from .cache import Cache, TrustStore, fsync_dir
-from ..catalog.registry import Catalog, Entry, Release, load_catalog
+from ..catalog.registry import Catalog, Entry, Release, catalog_or_default
 from ..errors import CacheError, IntegrityError, OfflineError, UnexpectedError, UnsafeArchiveError, ZooError
 from .manifest import Manifest, write_manifest
 from .mirrors import Source, redact, sources_for, try_sources
+from .._util.progress import Task
 from .._util.safepath import remove_tree
 
 LOCK_TIMEOUT = 3600.0  # a waiting process gives up after an hour (a slow peer is still downloading)
@@ -50,7 +51,7 @@ class FetchOptions:
     stream_unpack: bool = True
     policy: object | None = None  # zoo.fetching.download.DownloadPolicy
     mirror_token: str | None = None  # $MOBILENET_ZOO_MIRROR_TOKEN: sent to http(s) mirrors only
-    progress: Callable[[Entry, int, int | None], None] | None = None
+    progress: Callable[[Task, int, int | None], None] | None = None  # zoo._util.progress's contract
     # API default: ``warnings.warn`` (categories in ``zoo.notices``); the CLI installs a stderr printer
     warn: Callable[[str], None] = field(default=notices.warn)
 
@@ -102,19 +103,18 @@ def options_from_env(**overrides) -> FetchOptions:
 def fetch(name: str, *, catalog: Catalog | None = None, cache_dir: str | Path | None = None,
           mirrors: Sequence[str] | None = None, offline: bool | None = None,
           require_pinned: bool | None = None,
-          progress: bool | type | Callable[[Entry, int, int | None], None] | None = None) -> Path:
+          progress: bool | type | Callable[[Task, int, int | None], None] | None = None) -> Path:
     """Fetch one model (``name`` may be any alias, ``name@release`` picks a release).
 
     Returns the entry directory; the unpacked tarball is in its ``model/`` folder.
-    ``progress=True`` draws a ``tqdm.auto`` bar (a widget in notebooks); a tqdm class
-    (``tqdm.notebook.tqdm``, your own subclass) is used instead, as ``tqdm_class`` is by
-    ``hf_hub_download``; any other callable is called as ``progress(entry, done, total)``;
-    the default shows what the running program installed (``zoo._util.progress.install``), else nothing.
+    ``progress``: the contract every long call shares (``zoo._util.progress``): True (a
+    ``tqdm.auto`` bar), a tqdm class, a callback ``progress(task, done_bytes, total_bytes)``
+    (``task.id`` is the model), False; None: what the running program installed, else nothing.
     Warnings (such as ``zoo.TrustOnFirstUseWarning``) are ``warnings.warn`` calls.
     """
     from .._util import progress as progress_sinks
 
-    catalog = catalog or load_catalog()
+    catalog = catalog_or_default(catalog)
     entry, release = catalog.resolve(name)
     opts = options_from_env(cache_dir=cache_dir, mirrors=mirrors, offline=offline,
                             require_pinned=require_pinned)
@@ -309,7 +309,8 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
     partial = cache.adopt_partial(entry, release)
     staging = cache.staging_dir(entry, release)
     unpacker = _StreamingUnpacker(staging / layout.MODEL_DIR, entry.id) if opts.stream_unpack else None
-    progress = (lambda done, total: opts.progress(entry, done, total)) if opts.progress else None
+    task = Task(entry.id)
+    progress = (lambda done, total: opts.progress(task, done, total)) if opts.progress else None
     result = None
     try:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .._util.progress import Task
 from .cache import TrustStore
 from ..catalog.registry import Entry, Release
 from .fetcher import FetchOptions, FetchResult, expected_digest
@@ -36,7 +37,7 @@ def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptio
     def attempt(source: Source) -> FetchResult:
         result = download(source.url, partial, expected_size=release.size_bytes, expected_sha256=expected,
                           policy=opts.policy or DownloadPolicy(), label=entry.id, token=source.token,
-                          progress=(lambda d, t: opts.progress(entry, d, t)) if opts.progress else None)
+                          progress=(lambda d, t, task=Task(entry.id): opts.progress(task, d, t)) if opts.progress else None)
         return FetchResult(entry.id, release.release, target, result.sha256, result.bytes_transferred, False,
                            source.label)
 

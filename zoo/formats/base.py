@@ -19,10 +19,8 @@ import numpy as np
 
 from ..catalog.registry import Entry
 from ..errors import RestoreError, UsageError
+from .kinds import FORMAT_ALIASES, FORMATS
 
-FORMATS = ("ckpt", "frozen", "tflite")
-ROLE_OF_FORMAT = {"ckpt": "checkpoint", "frozen": "frozen_graph", "tflite": "tflite"}
-_FORMAT_ALIASES = {"checkpoint": "ckpt", "pb": "frozen", "frozen_graph": "frozen", "lite": "tflite"}
 
 
 class RestoredModel(ABC):
@@ -119,7 +117,7 @@ def align_classes(probs: np.ndarray, entry: Entry) -> np.ndarray:
 
 def normalize_format(fmt: str) -> str:
     key = (fmt or "").strip().lower()
-    key = _FORMAT_ALIASES.get(key, key)
+    key = FORMAT_ALIASES.get(key, key)
     if key not in FORMATS:
         raise UsageError(f"unknown model format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
     return key

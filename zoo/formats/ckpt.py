@@ -50,8 +50,8 @@ average in a checkpoint that has them is an error, or (``strict=False``) loaded 
 plain value with a note. A missing variable or a shape mismatch is always an error,
 never a partial load.
 
-``export(dir)`` writes a TensorFlow SavedModel (``keras.Model.export``, endpoint
-``serve``), which TF Serving, the TFLite converter and ``tf.saved_model.load`` read.
+``export(dir)`` writes a TensorFlow SavedModel with the one signature every export has
+(``zoo.formats.saved_model``), which TF Serving, the TFLite converter and ``tf.saved_model.load`` read.
 """
 
 from __future__ import annotations
@@ -70,10 +70,10 @@ from ..fetching.layout import spec_for_path
 from ..errors import RestoreError
 from .base import RestoredModel
 from .keras_models import build_keras_model, import_tensorflow
+from .kinds import WEIGHT_SETS
 from .slim_names import SCOPE, Binding, bindings_for
 from .slim_variables import EMA_SUFFIX, extra_reason, is_ema_shadow, shadow_of
 
-WEIGHT_SETS = ("ema", "ema-trainable", "raw")
 DEFAULT_WEIGHTS = {"v1": "ema", "v2": "ema", "v3": "ema", "edgetpu": "ema"}
 _V3_FOLDERS = {"ema": "ema", "raw": "pristine"}
 MATCH_ATOL = 1e-4  # max |probability difference| for "the same weights" (float32 noise is ~1e-5)
@@ -127,26 +127,9 @@ class CheckpointModel(RestoredModel):
         if directory.exists() and any(directory.iterdir()):
             raise RestoreError(f"{self.entry.id}: export directory {directory} is not empty",
                                hint="choose a new or empty directory")
-        tf = import_tensorflow()
-        from keras.export import ExportArchive
+        from .saved_model import write_saved_model
 
-        model, classes = self.keras_model, self.entry.num_classes
-        h, w, c = self.entry.input_size
-
-        def serve(images):
-            probs = model(images, training=False)
-            if probs.shape[-1] == classes - 1:  # a 1000-class head: add the background column (index 0)
-                probs = tf.pad(probs, [[0, 0], [1, 0]])
-            return {"probabilities": probs}
-
-        # The same signature as every other format's export: `serving_default`, images -> probabilities,
-        # any batch size.
-        archive = ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serving_default", serve,
-                             input_signature=[tf.TensorSpec([None, h, w, c], tf.float32, name="images")])
-        archive.write_out(str(directory), verbose=False)
-        return directory
+        return write_saved_model(self.keras_model, directory, num_classes=self.entry.num_classes)
 
 
 @dataclass

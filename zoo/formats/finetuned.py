@@ -2,7 +2,7 @@
 
     OUT/
         model.keras         the Keras model (float input in [-1, 1] -> class probabilities)
-        saved_model/        the same as a TensorFlow SavedModel (endpoint ``serve``)
+        saved_model/        the same as a SavedModel (``serving_default``: images -> probabilities)
         model.tflite        float TFLite
         model_int8.tflite   full-integer TFLite (with --quantize int8)
         labels.txt          one class name per line, in output order
@@ -167,8 +167,9 @@ class KerasFileModel(RestoredModel):
         if directory.exists() and any(directory.iterdir()):
             raise RestoreError(f"{self.entry.id}: export directory {directory} is not empty",
                                hint="choose a new or empty directory")
-        self.keras_model.export(str(directory), format="tf_saved_model", verbose=False)
-        return directory
+        from .saved_model import write_saved_model
+
+        return write_saved_model(self.keras_model, directory, num_classes=self.entry.num_classes)
 
 
 def load_keras_file(entry: Entry, path: Path) -> KerasFileModel:

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, overload
 
-from ..catalog.registry import Catalog, Entry
+from ..catalog.registry import Catalog, Entry, catalog_or_default
 from ..errors import RestoreError, UsageError
-from .base import FORMATS, ROLE_OF_FORMAT, RestoredModel, configure_tf_threads, normalize_format
+from .base import RestoredModel, configure_tf_threads, normalize_format
+from .kinds import FORMATS, ROLE_OF_FORMAT
 
 if TYPE_CHECKING:
     from .ckpt import CheckpointModel
@@ -138,7 +139,7 @@ def locate(model: str | Path | Entry, format: str | None = None, *, catalog: Cat
         if fmt is not None and fmt != own:
             raise UsageError(f"{model} is a {own} file, not {fmt}",
                              hint=f"ask for the {own} format, or leave the format out (the file decides)")
-        found = _entry(entry, catalog) if entry is not None else entry_for_file(path, _catalog(catalog), own)
+        found = _entry(entry, catalog) if entry is not None else entry_for_file(path, catalog_or_default(catalog), own)
         return ModelRef(found, own, "file", path=_checkpoint_prefix(path) if own == "ckpt" else path,
                         base_entry=found)
     if isinstance(model, Path) or own is not None or "/" in str(model):
@@ -146,7 +147,7 @@ def locate(model: str | Path | Entry, format: str | None = None, *, catalog: Cat
                          hint="pass an existing .tflite / .pb file, a checkpoint prefix, a model folder, "
                               "or a model id from `mobilenet-zoo list`")
     _refuse_entry_for_catalog(entry)
-    catalog = _catalog(catalog)
+    catalog = catalog_or_default(catalog)
     found = catalog.get(str(model))
     return ModelRef(found, fmt or "tflite", "catalog", spec=str(model), base_entry=found, catalog=catalog)
 
@@ -196,8 +197,8 @@ def _locate_folder(folder: Path, fmt: str | None, entry: str | Entry | None,
         found = _entry(entry, catalog)
     else:
         manifest = read_manifest(folder.parent) if folder.name == MODEL_DIR else None
-        found = (_catalog(catalog).get(manifest.model_id) if manifest is not None
-                 else _entry_of_folder(folder, _catalog(catalog)))
+        found = (catalog_or_default(catalog).get(manifest.model_id) if manifest is not None
+                 else _entry_of_folder(folder, catalog_or_default(catalog)))
     return ModelRef(found, fmt or "tflite", "folder", folder=folder, base_entry=found)
 
 
@@ -238,15 +239,7 @@ def entry_for_file(path: Path, catalog: Catalog, fmt: str) -> Entry:
 
 
 def _entry(entry: str | Entry, catalog: Catalog | None) -> Entry:
-    return entry if isinstance(entry, Entry) else _catalog(catalog).get(entry)
-
-
-def _catalog(catalog: Catalog | None) -> Catalog:
-    if catalog is not None:
-        return catalog
-    from ..catalog.registry import load_catalog
-
-    return load_catalog()
+    return entry if isinstance(entry, Entry) else catalog_or_default(catalog).get(entry)
 
 
 def _refuse_entry_for_catalog(entry: object) -> None:
@@ -374,8 +367,7 @@ def locate_weights(model: str | Path | Entry, *, catalog: Catalog | None = None,
     if ref.path is not None and ref.format != "ckpt":
         raise UsageError(f"{model} cannot be {purpose}: a .{'pb' if ref.format == 'frozen' else ref.format} "
                          "file holds inference-only (often quantized) weights",
-                         hint="pass a catalog model id (its checkpoint is restored), a checkpoint, or a finetune OUT",
-                         params=("model",))
+                         hint="pass a catalog model id (its checkpoint is restored), a checkpoint, or a finetune OUT")
     return replace(ref, format="ckpt")
 
 

@@ -22,12 +22,12 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from .._util.progress import Reporter, Task
 from ..catalog.registry import Catalog, Entry
 from ..errors import UsageError
 from ..formats.base import RestoredModel, configure_tf_threads, normalize_format
 from ..formats.resolve import locate
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,13 @@ def bench_image(size: tuple[int, int, int], seed: int = 0) -> np.ndarray:
 
 def bench(models: Iterable[str | Path | Entry | RestoredModel], format: str | None = None, threads: int = 1,
           runs: int = 50, warmup: int = 5, *, catalog: Catalog | None = None, cache_dir: Path | None = None,
-          record: bool = True, progress: Progress | None = None) -> list[BenchResult]:
+          record: bool = True, progress: object = None) -> list[BenchResult]:
     """Time each model and return one :class:`BenchResult` per model, in order.
 
     ``models``: restored models (whose own format and threads are then used), or anything
     ``zoo.formats.resolve.locate`` accepts; ``format`` None: each file's own, else tflite.
-    ``progress(model_id, done, runs)`` is called after every timed run.
+    ``progress``: the contract every long call shares (``zoo._util.progress``): True, a tqdm
+    class, or ``progress(task, done, runs)`` after every timed run (``task.id`` the model).
     """
     fmt = normalize_format(format) if format is not None else None
     if runs < 1:
@@ -102,17 +103,21 @@ def bench(models: Iterable[str | Path | Entry | RestoredModel], format: str | No
                          hint="benchmark checkpoints with different threads in separate processes",
                          params=("threads",))
     results = []
-    for ref in refs:  # every model found (and every name checked) before the first is fetched
-        model = ref if isinstance(ref, RestoredModel) else ref.load(cache_dir=cache_dir, threads=threads)
-        model_fmt = model.format
-        model_threads = getattr(model, "threads", None) or threads
-        model_id = model.entry.id
-        image = bench_image(model.input_size)
-        samples = time_calls(model, image, runs, warmup,
-                             on_run=(lambda done, _id=model_id: progress(_id, done, runs)) if progress else None)
-        median, p90 = summarize(samples)
-        result = BenchResult(model_id, model_fmt, model_threads, round(median, 4), round(p90, 4))
-        results.append(result)
-        if record:
-            result.record()
+    with Reporter(progress) as report:
+        for ref in refs:  # every model found (every name checked) before the first is fetched
+            result = _bench_one(ref, threads, runs, warmup, cache_dir, report)
+            results.append(result)
+            if record:
+                result.record()
     return results
+
+
+def _bench_one(ref: Any, threads: int | None, runs: int, warmup: int, cache_dir: Path | None,
+               report: Reporter) -> BenchResult:
+    model = ref if isinstance(ref, RestoredModel) else ref.load(cache_dir=cache_dir, threads=threads)
+    task = Task(model.entry.id, "bench", "run")
+    samples = time_calls(model, bench_image(model.input_size), runs, warmup,
+                         on_run=lambda done: report(task, done, runs))
+    median, p90 = summarize(samples)
+    return BenchResult(model.entry.id, model.format, getattr(model, "threads", None) or threads,
+                       round(median, 4), round(p90, 4))

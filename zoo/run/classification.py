@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence, Union, cast
 import numpy as np
 
 from ..catalog.registry import Catalog, Entry
-from ..errors import UsageError
+from ..data.imagefiles import IMAGE_SUFFIXES, scan_folder
+from ..errors import DataError, UsageError
 from ..data.images import DEFAULT_CROP, check_crop, is_pil_image, prepare_image
 from ..formats.base import RestoredModel
 from ..formats.resolve import locate
@@ -70,22 +71,25 @@ def predictions(probs: np.ndarray, k: int, labels: Sequence[str]) -> tuple[Predi
     return tuple(Prediction(labels[int(i)], int(i), float(probs[i])) for i in top_k(probs, k))
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; a directory becomes the image files directly inside it, sorted by name."""
+def expand_image_paths(paths: Sequence[str | Path], *, skip_errors: bool = False) -> list[Path]:
+    """Files as given; a directory becomes the image files directly inside it, sorted by name
+    (``zoo.data.imagefiles``' rules). Anything else in a directory (a stray file, a fifo) is an
+    error naming it; with ``skip_errors`` it stays in the list, to be reported as unreadable."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise UsageError(f"no image files in {path}",
-                                 hint=f"looked for {', '.join(IMAGE_SUFFIXES)} directly inside it")
-            out.extend(found)
-        else:
+        if not path.is_dir():
             out.append(path)
+            continue
+        found = scan_folder(path)
+        if found.rejected and not skip_errors:
+            raise DataError(f"{path}: {len(found.rejected)} file(s) are not image files:{found.describe_rejected()}",
+                            hint="remove them, or skip_errors=True reports them and goes on",
+                            params=("skip_errors",))
+        if not found.images and not found.rejected:
+            raise DataError(f"no image files in {path}",
+                            hint=f"looked for {', '.join(IMAGE_SUFFIXES)} directly inside it")
+        out.extend(sorted(found.images + [p for p, _ in found.rejected]))
     return out
 
 
@@ -134,7 +138,7 @@ def classify(model: str | Path | Entry | RestoredModel, images: ImageInput | Seq
     for i, (name, image) in enumerate(named):
         try:
             prepared.append(prepare_image(image, entry.input_size, crop, name=name))
-        except UsageError as exc:  # unreadable, missing, not an image, wrong shape
+        except (DataError, UsageError) as exc:  # unreadable, missing, not an image, wrong shape
             if not skip_errors:
                 raise
             errors[i] = exc.message

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .._util.progress import Reporter, Task
 from ..catalog.registry import Catalog, Entry
 from ..data.datasets import Dataset, LabelSpace, Sample, open_dataset
 from ..errors import DataError, UsageError
-from ..data.images import DEFAULT_CROP, check_crop, decode_pixels, preprocess_array
+from ..data.images import DEFAULT_CROP, check_crop, decode_failure, decode_pixels, preprocess_array
 from .classification import top_k
 
 if TYPE_CHECKING:
@@ -81,25 +82,6 @@ class EvalResult:
 
 
 @dataclass(frozen=True)
-class Progress:
-    """Handed to the ``progress`` callback after every batch."""
-
-    done: int
-    total: int | None
-    correct1: int
-    skipped: int
-    seconds: float
-
-    @property
-    def top1(self) -> float:
-        return 100.0 * self.correct1 / self.done if self.done else 0.0
-
-    @property
-    def images_per_s(self) -> float:
-        return self.done / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
 class _Failure:
     source: str
     reason: str
@@ -107,18 +89,14 @@ class _Failure:
 
 def _prepare(sample: Sample, size: tuple[int, int], crop: float) -> np.ndarray | _Failure:
     """Read, decode and preprocess one image in a worker thread; failures come back as values."""
-    from PIL import Image
-
     try:
-        return preprocess_array(decode_pixels(sample.read_bytes()), size, crop)
-    except FileNotFoundError:
-        return _Failure(sample.source, "file not found")
-    except Image.DecompressionBombError:
-        return _Failure(sample.source, "too large to decode safely")
-    except Image.UnidentifiedImageError:
-        return _Failure(sample.source, "not an image Pillow can read")
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data, unreadable file
-        return _Failure(sample.source, str(exc) or type(exc).__name__)
+        pixels = decode_pixels(sample.read_bytes())
+    except Exception as exc:  # noqa: BLE001 - decode_failure sorts data problems from bugs
+        reason = decode_failure(exc)
+        if reason is None:
+            raise
+        return _Failure(sample.source, reason)
+    return preprocess_array(pixels, size, crop)
 
 
 def _prepare_chunk(chunk: list[Sample], size: tuple[int, int], crop: float) -> list[np.ndarray | _Failure]:
@@ -260,7 +238,7 @@ def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, for
              threads: int | None = None, batch_size: int | None = None, limit: int | None = None,
              crop: float = DEFAULT_CROP, split: str = "validation", skip_errors: bool = False,
              workers: int | None = None, catalog: Catalog | None = None, cache_dir: Path | None = None,
-             progress: Callable[[Progress], None] | None = None, **restore_options: Any) -> EvalResult:
+             progress: object = None, **restore_options: Any) -> EvalResult:
     """Measure top-1/top-5 of ``model`` on the labelled images at ``data``.
 
     ``model``: an already restored model, or anything ``zoo.formats.resolve.locate`` accepts
@@ -298,10 +276,31 @@ def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, for
                                                 lambda: open_dataset(data, labels, split=split))
     else:
         dataset = open_dataset(data, labels, split=split)  # before any download
+        refuse_rejected(dataset, skip_errors)
         restored = ref.load(cache_dir=cache_dir, threads=threads, **restore_options)
     return run_evaluation(restored, dataset, batch_size=batch_size or DEFAULT_BATCH.get(restored.format, 1),
                           limit=limit, crop=crop, skip_errors=skip_errors, streams=streams,
                           workers=workers or min(4, usable_cpus()), progress=progress)
+
+
+def _report(report: Reporter, task: Task, done: int, total: int | None, correct1: int, skipped: int,
+            seconds: float) -> None:
+    """The running figures eval's progress shows: top-1 so far, images/s, skipped."""
+    task.stats.update(top1=round(100.0 * correct1 / done, 2) if done else 0.0,
+                      images_per_s=round(done / seconds, 1) if seconds > 0 else 0.0, skipped=skipped)
+    report(task, done, total)
+
+
+def refuse_rejected(dataset: Dataset, skip_errors: bool) -> None:
+    """What the data set holds besides images (a stray file, a fifo, a looping link) stops the run,
+    naming each, unless ``skip_errors`` counts them as skipped."""
+    rejected = dataset.rejected
+    if rejected and not skip_errors:
+        shown = "\n  ".join(f"{path}: {why}" for path, why in rejected[:5])
+        raise DataError(f"{dataset.describe()}: {len(rejected)} file(s) are not image files:\n  {shown}"
+                        + (f"\n  ... and {len(rejected) - 5} more" if len(rejected) > 5 else ""),
+                        hint="remove them, or skip_errors=True passes over them (counted as skipped)",
+                        params=("skip_errors",))
 
 
 def _load_while_listing(load: Callable[[], Any], list_set: Callable[[], Dataset]) -> tuple[Any, Dataset]:
@@ -320,7 +319,7 @@ def _load_while_listing(load: Callable[[], Any], list_set: Callable[[], Dataset]
 
 def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int | None, crop: float,
                    skip_errors: bool, workers: int, streams: int = 1,
-                   progress: Callable[[Progress], None] | None = None) -> EvalResult:
+                   progress: object = None) -> EvalResult:
     """The loop: images through ``model`` (or ``streams`` one-thread copies of it), counting top-1/top-5 hits."""
     entry = model.entry
     size = tuple(model.input_size[:2])
@@ -328,7 +327,8 @@ def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int 
     samples = iter(dataset) if limit is None else islice(dataset, limit)
     k = min(5, dataset.labels.num_classes)
     done = correct1 = correct5 = 0
-    skipped: list[tuple[str, str]] = []
+    refuse_rejected(dataset, skip_errors)
+    skipped: list[tuple[str, str]] = [(str(path), why) for path, why in dataset.rejected]
     start = last_report = time.perf_counter()
     pool = ModelPool(model, streams) if streams > 1 and hasattr(model, "copy") else None
     if pool is not None:
@@ -336,26 +336,25 @@ def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int 
     else:
         scored = scored_in_caller(model, samples, size, crop, k, batch_size, workers)
 
-    def report() -> None:
-        if progress is not None:
-            progress(Progress(done, total, correct1, len(skipped), time.perf_counter() - start))
+    task = Task(entry.id, "eval", "image")
 
-    for sample, outcome in scored:
-        if isinstance(outcome, _Failure):
-            if not skip_errors:
-                raise DataError(f"cannot decode image {outcome.source}: {outcome.reason}",
-                                hint=f"{done} images were read before it; skip_errors=True "
-                                     "counts unreadable images and goes on", params=("skip_errors",))
-            skipped.append((outcome.source, outcome.reason))
-            continue
-        done += 1
-        correct1 += int(outcome[0] == sample.label)
-        correct5 += int(sample.label in outcome)
-        if progress is not None and time.perf_counter() - last_report >= PROGRESS_EVERY_S:
-            last_report = time.perf_counter()
-            report()
-    report()
-    seconds = time.perf_counter() - start
+    with Reporter(progress) as report:
+        for sample, outcome in scored:
+            if isinstance(outcome, _Failure):
+                if not skip_errors:
+                    raise DataError(f"cannot decode image {outcome.source}: {outcome.reason}",
+                                    hint=f"{done} images were read before it; skip_errors=True "
+                                         "counts unreadable images and goes on", params=("skip_errors",))
+                skipped.append((outcome.source, outcome.reason))
+                continue
+            done += 1
+            correct1 += int(outcome[0] == sample.label)
+            correct5 += int(sample.label in outcome)
+            if time.perf_counter() - last_report >= PROGRESS_EVERY_S:
+                last_report = time.perf_counter()
+                _report(report, task, done, total, correct1, len(skipped), last_report - start)
+        seconds = time.perf_counter() - start
+        _report(report, task, done, total, correct1, len(skipped), seconds)
     if done == 0:
         raise DataError(f"no image of {dataset.describe()} could be read ({len(skipped)} skipped)",
                         hint=f"first failure: {skipped[0][0]}: {skipped[0][1]}" if skipped else None)

@@ -17,7 +17,6 @@ and renames it into place, so a failed or interrupted export leaves nothing that
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -27,16 +26,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import RestoreError, UsageError
+from ..data.images import preprocessed_batches
+from ..errors import UsageError
+from ..formats.saved_model import write_saved_model
+from .publish import check_target, publish, staging_path
+from .options import DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, INT8_IO_TYPES, check_quantize
 
-INT8_IO_TYPES = ("uint8", "int8")
-DEFAULT_CALIBRATION_IMAGES = 200
-TARGETS = ("tflite", "saved_model")
-
-
-def write_saved_model(keras_model: Any, directory: Path) -> Path:
-    keras_model.export(str(directory), format="tf_saved_model", verbose=False)
-    return Path(directory)
 
 
 def _converter(saved_model: Path) -> Any:
@@ -75,25 +70,28 @@ def write_int8_tflite(saved_model: Path, path: Path, calibration: Callable[[], I
 
 # ----------------------------------------------------------------------------- images
 def calibration_files(directory: Path, limit: int = DEFAULT_CALIBRATION_IMAGES) -> list[str]:
-    """Up to ``limit`` readable images under ``directory`` (any depth), evenly spread, stable order."""
-    from .inputs import IMAGE_SUFFIXES, _readable
+    """Up to ``limit`` images under ``directory`` (any depth), evenly spread, stable order; each one
+    decodes (``zoo.data.imagefiles``' rules; anything else under it is an error naming it)."""
+    from ..data.imagefiles import IMAGE_SUFFIXES, scan_folder
+    from .inputs import undecodable
 
     directory = Path(directory)
     if not directory.is_dir():
         raise UsageError(f"calibration={directory}: no such directory",
                          hint="pass a folder of representative images (class folders or flat)",
                          params=("calibration",))
-    files = sorted(str(p) for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(directory).parts))
-    if not files:
+    found = scan_folder(directory, recursive=True)
+    if not found.images and not found.rejected:
         raise UsageError(f"calibration={directory} holds no images ({', '.join(IMAGE_SUFFIXES)})",
                          hint="pass a folder of a few hundred images like the ones the model will see",
                          params=("calibration",))
-    return [f for f in spread(files, limit) if _readable(Path(f))] or _no_readable(directory)
-
-
-def _no_readable(directory: Path) -> list[str]:
-    raise UsageError(f"calibration={directory}: none of the images could be read", params=("calibration",))
+    files = spread([str(p) for p in found.images], limit)
+    found.rejected += undecodable(files)
+    if found.rejected:
+        raise UsageError(f"calibration={directory}: {len(found.rejected)} file(s) are not readable images:"
+                         f"{found.describe_rejected()}", hint="remove or convert them; nothing was written",
+                         params=("calibration",))
+    return files
 
 
 def spread(items: Sequence[Any], limit: int) -> list[Any]:
@@ -104,82 +102,9 @@ def spread(items: Sequence[Any], limit: int) -> list[Any]:
     return [items[int(i * step)] for i in range(limit)]
 
 
-def preprocessed_batches(files: Sequence[str], size: Sequence[int], batch: int = 1) -> Iterable[np.ndarray]:
-    """float32 [batch, H, W, 3] batches of ``files`` with the models' eval preprocessing."""
-    from ..formats.keras_models import import_tensorflow
-    from .inputs import decode_and_preprocess
-
-    tf = import_tensorflow()
-    ds = tf.data.Dataset.from_tensor_slices(list(files)).map(
-        lambda p: decode_and_preprocess(tf, p, size), num_parallel_calls=tf.data.AUTOTUNE).batch(batch)
-    for images in ds:
-        yield images.numpy()
-
-
 def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Percent of rows whose best class is the same in both probability arrays."""
     return float(100.0 * np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)))
-
-
-# ----------------------------------------------------------------------------- staging
-def staging_path(target: Path, kind: str = "staging") -> Path:
-    """A hidden sibling of ``target`` unique to this process: never mistaken for the result."""
-    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
-
-
-# What each kind of output looks like when this tool wrote it: ``overwrite`` replaces only
-# those (or an empty folder), never a user's other file or folder given by mistake.
-# kind: (what it is, the file inside a folder of that kind that marks it as ours)
-OUTPUT_KINDS = {"finetune": ("a finetune output folder", "finetune.json"),
-                "saved_model": ("a SavedModel folder", "saved_model.pb"),
-                "tflite": ("a .tflite file", None)}
-
-
-def _describe_kind(kind: str) -> str:
-    what, marker = OUTPUT_KINDS[kind]
-    return f"{what} (with {marker})" if marker else what
-
-
-def replaceable(target: Path, kind: str) -> bool:
-    """True if ``target`` is something of ``kind`` that overwrite may replace."""
-    if target.is_symlink():
-        return False
-    if kind == "tflite":
-        if not target.is_file():
-            return False
-        with open(target, "rb") as f:
-            return f.read(8)[4:8] == b"TFL3"  # the flatbuffer's file identifier
-    marker = OUTPUT_KINDS[kind][1]
-    return target.is_dir() and ((target / marker).is_file() or not any(target.iterdir()))
-
-
-def check_target(target: Path, overwrite: bool, param: str = "out", kind: str = "finetune") -> None:
-    if target.exists() or target.is_symlink():
-        if not overwrite:
-            raise UsageError(f"{param}={target} already exists", hint="choose another path or pass overwrite=True",
-                             params=(param, "overwrite"))
-        if not replaceable(target, kind):
-            raise UsageError(f"{param}={target} exists and is not {_describe_kind(kind)}; overwrite replaces "
-                             "only what this tool wrote", hint="choose another path, or move it away yourself",
-                             params=(param, "overwrite"))
-    if not target.parent.is_dir():
-        raise UsageError(f"{param}={target}: the folder {target.parent} does not exist", params=(param,))
-
-
-def publish(staging: Path, target: Path, overwrite: bool, kind: str = "finetune") -> None:
-    """Rename the finished ``staging`` to ``target`` (replacing it only with ``overwrite``, and
-    only if it is still something of ``kind``: it is checked again, as it may have changed)."""
-    old = None
-    if target.exists() or target.is_symlink():
-        if not overwrite:
-            raise UsageError(f"out={target} appeared while working; nothing was replaced",
-                             hint="choose another path or pass overwrite=True", params=("out", "overwrite"))
-        check_target(target, overwrite, kind=kind)
-        old = staging_path(target, "old")
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- `export`
@@ -210,10 +135,9 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
     conversion on those images is reported. ``to='saved_model'`` writes a directory.
     """
     start = time.perf_counter()
-    if to not in TARGETS:
-        raise UsageError(f"unknown to={to!r}", hint=f"use one of: {', '.join(TARGETS)}", params=("to",))
-    if quantize not in (None, "int8"):
-        raise UsageError(f"unknown quantize={quantize!r}", hint="use quantize='int8'", params=("quantize",))
+    if to not in EXPORT_TARGETS:
+        raise UsageError(f"unknown to={to!r}", hint=f"use one of: {', '.join(EXPORT_TARGETS)}", params=("to",))
+    check_quantize(quantize)
     if quantize and to != "tflite":
         raise UsageError("quantize='int8' applies to to='tflite'", hint="SavedModels stay float",
                          params=("quantize", "to"))
@@ -233,7 +157,7 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
     try:
         with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as tmp:
             saved = Path(tmp) / "saved_model"
-            write_saved_model(keras_model, saved)
+            write_saved_model(keras_model, saved, num_classes=entry.num_classes)
             if to == "saved_model":
                 shutil.move(str(saved), staging)
             elif quantize:

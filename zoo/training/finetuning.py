@@ -33,21 +33,25 @@ Distribution (``strategy``): see ``zoo.training.distribute``; only the chief wri
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..catalog.registry import Catalog, Entry
 from ..errors import RestoreError, UsageError, ZooError
+from .._util.progress import Reporter
+from .features import extract_features, feature_dataset, steps_for
 from .inputs import ImageFolder, image_dataset, scan_image_folder, split
+from .loop import History, train_epochs
+from .options import DEFAULT_CALIBRATION_IMAGES, check_quantize
 
 HEAD_LEARNING_RATE = 1e-3
 BACKBONE_LR_FACTOR = 0.1
@@ -60,6 +64,7 @@ BACKBONE_NAME = "backbone"
 HEAD_NAME = "head"
 JSON_KEYS = ("out", "classes", "train_images", "val_images", "val_top1", "tflite", "tflite_top1")
 INT8_JSON_KEYS = ("int8_tflite", "int8_top1")
+log = logging.getLogger(__name__)
 
 
 class TrainingInterrupted(ZooError):
@@ -110,10 +115,9 @@ def _resolve_base(model: str | Path | Entry, checkpoint: Path | None, catalog: C
     """
     from ..formats.resolve import locate_weights
 
+    ref = locate_weights(model, catalog=catalog)  # a .tflite or .pb is refused here, with or without checkpoint
     if checkpoint is not None:
-        ref = locate_weights(checkpoint, catalog=catalog, entry=model)
-    else:
-        ref = locate_weights(model, catalog=catalog)
+        ref = locate_weights(checkpoint, catalog=catalog, entry=ref.entry)
     entry = ref.entry
     if entry.quantized:
         float_id = entry.id.removesuffix("_quant")
@@ -122,7 +126,7 @@ def _resolve_base(model: str | Path | Entry, checkpoint: Path | None, catalog: C
             f"{entry.id} is a quantized model: its checkpoint was trained with fake-quantization and its "
             ".tflite is integer-only; neither can be fine-tuned as a float model here",
             hint=(f"fine-tune the float model {float_id} with quantize='int8' for an integer TFLite"
-                  if known else "fine-tune a float model with quantize='int8'"), params=("model",))
+                  if known else "fine-tune a float model with quantize='int8'"), params=("quantize",))
     try:
         path = ref.file(cache_dir)
     except RestoreError as exc:
@@ -187,323 +191,211 @@ def _unfreeze_except_batch_norm(keras: Any, backbone: Any) -> None:
             layer.trainable = False
 
 
-# ----------------------------------------------------------------------------- training
-def _train(tf: Any, keras: Any, dist: Any, model: Any, train_ds: Any, val_ds: Any, *, phase: str, epochs: int,
-           steps: int, val_steps: int | None, learning_rate: float, batch: int, show: bool, state: dict) -> None:
-    """Train ``model`` for ``epochs`` x ``steps`` batches with ``dist``; keep the best weights in ``state``.
-
-    A plain ``strategy.run`` loop rather than ``Model.fit``: Keras 3's ``fit`` cannot start
-    under ``MultiWorkerMirroredStrategy`` (its first-batch build reduces a tuple of
-    per-replica values, which the collective reducer rejects). One loop serves every
-    strategy, so what the tests run on one device is what runs on a cluster.
-    ``val_steps`` None: run the validation set once to its end (one replica only).
-    """
-    from tqdm.auto import tqdm
-
-    variables = model.trainable_variables
-    with dist.scope():
-        optimizer = keras.optimizers.Adam(learning_rate)
-        optimizer.build(variables)  # slots now, not lazily inside a replica's tf.function (mirrored fails)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
-
-    def sums(y, probs):
-        per_example = loss_fn(y, probs)
-        hits = tf.cast(tf.equal(tf.argmax(probs, axis=1, output_type=tf.int32), tf.cast(y, tf.int32)), tf.float32)
-        return per_example, tf.stack([tf.reduce_sum(per_example), tf.reduce_sum(hits),
-                                      tf.cast(tf.shape(y)[0], tf.float32)])
-
-    def train_replica(x, y):
-        with tf.GradientTape() as tape:
-            probs = model(x, training=True)
-            per_example, totals = sums(y, probs)
-            loss = tf.nn.compute_average_loss(per_example)
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return totals
-
-    def eval_replica(x, y):
-        return sums(y, model(x, training=False))[1]
-
-    @tf.function
-    def train_step(iterator):
-        return dist.reduce("SUM", dist.run(train_replica, args=next(iterator)), axis=None)
-
-    @tf.function
-    def eval_step(batch):
-        return dist.reduce("SUM", dist.run(eval_replica, args=batch), axis=None)
-
-    train_iter = iter(dist.experimental_distribute_dataset(train_ds))
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        bar = tqdm(total=steps, desc=f"{phase} {epoch + 1}/{epochs}", file=sys.stderr, leave=False, unit="step",
-                   disable=not (show and sys.stderr.isatty()))
-        totals = np.zeros(3)
-        for step in range(steps):
-            totals += train_step(train_iter).numpy()
-            bar.update(1)
-            if step % 5 == 0:
-                bar.set_postfix(loss=f"{totals[0] / max(totals[2], 1):.3f}", acc=f"{totals[1] / max(totals[2], 1):.3f}")
-        bar.close()
-        val = np.zeros(3)
-        val_iter = iter(dist.experimental_distribute_dataset(val_ds))
-        for _ in (range(val_steps) if val_steps is not None else iter(int, 1)):
-            batch = next(val_iter, None)
-            if batch is None:
-                break
-            val += eval_step(batch).numpy()
-        seconds = time.perf_counter() - start
-        record = {"phase": phase, "epoch": epoch + 1, "loss": float(totals[0] / max(totals[2], 1)),
-                  "accuracy": float(totals[1] / max(totals[2], 1)),
-                  "val_accuracy": float(val[1] / val[2]) if val[2] else None,
-                  "val_loss": float(val[0] / val[2]) if val[2] else None, "seconds": round(seconds, 3),
-                  "images_per_s": round(totals[2] / max(seconds, 1e-9), 1)}
-        state["history"].append(record)
-        score = record["val_accuracy"] if record["val_accuracy"] is not None else -record["loss"]
-        if state["best_score"] is None or score > state["best_score"]:
-            state["best_score"] = score
-            state["best_weights"] = state["model"].get_weights()
-            state["best_epoch"] = len(state["history"])
-        if show:
-            text = (f"{phase} epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}, "
-                    f"accuracy {100 * record['accuracy']:.1f}%")
-            if record["val_accuracy"] is not None:
-                text += f", val accuracy {100 * record['val_accuracy']:.1f}%"
-            text += f" ({seconds:.1f} s, {record['images_per_s']:.0f} images/s)"
-            print(text, file=sys.stderr, flush=True)
-
-
-# ----------------------------------------------------------------------------- features
-def _extract_features(tf: Any, backbone: Any, folder: ImageFolder, size: Sequence[int], batch: int,
-                      views: int, directory: Path, name: str, seed: int,
-                      int8: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Backbone outputs for every image (plus ``views`` augmented copies), in a memory-mapped file.
-
-    With ``int8`` (the backbone as the int8 file runs it, ``zoo.training.quantized_features``), the
-    same images also go through it and its features fill the second half of the rows, with
-    the same labels: the head then learns from what both the float and the int8 file see.
-    """
-    dim = int(backbone.output.shape[-1])
-    n = len(folder) * (1 + views)
-    copies = 2 if int8 is not None else 1
-    feats = np.lib.format.open_memmap(directory / f"{name}.npy", mode="w+", dtype=np.float32,
-                                      shape=(n * copies, dim))
-    labels = np.empty(n * copies, np.int32)
-    run = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
-    row = 0
-    for view in range(1 + views):
-        for images, ys in image_dataset(folder, size, batch=batch, augment=view > 0, seed=seed + view):
-            out = run(images).numpy()
-            feats[row:row + len(out)] = out
-            labels[row:row + len(out)] = ys.numpy()
-            if int8 is not None:
-                feats[n + row:n + row + len(out)] = int8(images.numpy())
-                labels[n + row:n + row + len(out)] = ys.numpy()
-            row += len(out)
-    feats.flush()
-    return feats, labels
-
-
-def _feature_dataset(tf: Any, feats: np.ndarray, labels: np.ndarray, batch: int, shuffle: bool, seed: int,
-                     repeat: bool = True) -> Any:
-    """Batches of cached features, re-shuffled every pass, read from the memory map per batch."""
-    n, dim = feats.shape
-
-    def take(index):
-        index = np.sort(index)
-        return np.asarray(feats[index]), labels[index]
-
-    ds = tf.data.Dataset.range(n)
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = (ds.repeat() if repeat else ds).batch(batch)
-
-    def load(index):
-        x, y = tf.numpy_function(take, [index], [tf.float32, tf.int32])
-        x.set_shape([None, dim])
-        y.set_shape([None])
-        return x, y
-
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return ds.map(load).prefetch(tf.data.AUTOTUNE).with_options(options)
-
-
-def _steps(n: int, batch: int) -> int:
-    return max(1, -(-n // batch))
-
-
 # ----------------------------------------------------------------------------- the run
 def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, epochs: int = 5,
              batch_size: int = 32, learning_rate: float | None = None, train_backbone: bool = False,
              val_data: str | Path | None = None, val_split: float | None = None, quantize: str | None = None,
              strategy: str = "auto", overwrite: bool = False, checkpoint: str | Path | None = None,
              catalog: Catalog | None = None, cache_dir: Path | None = None, seed: int = 0,
-             progress: bool = True, command: Sequence[str] | None = None,
-             calibration_size: int = 200) -> FinetuneResult:
+             progress: object = None, command: Sequence[str] | None = None,
+             calibration_size: int = DEFAULT_CALIBRATION_IMAGES) -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` (``DIR/<class>/*.jpg``) and write OUT (see the module docstring).
 
-    ``model``: catalog id or Entry (its slim checkpoint, fetched if needed; or ``checkpoint``,
-    a local slim checkpoint prefix for that entry), or a directory written by ``finetune``.
+    ``model``: anything ``zoo.formats.resolve.locate_weights`` accepts: a catalog id or Entry (its
+    slim checkpoint, fetched if needed; or ``checkpoint``, a local slim checkpoint prefix for that
+    entry), a checkpoint, or a directory written by ``finetune``.
     ``learning_rate``: of the head (default 1e-3, Adam); the backbone phase uses a tenth.
     ``val_split``: fraction of each class held out when no ``val_data`` (default 0.2).
     ``quantize='int8'``: also write the full-integer ``model_int8.tflite``.
+    ``progress``: the contract every long call shares (``zoo._util.progress``; each epoch is a
+    task counted in steps, with its loss, accuracy and, when it ends, validation accuracy).
     ``command``: recorded in finetune.json (the CLI passes its argv).
     """
     start = time.perf_counter()
     from .distribute import local_gpu_count, make_strategy, plan_strategy
-    from .export import check_target
+    from .publish import check_target
 
+    _check_options(epochs, batch_size, learning_rate, quantize, val_data, val_split)
+    plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"))  # checks TF_CONFIG; no TensorFlow yet
+    out = Path(out)
+    if plan.is_chief:
+        check_target(out, overwrite)
+    train, val = _training_sets(data, val_data, val_split, seed)
+    if min(len(train), len(val)) < plan.workers:
+        raise UsageError(f"{plan.workers} workers need at least {plan.workers} training and validation images "
+                         f"each, got {len(train)} and {len(val)}", hint="add images or use fewer workers")
+    base = _resolve_base(model, Path(checkpoint) if checkpoint else None, catalog, cache_dir)
+    if strategy == "auto" and plan.kind == "default":  # only now: counting GPUs imports TensorFlow
+        plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"), gpus=local_gpu_count())
+    from ..formats.keras_models import import_tensorflow
+
+    import_tensorflow()
+    dist = make_strategy(plan)  # before any other TF op: multi-worker needs that
+    if batch_size < dist.num_replicas_in_sync:
+        raise UsageError(f"batch_size={batch_size} is smaller than the {dist.num_replicas_in_sync} devices "
+                         "training in sync", hint=f"use batch_size={dist.num_replicas_in_sync} or more",
+                         params=("batch_size",))
+    run = _Run(base, train, val, plan, dist, batch_size=batch_size, epochs=epochs, seed=seed, quantize=quantize,
+               head_lr=HEAD_LEARNING_RATE if learning_rate is None else learning_rate,
+               calibration=_calibration_sample(train, calibration_size))
+    with Reporter(progress) as report:
+        interrupted = run.train(report, train_backbone)
+    history = run.history
+    if history.best_weights is None:
+        raise TrainingInterrupted("interrupted before the first epoch finished: no model to keep, nothing written",
+                                  hint="let at least one epoch finish (a smaller batch_size or less data shows "
+                                       "one sooner)", params=("batch_size",))
+    history.restore_best()
+    result = FinetuneResult(out=None, classes=list(train.classes), train_images=len(train),
+                            val_images=len(val), val_top1=None, tflite=None, tflite_top1=None,
+                            quantize=quantize, interrupted=interrupted,
+                            epochs_done=len(history.records), history=history.records)
+    if plan.is_chief:
+        if interrupted:
+            log.info("interrupted: writing the best model so far (epoch %d)", history.best_epoch)
+        _write_out(run.full, base, train, val, out, overwrite, quantize, result, run.calibration, command,
+                   run.training_record(strategy, train_backbone, interrupted))
+    result.seconds = round(time.perf_counter() - start, 2)
+    return result
+
+
+def _check_options(epochs: int, batch_size: int, learning_rate: float | None, quantize: str | None,
+                   val_data: object, val_split: float | None) -> None:
     if epochs < 1 or batch_size < 1:
         raise UsageError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}",
                          params=("epochs", "batch_size"))
     if learning_rate is not None and not learning_rate > 0:
         raise UsageError(f"learning_rate must be positive, got {learning_rate}", params=("learning_rate",))
-    if quantize not in (None, "int8"):
-        raise UsageError(f"unknown quantize={quantize!r}", hint="use quantize='int8'", params=("quantize",))
+    check_quantize(quantize)
     if val_data is not None and val_split is not None:
         raise UsageError("val_data and val_split exclude each other",
                          hint="a validation folder, or a fraction of data held out, not both",
                          params=("val_data", "val_split", "data"))
-    plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"))  # checks TF_CONFIG; no TensorFlow yet
-    out = Path(out)
-    if plan.is_chief:
-        check_target(out, overwrite)
 
+
+def _training_sets(data: str | Path, val_data: str | Path | None, val_split: float | None,
+                   seed: int) -> tuple[ImageFolder, ImageFolder]:
+    """(train, validation), every file checked before anything trains."""
     folder = scan_image_folder(Path(data))
     if val_data is not None:
-        train, val = folder, scan_image_folder(Path(val_data), classes=folder.classes, param="val_data")
-    else:
-        train, val = split(folder, DEFAULT_VAL_SPLIT if val_split is None else val_split, seed)
-    if min(len(train), len(val)) < plan.workers:
-        raise UsageError(f"{plan.workers} workers need at least {plan.workers} training and validation images "
-                         f"each, got {len(train)} and {len(val)}", hint="add images or use fewer workers")
-    base = _resolve_base(model, Path(checkpoint) if checkpoint else None, catalog, cache_dir)
+        return folder, scan_image_folder(Path(val_data), classes=folder.classes, param="val_data")
+    return split(folder, DEFAULT_VAL_SPLIT if val_split is None else val_split, seed)
 
-    from ..formats.keras_models import import_keras, import_tensorflow
 
-    if strategy == "auto" and plan.kind == "default":  # only now: counting GPUs imports TensorFlow
-        plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"), gpus=local_gpu_count())
-    tf = import_tensorflow()
-    dist = make_strategy(plan)  # before any other TF op: multi-worker needs that
-    keras = import_keras()
-    keras.utils.set_random_seed(seed)
-    size = base.entry.input_size[:2]
-    my_train = train.shard(plan.worker_index, plan.workers)
-    my_val = val.shard(plan.worker_index, plan.workers)
-    state: dict[str, Any] = {"history": [], "best_score": None, "best_weights": None, "best_epoch": 0}
-    interrupted = False
-    head_lr = HEAD_LEARNING_RATE if learning_rate is None else learning_rate
+class _Run:
+    """One training run: the model, this worker's share of the data, and the phases it goes through.
 
-    if batch_size < dist.num_replicas_in_sync:
-        raise UsageError(f"batch_size={batch_size} is smaller than the {dist.num_replicas_in_sync} devices "
-                         "training in sync", hint=f"use batch_size={dist.num_replicas_in_sync} or more",
-                         params=("batch_size",))
-    with dist.scope():
-        backbone, head, full = _backbone_and_head(base, train.classes)
-    state["model"] = full
-    workdir = tempfile.TemporaryDirectory(prefix="mobilenet-zoo-features-")
-    # the images that calibrate model_int8.tflite; with quantize, also those that calibrate the int8
-    # backbone whose features the head learns from, so both are the same quantization
-    calibration = _calibration_sample(train, calibration_size)
-    # One device: each validation image exactly once. Several: workers must run the same
-    # number of steps (collectives) and no replica may get an empty last batch (TF's CPU
-    # convolution fails on one), so validation repeats and a few images count twice per
-    # epoch. That only picks the best epoch; the reported top-1 is measured exactly at the end.
-    several = dist.num_replicas_in_sync > 1
-    val_steps = _steps(len(val), batch_size) if several else None
-    common = dict(epochs=epochs, val_steps=val_steps, batch=batch_size, show=progress, state=state)
+    Phases, in order: ``head`` (frozen backbone, features computed once); with
+    ``train_backbone``, ``backbone`` (everything but batch norm, at a tenth of the learning rate);
+    with both that and ``quantize``, ``int8 head`` (the head again, on the trained backbone's
+    float and int8 features). Ctrl-C in any phase ends the run; the best epoch so far is kept.
+    """
 
-    def head_phase(phase: str) -> None:
+    def __init__(self, base: _Base, train: ImageFolder, val: ImageFolder, plan: Any, dist: Any, *, batch_size: int,
+                 epochs: int, seed: int, quantize: str | None, head_lr: float, calibration: list[str]):
+        from ..formats.keras_models import import_keras, import_tensorflow
+
+        self.tf, self.keras = import_tensorflow(), import_keras()
+        self.keras.utils.set_random_seed(seed)
+        self.base, self.train_set, self.val_set, self.plan, self.dist = base, train, val, plan, dist
+        self.batch, self.epochs, self.seed, self.quantize, self.head_lr = batch_size, epochs, seed, quantize, head_lr
+        # the images that calibrate model_int8.tflite; with quantize, also those that calibrate the int8
+        # backbone whose features the head learns from, so both are the same quantization
+        self.calibration = calibration
+        self.size = base.entry.input_size[:2]
+        self.my_train = train.shard(plan.worker_index, plan.workers)
+        self.my_val = val.shard(plan.worker_index, plan.workers)
+        with dist.scope():
+            self.backbone, self.head, self.full = _backbone_and_head(base, train.classes)
+        self.history = History(self.full)
+        self.feature_passes: list[dict[str, Any]] = []
+        # One device: each validation image exactly once. Several: workers must run the same
+        # number of steps (collectives) and no replica may get an empty last batch (TF's CPU
+        # convolution fails on one), so validation repeats and a few images count twice per
+        # epoch. That only picks the best epoch; the reported top-1 is measured exactly at the end.
+        self.several = dist.num_replicas_in_sync > 1
+        self.val_steps = steps_for(len(val), batch_size) if self.several else None
+
+    def train(self, report: Reporter, train_backbone: bool) -> bool:
+        """Run the phases; True when Ctrl-C ended the run early."""
+        phases = [lambda: self.head_phase("head", report)]
+        if train_backbone:
+            phases.append(lambda: self.backbone_phase(report))
+            if self.quantize:
+                phases.append(lambda: self.head_phase("int8 head", report))
+        with tempfile.TemporaryDirectory(prefix="mobilenet-zoo-features-") as workdir:
+            self.workdir = Path(workdir)
+            try:
+                for phase in phases:
+                    phase()
+            except KeyboardInterrupt:
+                return True
+        return False
+
+    def _fit(self, model: Any, train_ds: Any, val_ds: Any, phase: str, steps: int, learning_rate: float,
+             report: Reporter) -> None:
+        train_epochs(self.tf, self.keras, self.dist, model, train_ds, val_ds, phase=phase,
+                     model_id=self.base.entry.id, epochs=self.epochs, steps=steps, val_steps=self.val_steps,
+                     learning_rate=learning_rate, history=self.history, report=report)
+
+    def head_phase(self, phase: str, report: Reporter) -> None:
         """Run the frozen backbone once over the images, then train the head on the cached features.
 
         With ``quantize``, the features of the backbone as ``model_int8.tflite`` will run it join
-        the float ones (see ``zoo.training.quantized_features``): the validation score that picks the
-        best epoch is then the mean of the float and the int8 top-1.
+        the float ones (see ``zoo.training.quantized_features``): the validation score that picks
+        the best epoch is then the mean of the float and the int8 top-1.
         """
-        copies = 2 if quantize else 1
-        images = (len(my_train) * (1 + AUGMENTED_VIEWS) + len(my_val)) * copies
-        if progress and phase == "head":
-            print(f"{base.entry.id}: {len(train)} training and {len(val)} validation images, "
-                  f"{len(train.classes)} classes; running the frozen backbone once over {images} images"
-                  + (" (float and int8)" if quantize else ""), file=sys.stderr, flush=True)
-        elif progress:
-            print(f"{phase}: running the trained backbone, float and int8, once over {images} images",
-                  file=sys.stderr, flush=True)
+        if phase != "head":  # after backbone training: the best backbone, scored anew (float and int8)
+            self.history.restore_best()
+            self.history.restart_scoring()
+        copies = 2 if self.quantize else 1
+        images = (len(self.my_train) * (1 + AUGMENTED_VIEWS) + len(self.my_val)) * copies
+        log.info("%s: %d training and %d validation images, %d classes; %s: running the %s backbone once over "
+                 "%d images%s", self.base.entry.id, len(self.train_set), len(self.val_set),
+                 len(self.train_set.classes), phase, "frozen" if phase == "head" else "trained", images,
+                 " (float and int8)" if self.quantize else "")
         tick = time.perf_counter()
         int8 = None
         tag = phase.replace(" ", "_")  # each phase its own files: never truncate a map still in use
-        if quantize:
+        if self.quantize:
             from .quantized_features import int8_backbone
 
-            int8 = int8_backbone(backbone, base.entry, calibration, Path(workdir.name) / tag)
-        feats, labels = _extract_features(tf, backbone, my_train, size, batch_size, AUGMENTED_VIEWS,
-                                          Path(workdir.name), f"{tag}_train", seed, int8)
-        vfeats, vlabels = _extract_features(tf, backbone, my_val, size, batch_size, 0,
-                                            Path(workdir.name), f"{tag}_val", seed, int8)
-        state.setdefault("feature_extraction", []).append(
-            {"phase": phase, "images": images, "int8": bool(quantize),
-             "seconds": round(time.perf_counter() - tick, 3)})
-        _train(tf, keras, dist, head, _feature_dataset(tf, feats, labels, batch_size, True, seed),
-               _feature_dataset(tf, vfeats, vlabels, batch_size, False, seed, repeat=several),
-               phase=phase, steps=_steps(len(train) * (1 + AUGMENTED_VIEWS) * copies, batch_size),
-               learning_rate=head_lr, **common)
+            int8 = int8_backbone(self.backbone, self.base.entry, self.calibration, self.workdir / tag)
+        feats, labels = extract_features(self.tf, self.backbone, self.my_train, self.size, self.batch,
+                                         AUGMENTED_VIEWS, self.workdir, f"{tag}_train", self.seed, int8)
+        vfeats, vlabels = extract_features(self.tf, self.backbone, self.my_val, self.size, self.batch, 0,
+                                           self.workdir, f"{tag}_val", self.seed, int8)
+        self.feature_passes.append({"phase": phase, "images": images, "int8": bool(self.quantize),
+                                    "seconds": round(time.perf_counter() - tick, 3)})
+        self._fit(self.head, feature_dataset(self.tf, feats, labels, self.batch, True, self.seed),
+                  feature_dataset(self.tf, vfeats, vlabels, self.batch, False, self.seed, repeat=self.several),
+                  phase, steps_for(len(self.train_set) * (1 + AUGMENTED_VIEWS) * copies, self.batch),
+                  self.head_lr, report)
 
-    try:
-        # ---- head-only: the frozen backbone runs once per image
+    def backbone_phase(self, report: Reporter) -> None:
+        """The whole network from the best head, at a lower learning rate, batch norm frozen."""
+        self.history.restore_best()
+        _unfreeze_except_batch_norm(self.keras, self.backbone)
         try:
-            head_phase("head")
-        except KeyboardInterrupt:
-            interrupted = True
-        # ---- the whole network, at a lower learning rate, batch norm frozen
-        if train_backbone and not interrupted:
-            if state["best_weights"] is not None:
-                full.set_weights(state["best_weights"])
-            _unfreeze_except_batch_norm(keras, backbone)
-            try:
-                _train(tf, keras, dist, full,
-                       image_dataset(my_train, size, batch=batch_size, augment=True, shuffle=True, repeat=True,
-                                     seed=seed),
-                       image_dataset(my_val, size, batch=batch_size, repeat=several),
-                       phase="backbone", steps=_steps(len(train), batch_size),
-                       learning_rate=head_lr * BACKBONE_LR_FACTOR, **common)
-            except KeyboardInterrupt:
-                interrupted = True
-            backbone.trainable = False
-            # ---- with quantize: the head again, on the trained backbone's float and int8 features
-            if quantize and not interrupted:
-                full.set_weights(state["best_weights"])
-                state["best_score"] = None  # from here the score is the mean of float and int8 top-1
-                try:
-                    head_phase("int8 head")
-                except KeyboardInterrupt:
-                    interrupted = True
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        workdir.cleanup()
-    if state["best_weights"] is None:
-        raise TrainingInterrupted("interrupted before the first epoch finished: no model to keep, nothing written",
-                                  hint="let at least one epoch finish (lower --batch-size or use less data to see one sooner)")
-    full.set_weights(state["best_weights"])
-    result = FinetuneResult(out=None, classes=list(train.classes), train_images=len(train),
-                            val_images=len(val), val_top1=None, tflite=None, tflite_top1=None,
-                            quantize=quantize, interrupted=interrupted,
-                            epochs_done=len(state["history"]), history=state["history"])
-    if not plan.is_chief:
-        result.seconds = round(time.perf_counter() - start, 2)
-        return result
-    if interrupted:
-        print(f"interrupted: writing the best model so far (epoch {state['best_epoch']})", file=sys.stderr)
-    _write_out(full, base, train, val, out, overwrite, quantize, result, calibration, command,
-               {"epochs": epochs, "batch_size": batch_size, "learning_rate": head_lr,
-                "backbone_learning_rate": head_lr * BACKBONE_LR_FACTOR if train_backbone else None,
-                "train_backbone": train_backbone, "strategy": strategy, "strategy_used": plan.kind,
-                "replicas": int(dist.num_replicas_in_sync), "workers": plan.workers,
-                "augmented_views": AUGMENTED_VIEWS, "best_epoch": state["best_epoch"],
-                "int8_aware_head": bool(quantize), "feature_extraction": state.get("feature_extraction", []),
-                "epochs_done": len(state["history"]), "interrupted": interrupted, "seed": seed,
-                "history": state["history"]})
-    result.seconds = round(time.perf_counter() - start, 2)
-    return result
+            self._fit(self.full,
+                      image_dataset(self.my_train, self.size, batch=self.batch, augment=True, shuffle=True,
+                                    repeat=True, seed=self.seed),
+                      image_dataset(self.my_val, self.size, batch=self.batch, repeat=self.several),
+                      "backbone", steps_for(len(self.train_set), self.batch), self.head_lr * BACKBONE_LR_FACTOR,
+                      report)
+        finally:
+            self.backbone.trainable = False
+
+    def training_record(self, strategy: str, train_backbone: bool, interrupted: bool) -> dict[str, Any]:
+        """What finetune.json says about the training."""
+        return {"epochs": self.epochs, "batch_size": self.batch, "learning_rate": self.head_lr,
+                "backbone_learning_rate": self.head_lr * BACKBONE_LR_FACTOR if train_backbone else None,
+                "train_backbone": train_backbone, "strategy": strategy, "strategy_used": self.plan.kind,
+                "replicas": int(self.dist.num_replicas_in_sync), "workers": self.plan.workers,
+                "augmented_views": AUGMENTED_VIEWS, "best_epoch": self.history.best_epoch,
+                "int8_aware_head": bool(self.quantize), "feature_extraction": self.feature_passes,
+                "epochs_done": len(self.history.records), "interrupted": interrupted, "seed": self.seed,
+                "history": self.history.records}
 
 
 # ----------------------------------------------------------------------------- writing OUT
@@ -511,8 +403,10 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
                quantize: str | None, result: FinetuneResult, calibration: Sequence[str],
                command: Sequence[str] | None, training: dict[str, Any]) -> None:
     from ..formats import finetuned as names
-    from .export import (preprocessed_batches, publish, staging_path, write_int8_tflite, write_saved_model,
-                         write_tflite)
+    from ..data.images import preprocessed_batches
+    from ..formats.saved_model import write_saved_model
+    from .export import write_int8_tflite, write_tflite
+    from .publish import publish, staging_path
     from ..formats.finetuned import derived_entry
     from ..formats.tflite import load_tflite
 
@@ -524,7 +418,7 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
         timings: dict[str, float] = {}
         tick = time.perf_counter()
         full.save(staging / names.KERAS_FILE)
-        saved = write_saved_model(full, staging / names.SAVED_MODEL_DIR)
+        saved = write_saved_model(full, staging / names.SAVED_MODEL_DIR, num_classes=len(train.classes))
         timings["keras_and_saved_model"] = round(time.perf_counter() - tick, 3)
         tick = time.perf_counter()
         write_tflite(saved, staging / names.TFLITE_FILE)
@@ -591,7 +485,7 @@ def _calibration_sample(train: ImageFolder, limit: int) -> list[str]:
 
 
 def _accuracies(runners: dict[str, Any], val: ImageFolder, size: Sequence[int]) -> dict[str, float]:
-    from .export import preprocessed_batches
+    from ..data.images import preprocessed_batches
 
     labels = np.asarray(val.labels)
     correct = {name: 0 for name in runners}

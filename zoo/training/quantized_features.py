@@ -36,7 +36,9 @@ def int8_backbone(backbone: Any, entry: Any, calibration: Sequence[str],
     takes float images [N, H, W, 3] in [-1, 1] and returns the dequantized int8 feature
     vectors [N, features] (LiteRT, fed through the file's own input quantization).
     """
-    from .export import preprocessed_batches, write_int8_tflite, write_saved_model
+    from ..data.images import preprocessed_batches
+    from ..formats.saved_model import write_saved_model
+    from .export import write_int8_tflite
     from ..formats.keras_models import import_keras
     from ..formats.tflite import load_tflite
 
@@ -44,7 +46,7 @@ def int8_backbone(backbone: Any, entry: Any, calibration: Sequence[str],
     directory = Path(directory)
     copy = keras.models.clone_model(backbone)
     copy.set_weights(backbone.get_weights())
-    saved = write_saved_model(copy, directory / "int8_backbone_saved_model")
+    saved = write_saved_model(copy, directory / "int8_backbone_saved_model", output="features")
     size = entry.input_size[:2]
     path = write_int8_tflite(saved, directory / "int8_backbone.tflite",
                              lambda: preprocessed_batches(calibration, size), "uint8")

@@ -1,0 +1,76 @@
+"""How `finetune` and `export` put their results in place: never half-written, never over a user's file.
+
+Everything is built under a hidden, private sibling of the target (``staging_path``) and renamed
+into place at the end (``publish``), so a target that exists is always complete. ``overwrite``
+replaces only what this tool wrote (a finetune folder, a SavedModel, a .tflite, an empty folder),
+checked before the work starts and again just before the rename.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+def staging_path(target: Path, kind: str = "staging") -> Path:
+    """A hidden sibling of ``target`` unique to this process: never mistaken for the result."""
+    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+
+
+# What each kind of output looks like when this tool wrote it: ``overwrite`` replaces only
+# those (or an empty folder), never a user's other file or folder given by mistake.
+# kind: (what it is, the file inside a folder of that kind that marks it as ours)
+OUTPUT_KINDS = {"finetune": ("a finetune output folder", "finetune.json"),
+                "saved_model": ("a SavedModel folder", "saved_model.pb"),
+                "tflite": ("a .tflite file", None)}
+
+
+def _describe_kind(kind: str) -> str:
+    what, marker = OUTPUT_KINDS[kind]
+    return f"{what} (with {marker})" if marker else what
+
+
+def replaceable(target: Path, kind: str) -> bool:
+    """True if ``target`` is something of ``kind`` that overwrite may replace."""
+    if target.is_symlink():
+        return False
+    if kind == "tflite":
+        if not target.is_file():
+            return False
+        with open(target, "rb") as f:
+            return f.read(8)[4:8] == b"TFL3"  # the flatbuffer's file identifier
+    marker = OUTPUT_KINDS[kind][1]
+    return target.is_dir() and ((target / marker).is_file() or not any(target.iterdir()))
+
+
+def check_target(target: Path, overwrite: bool, param: str = "out", kind: str = "finetune") -> None:
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise UsageError(f"{param}={target} already exists", hint="choose another path or pass overwrite=True",
+                             params=(param, "overwrite"))
+        if not replaceable(target, kind):
+            raise UsageError(f"{param}={target} exists and is not {_describe_kind(kind)}; overwrite replaces "
+                             "only what this tool wrote", hint="choose another path, or move it away yourself",
+                             params=(param, "overwrite"))
+    if not target.parent.is_dir():
+        raise UsageError(f"{param}={target}: the folder {target.parent} does not exist", params=(param,))
+
+
+def publish(staging: Path, target: Path, overwrite: bool, kind: str = "finetune") -> None:
+    """Rename the finished ``staging`` to ``target`` (replacing it only with ``overwrite``, and
+    only if it is still something of ``kind``: it is checked again, as it may have changed)."""
+    old = None
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise UsageError(f"out={target} appeared while working; nothing was replaced",
+                             hint="choose another path or pass overwrite=True", params=("out", "overwrite"))
+        check_target(target, overwrite, kind=kind)
+        old = staging_path(target, "old")
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
