@@ -423,6 +423,67 @@ def _looks_like_zlib(data: bytes) -> bool:
     return len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
 
 
+class _Body:
+    """One response body into the partial file: decoded if content-encoded, each chunk written and
+    hashed on a helper thread while the next arrives, the deadline and the minimum rate watched."""
+
+    def __init__(self, download: "_HttpDownload"):
+        self.download = download
+
+    def receive(self, resp, h: Mapping[str, str]) -> _Outcome:
+        dl = self.download
+        p, file = dl.policy, dl.file
+        enc = _content_encoding(h)
+        decoder = zlib.decompressobj(31) if enc in ("gzip", "x-gzip") else None
+        length = _int_header(h, "content-length")
+        got = 0
+        win_t, win_bytes = dl.clock(), 0
+        raw = resp.raw
+        with file.appending():
+            pending = None  # the previous chunk's write+hash, overlapping the next recv
+
+            def put(chunk: bytes) -> None:
+                nonlocal pending
+                if pending is not None:
+                    pending.result()
+                pending = dl.pool.submit(file.write, chunk) if chunk else None
+
+            try:
+                while True:
+                    data = raw.read1(p.chunk_size, decode_content=False)
+                    now = dl.clock()
+                    if not data:
+                        break
+                    got += len(data)
+                    dl.wire += len(data)
+                    win_bytes += len(data)
+                    if enc == "deflate" and decoder is None:
+                        decoder = zlib.decompressobj(15 if _looks_like_zlib(data) else -15)
+                    put(decoder.decompress(data) if decoder is not None else data)
+                    if dl.deadline_at is not None and now >= dl.deadline_at:
+                        put(b"")
+                        raise dl._deadline_error("transfer still running")
+                    if p.min_rate and now - win_t >= p.min_rate_window:
+                        rate = win_bytes / (now - win_t)
+                        if rate < p.min_rate:
+                            return _Outcome(Next.RETRY, f"{rate:.0f} B/s over {now - win_t:.1f}s, below "
+                                            f"the minimum of {p.min_rate:.0f} B/s", slow=True)
+                        win_t, win_bytes = now, 0
+                if enc is not None and decoder is None:
+                    return _Outcome(Next.RETRY, "compressed body ended before any byte")
+                if decoder is not None:
+                    put(decoder.flush())
+                    if not decoder.eof:
+                        return _Outcome(Next.RETRY, f"compressed body ended early after {got} bytes")
+            finally:
+                put(b"")  # wait for the last write (re-raises its IntegrityError, if any)
+        if length is not None and got < length:
+            return _Outcome(Next.RETRY, f"body ended after {got} of {length} bytes")
+        if file.total is not None and file.size < file.total:
+            return _Outcome(Next.AGAIN, f"response ended at byte {file.size} of {file.total}")
+        return _Outcome(Next.DONE)
+
+
 class _HttpDownload:
     """The downloader: loops over attempts, sends (ranged) requests and decides what each
     response means (with :func:`decide`); the bytes and their bookkeeping belong to
@@ -571,8 +632,69 @@ class _HttpDownload:
         if offset:
             headers["Range"] = f"bytes={offset}-"
             headers["If-Range"] = if_range_value(file.state)
+        resp = self._send(headers)
+        if isinstance(resp, _Outcome):
+            return resp
         try:
-            resp = self._request(headers)
+            return self._act(resp, offset)
+        except ZooError:
+            raise
+        except net_errors as exc:
+            return _Outcome(Next.RETRY, f"{type(exc).__name__}: {exc}")
+        finally:
+            resp.close()
+
+    def _act(self, resp, offset: int) -> _Outcome:
+        """Do what the response means (``decide``): fail, retry, restart, or receive its body."""
+        file = self.file
+        d = decide(resp.status_code, resp.headers, offset, file.expected_size, file.state)
+        if d.action is Action.RETRY:
+            return _Outcome(Next.RETRY, d.reason, retry_after=d.retry_after)
+        if d.action is Action.FAIL:
+            if d.integrity:
+                remove_partial(file.path)
+                raise integrity_error(d.reason, label=self.label, url=self.url,
+                                      expected_sha256=file.expected_sha256, actual_sha256=None,
+                                      expected_size=file.expected_size, actual_size=0, hint=d.hint)
+            raise self._error(d.reason, hint=d.hint)
+        if d.action is Action.REFETCH:
+            if d.encoded and file.state is not None:
+                file.save_state({}, file.state.total, encoded=True, keep_validators=True)
+            self._restart(d.reason, changed=d.changed)
+            return _Outcome(Next.AGAIN, d.reason)
+        if d.action is Action.COMPLETE:
+            self.resumed = True
+            return _Outcome(Next.DONE, d.reason)
+        h = {k.lower(): v for k, v in resp.headers.items()}
+        if d.action is Action.WRITE_FROM_ZERO:
+            changed = file.state is None or (
+                (h.get("etag"), h.get("last-modified")) != (file.state.etag, file.state.last_modified))
+            if offset:
+                self._restart(d.reason, changed=changed)
+            elif file.hasher is None:
+                self._restart("")
+        else:  # APPEND
+            self._sync()
+            if file.size != offset:  # _sync found the file damaged and restarted
+                return _Outcome(Next.AGAIN, "partial file changed on disk")
+            if offset > 0:
+                from .._util.units import format_bytes
+
+                log.info("%s: resuming at %s of %s", self.label or self.url, format_bytes(offset),
+                         format_bytes(d.total if d.total is not None else file.total))
+            self.resumed = self.resumed or offset > 0
+        if d.total is not None:
+            file.total = d.total
+        file.save_state(h, d.total, d.encoded, keep_validators=d.action is Action.APPEND)
+        return _Body(self).receive(resp, h)
+
+    def _send(self, headers: dict):
+        """The response to one request, or the outcome when none came (errors that cannot pass raise)."""
+        import requests
+        import urllib3
+
+        try:
+            return self._request(headers)
         except ZooError:
             raise
         except requests.exceptions.SSLError as exc:
@@ -583,121 +705,18 @@ class _HttpDownload:
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                 requests.exceptions.MissingSchema) as exc:
             raise self._error(f"invalid url: {exc}") from None
-        except net_errors as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, zlib.error) as exc:
             host = _unresolved_host(exc)
             if host is not None:  # DNS will not answer differently in a second: say so now
                 raise self._error(f"cannot resolve host {host!r} (no DNS answer)",
                                   hint="check the network and the URL, use a mirror (--mirror) or the cache "
                                        "(--offline), or set HTTPS_PROXY/HTTP_PROXY if you need a proxy") from None
             return _Outcome(Next.RETRY, f"{type(exc).__name__}: {exc}")
-        try:
-            d = decide(resp.status_code, resp.headers, offset, file.expected_size, file.state)
-            if d.action is Action.RETRY:
-                return _Outcome(Next.RETRY, d.reason, retry_after=d.retry_after)
-            if d.action is Action.FAIL:
-                if d.integrity:
-                    remove_partial(file.path)
-                    raise integrity_error(d.reason, label=self.label, url=self.url,
-                                          expected_sha256=file.expected_sha256, actual_sha256=None,
-                                          expected_size=file.expected_size, actual_size=0, hint=d.hint)
-                raise self._error(d.reason, hint=d.hint)
-            if d.action is Action.REFETCH:
-                if d.encoded and file.state is not None:
-                    file.save_state({}, file.state.total, encoded=True, keep_validators=True)
-                self._restart(d.reason, changed=d.changed)
-                return _Outcome(Next.AGAIN, d.reason)
-            if d.action is Action.COMPLETE:
-                self.resumed = True
-                return _Outcome(Next.DONE, d.reason)
-            h = {k.lower(): v for k, v in resp.headers.items()}
-            if d.action is Action.WRITE_FROM_ZERO:
-                changed = file.state is None or (
-                    (h.get("etag"), h.get("last-modified")) != (file.state.etag, file.state.last_modified))
-                if offset:
-                    self._restart(d.reason, changed=changed)
-                elif file.hasher is None:
-                    self._restart("")
-            else:  # APPEND
-                self._sync()
-                if file.size != offset:  # _sync found the file damaged and restarted
-                    return _Outcome(Next.AGAIN, "partial file changed on disk")
-                if offset > 0:
-                    from .._util.units import format_bytes
-
-                    log.info("%s: resuming at %s of %s", self.label or self.url, format_bytes(offset),
-                             format_bytes(d.total if d.total is not None else file.total))
-                self.resumed = self.resumed or offset > 0
-            if d.total is not None:
-                file.total = d.total
-            file.save_state(h, d.total, d.encoded, keep_validators=d.action is Action.APPEND)
-            return self._stream(resp, h)
-        except ZooError:
-            raise
-        except net_errors as exc:
-            return _Outcome(Next.RETRY, f"{type(exc).__name__}: {exc}")
-        finally:
-            resp.close()
 
     def _request(self, headers: dict):
         return _get_following_redirects(self.session, self.url, headers, token=self.token,
                                         max_redirects=self.policy.max_redirects, timeout=self._timeout,
                                         fail=self._error)
-
-    def _stream(self, resp, h: Mapping[str, str]) -> _Outcome:
-        """Receive the body into the file (decoded if content-encoded), watching the deadline and
-        the minimum rate. Each chunk is written + hashed on the helper thread while the next arrives."""
-        p, file = self.policy, self.file
-        enc = _content_encoding(h)
-        decoder = None
-        if enc in ("gzip", "x-gzip"):
-            decoder = zlib.decompressobj(31)
-        length = _int_header(h, "content-length")
-        got = 0
-        win_t, win_bytes = self.clock(), 0
-        raw = resp.raw
-        with file.appending():
-            pending = None  # the previous chunk's write+hash, overlapping the next recv
-
-            def put(chunk: bytes) -> None:
-                nonlocal pending
-                if pending is not None:
-                    pending.result()
-                pending = self.pool.submit(file.write, chunk) if chunk else None
-
-            try:
-                while True:
-                    data = raw.read1(p.chunk_size, decode_content=False)
-                    now = self.clock()
-                    if not data:
-                        break
-                    got += len(data)
-                    self.wire += len(data)
-                    win_bytes += len(data)
-                    if enc == "deflate" and decoder is None:
-                        decoder = zlib.decompressobj(15 if _looks_like_zlib(data) else -15)
-                    put(decoder.decompress(data) if decoder is not None else data)
-                    if self.deadline_at is not None and now >= self.deadline_at:
-                        put(b"")
-                        raise self._deadline_error("transfer still running")
-                    if p.min_rate and now - win_t >= p.min_rate_window:
-                        rate = win_bytes / (now - win_t)
-                        if rate < p.min_rate:
-                            return _Outcome(Next.RETRY, f"{rate:.0f} B/s over {now - win_t:.1f}s, below "
-                                            f"the minimum of {p.min_rate:.0f} B/s", slow=True)
-                        win_t, win_bytes = now, 0
-                if enc is not None and decoder is None:
-                    return _Outcome(Next.RETRY, "compressed body ended before any byte")
-                if decoder is not None:
-                    put(decoder.flush())
-                    if not decoder.eof:
-                        return _Outcome(Next.RETRY, f"compressed body ended early after {got} bytes")
-            finally:
-                put(b"")  # wait for the last write (re-raises its IntegrityError, if any)
-        if length is not None and got < length:
-            return _Outcome(Next.RETRY, f"body ended after {got} of {length} bytes")
-        if file.total is not None and file.size < file.total:
-            return _Outcome(Next.AGAIN, f"response ended at byte {file.size} of {file.total}")
-        return _Outcome(Next.DONE)
 
     def _finish(self) -> DownloadResult:
         file = self.file
