@@ -18,7 +18,7 @@ from zoo._util.redact import redact
 from zoo.catalog.selection import (COST_LABELS, Filters, frontier as compute_frontier, pick as pick_model,
                                    sort_entries)
 
-from .common import (Cost, OutputFormat, app, cache_dir, check_device, device_option, family_option, json_option,
+from .common import (Cost, app, exit_no_match, cache_dir, check_device, device_option, family_option, json_option,
                      load_catalog, quantized_option)
 from .completion import complete_model
 from .output import Column, print_json, print_table, style
@@ -88,15 +88,27 @@ def list_models(
     sort: str = typer.Option("id", "--sort", "-s",
                              help="id, family, width, resolution, macs, params, size, top1, top5, latency."),
     json_out: bool = json_option(),
-    output: OutputFormat = typer.Option(OutputFormat.table, "--format",
-                                        help="table (plain aligned text when piped), csv or tsv; "
-                                             "for JSON use --json."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV (a header row, one row per model)."),
+    as_tsv: bool = typer.Option(False, "--tsv", help="Print tab-separated values."),
+    old_format: Optional[str] = typer.Option(None, "--format", hidden=True,
+                                             help="Replaced by --csv, --tsv and --json (says so)."),
     devices: bool = typer.Option(False, "--devices", help="List the devices that have latency figures."),
 ) -> None:
     """List models, filtered and sorted. Exits 1 when no model matches, whatever the format.
 
     Example: mobilenet-zoo list --family v2 --quantized --max-macs 100 --sort top1
     """
+    if old_format is not None:  # --format names a model's file format in every other command
+        from zoo.errors import UsageError
+
+        raise UsageError("list takes --csv, --tsv or --json for its output format",
+                         hint=f"use `mobilenet-zoo list --{old_format.lower()}`"
+                         if old_format.lower() in ("csv", "tsv", "json") else "--format is the model file format (tflite, ckpt, frozen) in restore, classify, eval, bench")
+    if sum((json_out, as_csv, as_tsv)) > 1:
+        from zoo.errors import UsageError
+
+        raise UsageError("--json, --csv and --tsv exclude each other")
+    output = "csv" if as_csv else "tsv" if as_tsv else "table"
     catalog = load_catalog()
     if devices:
         for name in catalog.devices():
@@ -110,10 +122,10 @@ def list_models(
     if json_out:
         cached = _cached_ids(entries)
         print_json([{**e.to_dict(), "cached": e.id in cached} for e in entries])
-    elif output in (OutputFormat.csv, OutputFormat.tsv):
+    elif output in ("csv", "tsv"):
         import csv
 
-        writer = csv.writer(sys.stdout, dialect="excel-tab" if output is OutputFormat.tsv else "excel",
+        writer = csv.writer(sys.stdout, dialect="excel-tab" if output == "tsv" else "excel",
                             lineterminator="\n")
         header = ["id", "family", "variant", "width", "resolution", "quantized", "macs_m", "params_m",
                   "model_size_mb", "top1", "top5", "url", "sha256", "size_bytes"]
@@ -126,10 +138,7 @@ def list_models(
     elif entries:
         print_entries(entries, f"{len(entries)} of {len(catalog)} models", device, _cached_ids(entries))
     if not entries:
-        from .errors import print_error
-
-        print_error("no model matches these filters")
-        raise typer.Exit(1)
+        exit_no_match()
 
 
 @app.command("show")
@@ -309,7 +318,11 @@ def _print_frontier(entries: list[Entry], cost: Cost, device: Optional[str], jso
     front = compute_frontier(entries, cost.value, device)
     if json_out:
         print_json([e.to_dict() for e in front])
+        if not front:
+            exit_no_match()
         return
+    if not front:
+        exit_no_match()
     label = COST_LABELS[cost.value] + (f" on {device}" if cost is Cost.latency else "")
     print_entries(front, f"Pareto frontier: top-1 against {label} ({len(front)} models)",
                   device if cost is Cost.latency else None)

@@ -96,6 +96,17 @@ def check_device(catalog, device: Optional[str]) -> None:
         raise UsageError(f"no model has a latency figure for device {device!r}", hint)
 
 
+NO_MATCH = "no model matches these filters"
+
+
+def exit_no_match() -> None:
+    """What every command says, with exit code 1, when its filters leave no model (whatever was printed)."""
+    from .errors import print_error
+
+    print_error(NO_MATCH)
+    raise typer.Exit(1)
+
+
 class ZooGroup(TyperGroup):
     """The root command group: every exception a command lets out becomes one formatted
     message and an exit code (``errors.report``). Doing it here (not in `main`) means
@@ -155,12 +166,6 @@ app = typer.Typer(
 # ------------------------------------------------------------------ option types used by several commands
 MODEL_HELP = ("Model: a catalog id or alias (NAME@RELEASE for a release), a finetune OUT (or a file in it), "
               "a cache entry or unpacked model folder, or a local .tflite / .pb / checkpoint.")
-class OutputFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    tsv = "tsv"
-
-
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     """A typer choice built from the library's own tuple: one list of names, never restated here."""
     return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)  # type: ignore[return-value]

@@ -25,7 +25,7 @@ EXIT_INTERRUPTED = 130
 BUG_HINT = "rerun with --debug for the traceback, and please report it"
 
 # API parameter -> the option that sets it, where the option is not simply --name-with-dashes.
-_FLAG_FOR_PARAM = {"archive": "--from"}
+_FLAG_FOR_PARAM = {"archive": "--from", "mirrors": "--mirror"}
 # Boolean parameters whose False has its own flag (`quantized=False` is `--float`).
 _FLAG_FOR_FALSE = {"quantized": "--float", "keep_archive": "--drop-archive"}
 

@@ -34,7 +34,7 @@ def eval_cmd(
         "copies side by side, each on its own images: more images/s than one copy using N threads."),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", "-b", min=1, help="Images per runtime call (default: 1 for tflite, 32 for TensorFlow)."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1,
                                         help="Only the first N images, in the set's sorted order."),
     crop: float = typer.Option(
         0.875, "--crop", metavar="F",

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .common import (MODEL_HELP, Cost, choices, ModelFormat as Format, app, cache_dir, check_device, device_option,
+from .common import (MODEL_HELP, Cost, choices, exit_no_match, ModelFormat as Format, app, cache_dir, check_device, device_option,
                      family_option, format_value, json_option, load_catalog, model_format_option, quantized_option,
                      threads_option)
 from zoo.formats.kinds import WEIGHT_SETS
@@ -190,7 +190,7 @@ def bench_cmd(
                                        autocompletion=complete_model),
     fmt: Optional[Format] = model_format_option(),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="CPU threads for the runtime."),
-    runs: int = typer.Option(50, "--runs", "-n", min=1, help="Timed runs per model."),
+    runs: int = typer.Option(50, "--runs", min=1, help="Timed runs per model."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs first."),
     as_json: bool = json_option(),
 ) -> None:
@@ -264,7 +264,6 @@ def plot_cmd(
 
     Example: mobilenet-zoo plot --x latency --device pixel1 --family v2 --family v3 --out frontier.png
     """
-    from zoo.errors import UsageError
     from zoo.catalog.plot import plot
     from zoo.catalog.selection import Filters
 
@@ -272,7 +271,7 @@ def plot_cmd(
     check_device(catalog, device)
     entries = Filters(family=family or None, quantized=quantized).apply(catalog.entries)
     if not entries:
-        raise UsageError("no model matches these filters")
+        exit_no_match()
     drawn = plot(entries, x=x.value, device=device, out=out)
     console = terminal()
     console.print(f"wrote {drawn['out']}: {drawn['plotted']} model{'' if drawn['plotted'] == 1 else 's'}, "

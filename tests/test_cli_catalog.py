@@ -56,7 +56,7 @@ def test_list_table_and_csv(cli):
     code, out, _ = cli("list", "--family", "edgetpu")
     lines = out.splitlines()  # piped: plain aligned text, a header and one line per model
     assert code == 0 and lines[0].split()[0] == "id" and len(lines) == 3 and "edgetpu_1.0_224_quant" in out
-    code, out, _ = cli("list", "--format", "csv", "--device", "pixel1")
+    code, out, _ = cli("list", "--csv", "--device", "pixel1")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 87 and rows[0]["id"] and "latency_ms_pixel1" in rows[0]
 

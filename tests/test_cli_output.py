@@ -39,11 +39,11 @@ def test_list_is_plain_aligned_text_in_a_pipe():
     assert lines[0].split()[:3] == ["id", "family", "width"] and len(lines) == 3
     # aligned: every column starts at the same offset on every line
     assert len({line.index("0.75") if "0.75" in line else line.index("1.0") for line in lines[1:]}) == 1
-    tsv = run("list", "--family", "edgetpu", "--format", "tsv").stdout.splitlines()
+    tsv = run("list", "--family", "edgetpu", "--tsv").stdout.splitlines()
     assert tsv[0].split("\t")[0] == "id" and tsv[1].split("\t")[0] == "edgetpu_0.75_224_quant"
 
 
-@pytest.mark.parametrize("fmt", [[], ["--json"], ["--format", "csv"], ["--format", "tsv"]])
+@pytest.mark.parametrize("fmt", [[], ["--json"], ["--csv"], ["--tsv"]])
 def test_same_exit_code_whatever_the_format(fmt):
     result = run("list", "-r", "225", *fmt)
     assert result.returncode == 1, fmt
@@ -232,18 +232,21 @@ def test_classify_directories_skip_errors_and_compact(tmp_path):
     shutil.copy(DATA / "cat.bmp", photos / "b_cat.bmp")
     shutil.copy(DATA / "bird.bmp", photos / "a_bird.bmp")
     (photos / "c_broken.png").write_bytes(b"not a png")
-    (photos / "notes.txt").write_text("ignored: not an image suffix")
     model = str(DATA / "mobilenet_v1_0.25_128_quant.tflite")
 
     strict = run("classify", model, str(photos))
     assert strict.returncode == 2 and "c_broken.png" in strict.stderr and strict.stdout == ""
+    (photos / "notes.txt").write_text("not an image suffix: named before any model runs")
+    stray = run("classify", model, str(photos))
+    assert stray.returncode == 2 and "notes.txt" in stray.stderr and "--skip-errors" in stray.stderr
+    (photos / "notes.txt").unlink()
 
     result = run("classify", model, str(photos), "--skip-errors", "--compact", "-k", "2")
     lines = result.stdout.splitlines()
     assert result.returncode == 1 and len(lines) == 2  # one line per readable image, sorted by name
     assert lines[0].startswith(str(photos / "a_bird.bmp")) and "chickadee (0." in lines[0]
     assert lines[1].startswith(str(photos / "b_cat.bmp")) and lines[1].count("(") == 2
-    assert "c_broken.png is not an image" in result.stderr and "1 of 3 images could not be read" in result.stderr
+    assert "c_broken.png: not an image" in result.stderr and "1 of 3 images could not be read" in result.stderr
 
     data = json.loads(run("classify", model, str(photos), "--skip-errors", "--json").stdout)
     assert [Path(d["image"]).name for d in data] == ["a_bird.bmp", "b_cat.bmp", "c_broken.png"]

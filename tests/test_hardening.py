@@ -472,7 +472,7 @@ def test_repair_downloads_only_when_the_kept_archive_is_bad(world):
     code, out, err = world.cli("verify", "v1_a")
     assert code == 1 and "archive.tgz: sha256" in out
     code, out, err = world.cli("--offline", "verify", "--repair", "v1_a")
-    assert code == 1 and "repair-failed" in out and "--offline" in out     # nothing to rebuild from offline
+    assert code == 1 and "repair-failed" in out and "offline" in out     # nothing to rebuild from offline
     assert entry.is_dir()                                                  # and the old entry is still there
     world.server.reset_stats()
     code, out, err = world.cli("verify", "--repair", "v1_a")

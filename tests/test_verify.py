@@ -85,7 +85,7 @@ def test_repair_failure_is_reported_and_keeps_the_entry(setup):
     _flip(sorted((path / layout.MODEL_DIR).iterdir())[0])
     opts.offline = True
     report = verify_entry(entry, release, opts, repair=True)
-    assert report.status == "repair-failed" and "--offline" in report.problems[-1]
+    assert report.status == "repair-failed" and "offline" in report.problems[-1]
     assert path.is_dir()
 
 

@@ -37,14 +37,14 @@ class CatalogError(ZooError, ValueError):
     exit_code = 2
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 entry_id: str | None = None, hint: str | None = None):
+                 entry_id: str | None = None, hint: str | None = None, params: tuple[str, ...] = ()):
         where = []
         if path:
             where.append(f"{path}" + (f":{line}" if line else ""))
         if entry_id:
             where.append(f"entry {entry_id!r}")
         prefix = (", ".join(where) + ": ") if where else ""
-        super().__init__(prefix + message, hint)
+        super().__init__(prefix + message, hint, params=params)
         self.path, self.line, self.entry_id = path, line, entry_id
 
 
@@ -94,10 +94,10 @@ class DownloadError(ZooError, OSError):
     """The network or a mirror failed to deliver a file."""
 
     def __init__(self, message: str, *, model_id: str | None = None, url: str | None = None,
-                 hint: str | None = None):
+                 hint: str | None = None, params: tuple[str, ...] = ()):
         parts = [p for p in (model_id, url) if p]
         super().__init__((" ".join(f"[{p}]" for p in parts[:1]) + " " if parts else "") + message
-                         + (f" (url: {url})" if url else ""), hint)
+                         + (f" (url: {url})" if url else ""), hint, params=params)
         self.model_id, self.url = model_id, url
 
 
@@ -106,8 +106,8 @@ class IntegrityError(ZooError):
 
     def __init__(self, message: str, hint: str | None = None, *, model_id: str | None = None,
                  url: str | None = None, expected_sha256: str | None = None, actual_sha256: str | None = None,
-                 expected_size: int | None = None, actual_size: int | None = None):
-        super().__init__(message, hint)
+                 expected_size: int | None = None, actual_size: int | None = None, params: tuple[str, ...] = ()):
+        super().__init__(message, hint, params=params)
         self.model_id, self.url = model_id, url
         self.expected_sha256, self.actual_sha256 = expected_sha256, actual_sha256
         self.expected_size, self.actual_size = expected_size, actual_size
@@ -130,7 +130,7 @@ class CacheError(ZooError, OSError):
 
 
 class OfflineError(CacheError):
-    """--offline was asked for and the model is neither cached nor on a file mirror."""
+    """``offline`` was asked for and the model is neither cached nor on a file mirror."""
 
 
 class RestoreError(ZooError):
@@ -173,6 +173,7 @@ class SourcesFailed(DownloadError):
         lines = [f"{source.label}: " + error.message.replace("\n", "\n    ")
                  + (f"\n    hint: {error.hint}" if error.hint else "") for source, error in failures]
         super().__init__("every source failed:\n  " + "\n  ".join(lines), model_id=model_id,
-                         hint=hint or "check the mirrors' contents and your network (--mirror, --offline, "
-                                      "proxy settings); each source's own hint is shown above")
+                         hint=hint or "check the mirrors' contents and your network (mirrors, offline, "
+                                      "proxy settings); each source's own hint is shown above",
+                         params=("mirrors", "offline"))
         self.failures = list(failures)

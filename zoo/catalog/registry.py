@@ -576,7 +576,7 @@ def _load_entries(source: Path) -> list[Entry]:
         data = source.read_bytes()
     except FileNotFoundError:
         raise CatalogError("catalog file not found", path=str(source),
-                           hint=f"check --catalog / ${config.ENV_CATALOG}") from None
+                           hint=f"check catalog / ${config.ENV_CATALOG}", params=("catalog",)) from None
     except OSError as exc:
         raise CatalogError(f"cannot read catalog: {exc}", path=str(source)) from None
     key_path = source.resolve()

@@ -112,14 +112,14 @@ def cache_write_error(exc: OSError, action: str, path: Path) -> CacheError:
     if exc.errno == errno.EROFS:
         hint = "the cache is on a read-only file system; use it read-only (fetch, restore) or remount it"
     elif exc.errno in (errno.EACCES, errno.EPERM):
-        hint = f"you lack permission in {path.parent}; ask its owner, or use your own --cache-dir"
+        hint = f"you lack permission in {path.parent}; ask its owner, or use your own cache_dir"
     elif exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        hint = "free some disk space, or use another --cache-dir"
+        hint = "free some disk space, or use another cache_dir"
     elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
         hint = f"something that is not a cache folder is in the way ({exc.filename or path}); move it away"
     else:
         hint = "check the cache directory's file system and permissions"
-    return CacheError(f"cannot {action} {path}: {reason}", hint)
+    return CacheError(f"cannot {action} {path}: {reason}", hint, params=("cache_dir",))
 
 
 # ----------------------------------------------------------------- trust on first use
@@ -266,8 +266,8 @@ class Cache:
             if isinstance(exc, CacheError):
                 raise
             raise CacheError(f"cache directory {self.root} is not writable ({exc.strerror or exc})",
-                             "choose another with --cache-dir or $MOBILENET_ZOO_CACHE, or fix its permissions"
-                             ) from None
+                             "choose another with cache_dir or $MOBILENET_ZOO_CACHE, or fix its permissions",
+                             params=("cache_dir",)) from None
 
     def check_free_space(self, needed: int, what: str) -> None:
         try:

@@ -506,8 +506,8 @@ class _HttpDownload:
         self.pool = None  # one helper thread for write + hash (set by run())
 
     # ---- errors
-    def _error(self, message: str, hint: str | None = None) -> DownloadError:
-        return DownloadError(message, model_id=self.label, url=self.url, hint=hint)
+    def _error(self, message: str, hint: str | None = None, params: tuple[str, ...] = ()) -> DownloadError:
+        return DownloadError(message, model_id=self.label, url=self.url, hint=hint, params=params)
 
     def _kept(self, then: str) -> str:
         """The hint's first half: what is left on disk (only say "kept" when bytes arrived)."""
@@ -521,7 +521,7 @@ class _HttpDownload:
         return self._error(
             f"download did not finish within the {self.policy.deadline:g}s deadline ({got}"
             + (f"; last problem: {last}" if last else "") + ")",
-            hint=self._kept("raise the deadline (--deadline) or try again later"))
+            hint=self._kept("raise the deadline or try again later"), params=("deadline",))
 
     # ---- starting over
     def _restart(self, why: str, changed: bool = False) -> None:
@@ -598,8 +598,9 @@ class _HttpDownload:
             if no_progress >= p.max_attempts_without_progress:
                 raise self._error(f"giving up after {no_progress} attempts in a row without "
                                   f"progress; last problem: {out.reason}",
-                                  hint=self._kept("try again later, use a mirror (--mirror) or the "
-                                                  "cache (--offline), or check proxy settings"))
+                                  hint=self._kept("try again later, use a mirror (mirrors) or the "
+                                                  "cache (offline), or check proxy settings"),
+                                  params=("mirrors", "offline"))
             if out.next is Next.AGAIN:
                 continue
             delay = backoff_delay(no_progress, p, out.retry_after)
@@ -709,8 +710,9 @@ class _HttpDownload:
             host = _unresolved_host(exc)
             if host is not None:  # DNS will not answer differently in a second: say so now
                 raise self._error(f"cannot resolve host {host!r} (no DNS answer)",
-                                  hint="check the network and the URL, use a mirror (--mirror) or the cache "
-                                       "(--offline), or set HTTPS_PROXY/HTTP_PROXY if you need a proxy") from None
+                                  hint="check the network and the URL, use a mirror (mirrors) or the cache "
+                                       "(offline), or set HTTPS_PROXY/HTTP_PROXY if you need a proxy",
+                                  params=("mirrors", "offline")) from None
             return _Outcome(Next.RETRY, f"{type(exc).__name__}: {exc}")
 
     def _request(self, headers: dict):

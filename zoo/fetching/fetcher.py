@@ -141,9 +141,9 @@ def fetch_entry(entry: Entry, release: Release, opts: FetchOptions, *, force: bo
     cache = Cache(opts.cache_dir)
     expected, from_tofu = expected_digest(entry, release, cache.root)
     if opts.require_pinned and not release.sha256:
-        raise IntegrityError(f"{entry.id}@{release.release} has no published sha256 and --require-pinned is set",
-                             "fetch it without --require-pinned to trust it on first use, or pin a digest "
-                             "in your own catalog (--catalog)")
+        raise IntegrityError(f"{entry.id}@{release.release} has no published sha256 and require_pinned is set",
+                             "fetch it without require_pinned to trust it on first use, or pin a digest "
+                             "in your own catalog (catalog)", params=("require_pinned", "catalog"))
     hit, why = _cache_hit(cache, entry, release, expected)
     if force:
         hit, why = None, "forced"
@@ -156,9 +156,9 @@ def fetch_entry(entry: Entry, release: Release, opts: FetchOptions, *, force: bo
     def offline_error() -> OfflineError:
         state = ("is not in the cache" if why in ("not cached", "forced")
                  else f"has an unusable cached copy ({why})")
-        return OfflineError(f"{entry.id}@{release.release} {state} ({cache.root}) and --offline allows no network",
+        return OfflineError(f"{entry.id}@{release.release} {state} ({cache.root}) and offline allows no network",
                             f"run `mobilenet-zoo fetch {entry.spec(release)}` while online, or add a file mirror "
-                            "(--mirror DIR) made with `mobilenet-zoo mirror`")
+                            "(mirrors, a folder) made with `mobilenet-zoo mirror`", params=("offline", "mirrors"))
 
     if not sources and (force or why == "not cached"):
         raise offline_error()  # (a damaged entry may still be rebuilt offline from its kept archive)
@@ -292,7 +292,7 @@ def _disk_full(cache: Cache, entry: Entry, release: Release, exc: OSError, size:
     return CacheError(f"{entry.id}@{release.release}: the disk holding {cache.root} is full "
                       f"({exc.strerror or exc}); it needs {need}{have}",
                       "free some space and run the command again (what was downloaded is kept and "
-                      "resumed), or use another --cache-dir")
+                      "resumed), or use another cache_dir", params=("cache_dir",))
 
 
 def _fetch_locked(cache: Cache, entry: Entry, release: Release, expected: str | None, from_tofu: bool,
@@ -476,7 +476,7 @@ class _StreamingUnpacker:
             return error
         if isinstance(error, OSError):  # our disk, not the archive (disk full, permissions)
             failure = CacheError(f"cannot write the unpacked files in {self.dest}: {error.strerror or error}",
-                                 "free some disk space, or use another --cache-dir")
+                                 "free some disk space, or use another cache_dir", params=("cache_dir",))
             failure.__cause__ = error
             return failure
         failure = UnsafeArchiveError(str(error), archive=self.label)

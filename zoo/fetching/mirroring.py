@@ -42,8 +42,9 @@ def mirror_one(directory: Path, entry: Entry, release: Release, opts: FetchOptio
                            source.label)
 
     def no_source() -> OfflineError:
-        return OfflineError(f"{entry.id}@{release.release}: --offline leaves no source to mirror from",
-                            "run `mobilenet-zoo mirror` without --offline, or give a file mirror (--mirror DIR)")
+        return OfflineError(f"{entry.id}@{release.release}: offline leaves no source to mirror from",
+                            "run `mobilenet-zoo mirror` without offline, or give a file mirror (mirrors, a folder)",
+                            params=("offline", "mirrors"))
 
     try:
         result = try_sources(sources, attempt, model=entry.id, no_source=no_source)

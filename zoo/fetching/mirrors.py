@@ -94,9 +94,9 @@ def try_sources(sources: Sequence[Source], attempt: Callable[[Source], T], *, mo
     """
     if not sources:
         raise (no_source() if no_source is not None else OfflineError(
-            f"{model}: --offline leaves no source to download from",
-            "run the command without --offline, or give a file mirror (--mirror DIR) made with "
-            "`mobilenet-zoo mirror`"))
+            f"{model}: offline leaves no source to download from",
+            "run the command without offline, or give a file mirror (mirrors, a folder) made with "
+            "`mobilenet-zoo mirror`", params=("offline", "mirrors")))
     failures: list[tuple[Source, DownloadError | IntegrityError]] = []
     for source in sources:
         try:

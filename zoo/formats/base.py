@@ -86,8 +86,8 @@ class RestoredModel(ABC):
 
     def export(self, directory: Path) -> Path:
         """Write the model in a portable form under ``directory``; returns what was written."""
-        raise RestoreError(f"{self.entry.id}: --export is not supported for the {self.format} format",
-                           hint="export works with --format ckpt (SavedModel), frozen and tflite")
+        raise RestoreError(f"{self.entry.id}: export is not supported for the {self.format} format",
+                           hint="export works with the formats ckpt (SavedModel), frozen and tflite")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.entry.id} ({self.format}) from {self.source}>"

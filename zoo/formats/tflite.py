@@ -149,7 +149,7 @@ class TFLiteModel(RestoredModel):
         if target.suffix != ".tflite":
             target = target / self.source.name
         if target.exists() and target.resolve() == self.source.resolve():
-            raise RestoreError(f"{self.entry.id}: --export {target} is the model file itself",
+            raise RestoreError(f"{self.entry.id}: export target {target} is the model file itself",
                                hint="export to another file or directory")
         try:
             signed = sign_flatbuffer(self.source.read_bytes(), num_inputs=len(self.interpreter.get_input_details()),

@@ -138,7 +138,8 @@ def split(folder: ImageFolder, fraction: float, seed: int = 0) -> tuple[ImageFol
         if len(members) < 2 or n_val < 1 or n_val >= len(members):
             raise UsageError(f"class {folder.classes[label]!r} has {len(members)} image(s): too few to hold "
                              f"{fraction:.0%} out for validation",
-                             hint="add images, change --val-split, or pass --val-data DIR")
+                             hint="add images, change val_split, or pass val_data (a folder)",
+                             params=("val_split", "val_data"))
         val_idx.extend(members[:n_val])
         train_idx.extend(members[n_val:])
     return folder.subset(sorted(train_idx)), folder.subset(sorted(val_idx))
