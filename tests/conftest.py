@@ -38,6 +38,17 @@ def isolated_env(tmp_path, monkeypatch):
     # Any stray attempt to reach a real host fails fast instead of hanging.
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     yield
+    _check_tensorflow_still_eager()
+
+
+def _check_tensorflow_still_eager() -> None:
+    """A test that leaves TensorFlow in graph mode (an interrupt inside a graph context) breaks
+    every later test in the process with 'SymbolicTensor has no attribute numpy'; fail it here."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "executing_eagerly") and not tf.executing_eagerly():
+        pytest.fail("this test left TensorFlow in graph mode (a graph context was never exited)")
 
 
 @pytest.fixture
