@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 
 from zoo import config
 from zoo.catalog.selection import COSTS
-from zoo.formats.kinds import FORMATS
+from zoo.formats.kinds import DEFAULT_FORMAT_ORDER, FORMATS
 from zoo.errors import UsageError
 
 
@@ -195,7 +195,8 @@ def device_option(help: str = "Device for latency figures: pixel1, pixel2, pixel
 def model_format_option():
     return typer.Option(None, "--format", "-F", show_default=False,
                         help="Which file of the model to run: tflite (LiteRT), ckpt (Keras) or frozen (TF graph). "
-                             "Default: a local file's own format, else tflite.")
+                             f"Default: a local file's own format, else the first the model has of "
+                             f"{', '.join(DEFAULT_FORMAT_ORDER)}.")
 
 
 def format_value(fmt: "ModelFormat | None") -> "str | None":

@@ -58,6 +58,12 @@ def spell_flags(text: str | None, params: tuple[str, ...]) -> str | None:
     return text
 
 
+def spelled_record(record: dict, error: ZooError) -> dict:
+    """A failed model's JSON record with its error and hint in the command line's words."""
+    return {**record, "error": spell_flags(record.get("error"), error.params),
+            "hint": spell_flags(record.get("hint"), error.params)}
+
+
 class Described(NamedTuple):
     message: str
     hint: str | None

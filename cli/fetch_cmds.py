@@ -123,12 +123,14 @@ def fetch(
         outcomes = fetch_many(pairs, opts, jobs)
     from zoo.fetching.fetcher import failure_json
 
+    from .errors import spelled_record
+
     records, counts, exit_code = [], {"cached": 0, "fetched": 0, "failed": 0}, 0
     for (entry, result, error), (_, release) in zip(outcomes, pairs):
         if error is not None:
             counts["failed"] += 1
             exit_code = max(exit_code, _item_failed(error, shown=not json_out))
-            records.append(failure_json(entry, release, error))
+            records.append(spelled_record(failure_json(entry, release, error), error))
             continue
         counts[result.outcome] += 1
         records.append(result.to_json())
@@ -218,6 +220,8 @@ def mirror(
     """
     from zoo.errors import UnexpectedError, ZooError
     from zoo.fetching.fetcher import failure_json
+
+    from .errors import spelled_record
     from zoo.fetching.mirroring import mirror_one
 
     pairs = _select(models or [], family, quantized, all_models)
@@ -238,7 +242,7 @@ def mirror(
                     exc = UnexpectedError(entry.id, exc)
                 failed += 1
                 exit_code = max(exit_code, _item_failed(exc, shown=True))
-                results.append(failure_json(entry, release, exc))
+                results.append(spelled_record(failure_json(entry, release, exc), exc))
     if json_out:
         print_json(results)
     else:

@@ -26,7 +26,7 @@ Weights = choices("Weights", WEIGHT_SETS)
 
 def _restore(model: str, fmt: Optional[Format], **options):
     """Anything the resolver accepts -> a restored model (fetching if needed).
-    ``fmt`` None: the file's own format, else tflite."""
+    ``fmt`` None: the file's own format, else the model's default (``default_format``)."""
     from zoo.formats.resolve import restore
 
     return restore(model, format_value(fmt), catalog=load_catalog(), cache_dir=cache_dir(), **options)

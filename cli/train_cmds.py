@@ -145,7 +145,8 @@ def export_cmd(
     """Convert a catalog model or a fine-tuned one to TFLite (float or full-integer) or a SavedModel.
 
     An int8 export is checked against the float conversion on the calibration images
-    (top-1 agreement).
+    (top-1 agreement). Beside a .tflite goes OUT.zoo.json, a card naming the model (and a
+    fine-tuned model's classes), so that classify, eval and bench take OUT back by itself.
 
     Example: mobilenet-zoo export v1_0.25_128 --to tflite --quantize int8 --calibration photos/ --out m.tflite
     """

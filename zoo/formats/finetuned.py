@@ -69,8 +69,8 @@ def read_labels(directory: Path, expected: int | None = None) -> tuple[str, ...]
     return labels
 
 
-def entry_from_dict(data: dict[str, Any]) -> Entry:
-    """An ``Entry`` back from ``Entry.to_dict()`` (as stored in finetune.json)."""
+def entry_from_dict(data: dict[str, Any], source: str = MANIFEST) -> Entry:
+    """An ``Entry`` back from ``Entry.to_dict()`` (as stored in finetune.json or an export's card)."""
     fields = {f.name for f in dataclasses.fields(Entry)}
     raw = {k: v for k, v in data.items() if k in fields}
     try:
@@ -83,7 +83,7 @@ def entry_from_dict(data: dict[str, Any]) -> Entry:
             raw["labels"] = tuple(raw["labels"])
         return Entry(**raw)
     except (KeyError, TypeError, ValueError) as exc:
-        raise RestoreError(f"the base model record in {MANIFEST} is incomplete: {exc}",
+        raise RestoreError(f"the base model record in {source} is incomplete: {exc}",
                            hint="run `mobilenet-zoo finetune` again") from None
 
 

@@ -18,8 +18,10 @@ What ``locate`` accepts, the same everywhere (checked in this order):
    (``x.ckpt``) or one of its files (``x.ckpt.index``, ``.data-*``, ``.meta``).
 
 Which catalog model a local file or folder holds comes from, in order: ``entry=``, the cache
-manifest, the upstream file names, or the folder's name (upstream's archive root). ``format``
-None means the file's own format (a folder or a catalog model: tflite); an explicit format that
+manifest, the card beside a file `export` wrote (``zoo.formats.card``), the upstream file names
+or the model id as a file name, or the folder's name (upstream's archive root). ``format``
+None means the file's own format (a folder or a catalog model: the first of
+``DEFAULT_FORMAT_ORDER`` its tarball has); an explicit format that
 contradicts the file is an error, never a silent switch. Nothing here imports TensorFlow:
 each loader imports its runtime when it runs.
 """
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, overload
 from ..catalog.registry import Catalog, Entry, catalog_or_default
 from ..errors import RestoreError, UsageError
 from .base import RestoredModel, configure_tf_threads, normalize_format
-from .kinds import FORMATS, ROLE_OF_FORMAT
+from .kinds import DEFAULT_FORMAT_ORDER, FORMATS, ROLE_OF_FORMAT
 
 if TYPE_CHECKING:
     from .ckpt import CheckpointModel
@@ -124,7 +126,8 @@ def locate(model: str | Path | Entry, format: str | None = None, *, catalog: Cat
     fmt = normalize_format(format) if format is not None else None
     if isinstance(model, Entry):
         _refuse_entry_for_catalog(entry)
-        return ModelRef(model, fmt or "tflite", "catalog", spec=model.id, base_entry=model, catalog=catalog)
+        return ModelRef(model, fmt or default_format(model), "catalog", spec=model.id, base_entry=model,
+                        catalog=catalog)
     path = Path(model)
     from .finetuned import locate_finetuned
 
@@ -139,9 +142,17 @@ def locate(model: str | Path | Entry, format: str | None = None, *, catalog: Cat
         if fmt is not None and fmt != own:
             raise UsageError(f"{model} is a {own} file, not {fmt}",
                              hint=f"ask for the {own} format, or leave the format out (the file decides)")
-        found = _entry(entry, catalog) if entry is not None else entry_for_file(path, catalog_or_default(catalog), own)
+        base = None
+        if entry is not None:
+            found = _entry(entry, catalog)
+        else:
+            from .card import entries_from_card
+
+            carded = entries_from_card(path, catalog_or_default(catalog))  # a file `export` wrote
+            found, base = carded if carded is not None else (entry_for_file(path, catalog_or_default(catalog), own),
+                                                             None)
         return ModelRef(found, own, "file", path=_checkpoint_prefix(path) if own == "ckpt" else path,
-                        base_entry=found)
+                        base_entry=base or found)
     if isinstance(model, Path) or own is not None or "/" in str(model):
         raise UsageError(f"model file not found: {model}",
                          hint="pass an existing .tflite / .pb file, a checkpoint prefix, a model folder, "
@@ -149,7 +160,17 @@ def locate(model: str | Path | Entry, format: str | None = None, *, catalog: Cat
     _refuse_entry_for_catalog(entry)
     catalog = catalog_or_default(catalog)
     found = catalog.get(str(model))
-    return ModelRef(found, fmt or "tflite", "catalog", spec=str(model), base_entry=found, catalog=catalog)
+    return ModelRef(found, fmt or default_format(found), "catalog", spec=str(model), base_entry=found,
+                    catalog=catalog)
+
+
+def default_format(entry: Entry) -> str:
+    """The format a catalog model loads in when none is asked for: the first of
+    ``DEFAULT_FORMAT_ORDER`` its tarball holds (a model with a checkpoint only is restored from it)."""
+    for fmt in DEFAULT_FORMAT_ORDER:
+        if ROLE_OF_FORMAT[fmt] in entry.files:
+            return fmt
+    return DEFAULT_FORMAT_ORDER[0]  # nothing known: the error then names the files it does list
 
 
 def format_of_file(path: Path) -> str | None:
@@ -199,7 +220,7 @@ def _locate_folder(folder: Path, fmt: str | None, entry: str | Entry | None,
         manifest = read_manifest(folder.parent) if folder.name == MODEL_DIR else None
         found = (catalog_or_default(catalog).get(manifest.model_id) if manifest is not None
                  else _entry_of_folder(folder, catalog_or_default(catalog)))
-    return ModelRef(found, fmt or "tflite", "folder", folder=folder, base_entry=found)
+    return ModelRef(found, fmt or default_format(found), "folder", folder=folder, base_entry=found)
 
 
 def _entry_of_folder(folder: Path, catalog: Catalog) -> Entry:
@@ -234,8 +255,8 @@ def entry_for_file(path: Path, catalog: Catalog, fmt: str) -> Entry:
     if stem in catalog:  # upstream names are catalog aliases: mobilenet_v2_1.0_224_quant
         return catalog.get(stem)
     raise UsageError(f"cannot tell which catalog model the file {path} is",
-                     hint="keep the upstream file name (e.g. mobilenet_v1_0.25_128_quant.tflite), "
-                          "or name the model: entry='<model id>'")
+                     hint="keep the upstream file name (e.g. mobilenet_v1_0.25_128_quant.tflite) or name the "
+                          "file after its model id (v1_0.25_128.tflite); files `export` writes say it themselves")
 
 
 def _entry(entry: str | Entry, catalog: Catalog | None) -> Entry:
@@ -345,7 +366,7 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     ``"frozen"`` -> :class:`~zoo.formats.frozen.FrozenGraphModel` (a TF graph),
     ``"ckpt"`` -> :class:`~zoo.formats.ckpt.CheckpointModel` (Keras; its ``keras_model``
     attribute is the ``keras.Model`` to fine-tune or inspect). None: the file's own format,
-    else tflite. ``threads``: CPU threads of the runtime. ``weights`` ("ema", "ema-trainable",
+    else the first of ``DEFAULT_FORMAT_ORDER`` the model has. ``threads``: CPU threads of the runtime. ``weights`` ("ema", "ema-trainable",
     "raw") and ``strict`` apply to checkpoints only.
     """
     options = {"threads": threads, "weights": weights, "strict": strict}

@@ -84,7 +84,7 @@ def bench(models: Iterable[str | Path | Entry | RestoredModel], format: str | No
     """Time each model and return one :class:`BenchResult` per model, in order.
 
     ``models``: restored models (whose own format and threads are then used), or anything
-    ``zoo.formats.resolve.locate`` accepts; ``format`` None: each file's own, else tflite.
+    ``zoo.formats.resolve.locate`` accepts; ``format`` None: each file's own, else the model's default (``default_format``).
     ``progress``: the contract every long call shares (``zoo._util.progress``): True, a tqdm
     class, or ``progress(task, done, runs)`` after every timed run (``task.id`` the model).
     """

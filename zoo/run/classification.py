@@ -120,7 +120,7 @@ def classify(model: str | Path | Entry | RestoredModel, images: ImageInput | Seq
 
     ``model``: an already restored model, or anything ``zoo.formats.resolve.locate`` accepts
     (a catalog name, an Entry, a fine-tuned OUT, a model folder, a local .tflite / .pb /
-    checkpoint); ``format`` None: the file's own, else tflite. ``images``: paths, Pillow images, RGB arrays
+    checkpoint); ``format`` None: the file's own, else the model's default (``default_format``). ``images``: paths, Pillow images, RGB arrays
     [H, W, 3] (uint8, or float in [0, 1]) or an [N, H, W, 3] batch of them; each is cropped
     and resized as TF-slim evaluates. With ``skip_errors`` an image that cannot be used
     gets ``error`` set instead of failing the call.

@@ -243,7 +243,7 @@ def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, for
 
     ``model``: an already restored model, or anything ``zoo.formats.resolve.locate`` accepts
     (a catalog name, a fine-tuned OUT or a file in it, a model folder, a local file);
-    ``format`` None: the file's own, else tflite. ``data``: a folder of ILSVRC synset folders,
+    ``format`` None: the file's own, else the model's default (``default_format``). ``data``: a folder of ILSVRC synset folders,
     of TF-slim TFRecord shards (``split``), of class-name folders, or a CSV/TSV of
     ``path,label`` rows (``zoo.data.datasets``); a model with its own classes reads class-name
     folders and CSV labels by its class names. ``limit`` takes the first N images in the set's

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..data.images import preprocessed_batches
 from ..errors import UsageError
+from ..formats.card import write_card
 from ..formats.saved_model import write_saved_model
 from .publish import check_target, publish, staging_path
 from .options import DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, INT8_IO_TYPES, check_quantize
@@ -151,7 +152,7 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
     out = Path(out)
     check_target(out, overwrite, kind=to)
     files = calibration_files(calibration, calibration_size) if quantize else []
-    keras_model, entry = _keras_model_for(model, catalog, cache_dir)
+    keras_model, entry, base_entry = _keras_model_for(model, catalog, cache_dir)
     staging = staging_path(out)
     agreement = None
     try:
@@ -167,7 +168,13 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
                 agreement = _agreement(entry, float_path, staging, files)
             else:
                 write_tflite(saved, staging)
-        publish(staging, out, overwrite, kind=to)
+        card = write_card(out, entry, base_entry) if to == "tflite" else None  # says what the file is
+        try:
+            publish(staging, out, overwrite, kind=to)
+        except BaseException:
+            if card is not None:
+                card.unlink(missing_ok=True)
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True) if staging.is_dir() else staging.unlink(missing_ok=True)
         raise
@@ -175,12 +182,14 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
                         round(time.perf_counter() - start, 2))
 
 
-def _keras_model_for(model: str | Path, catalog: Any, cache_dir: Path | None) -> tuple[Any, Any]:
-    """The Keras model to convert: a catalog model's checkpoint, a checkpoint, or a fine-tuned OUT."""
+def _keras_model_for(model: str | Path, catalog: Any, cache_dir: Path | None) -> tuple[Any, Any, Any]:
+    """(the Keras model to convert, its entry, the published entry it started from): a catalog
+    model's checkpoint, a checkpoint, or a fine-tuned OUT."""
     from ..formats.resolve import locate_weights
 
-    restored = locate_weights(model, catalog=catalog, purpose="exported").load(cache_dir=cache_dir)
-    return restored.keras_model, restored.entry
+    ref = locate_weights(model, catalog=catalog, purpose="exported")
+    restored = ref.load(cache_dir=cache_dir)
+    return restored.keras_model, restored.entry, ref.base_entry
 
 
 def _agreement(entry: Any, float_path: Path, int8_path: Path, files: Sequence[str]) -> float:
