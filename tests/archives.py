@@ -215,6 +215,12 @@ def gnu_longname_traversal() -> bytes:
     return _one(_info("../" + "x" * 120, size=5), b"evil\n")
 
 
+def path_too_long_when_unpacked() -> bytes:
+    """Every name within NAME_MAX and the whole within PATH_MAX, but the member's path under
+    any cache directory would pass PATH_MAX (4096): unpacking would fail with ENAMETOOLONG."""
+    return _one(_info("/".join(["d" * 200] * 20), size=5), b"deep\n")
+
+
 def symlink_outside() -> bytes:
     """A symlink pointing out, then a file written through it (the classic two-step)."""
     return gz(raw_tar((_info("link", tarfile.SYMTYPE, linkname="/tmp"), b""),
@@ -361,6 +367,7 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None, dict]] = {
     "dotdot_nested": (dotdot_nested, "./model/../../evil", {}),
     "pax_path_traversal": (pax_path_traversal, "../evil", {}),
     "gnu_longname_traversal": (gnu_longname_traversal, "../" + "x" * 120, {}),
+    "path_too_long_when_unpacked": (path_too_long_when_unpacked, "/".join(["d" * 200] * 20), {}),
     "symlink_outside": (symlink_outside, "link", {}),
     "symlink_inside": (symlink_inside, "alias.tflite", {}),
     "hardlink": (hardlink, "copy.tflite", {}),

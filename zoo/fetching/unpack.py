@@ -47,6 +47,8 @@ _MAX_META_READ = 4 << 20         # largest single read tarfile may ask for (PAX 
 _MAX_PADDING = 16 << 20          # zero bytes tolerated after the end-of-archive marker
 _GZIP_MAGIC = b"\x1f\x8b"
 _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+# Linux limits (limits.h): a whole path, with its NUL, and one name in it.
+_PATH_MAX, _NAME_MAX = 4096, 255
 _DAMAGED_HINT = "the file is damaged or incomplete; delete it and fetch it again"
 
 
@@ -319,6 +321,10 @@ class _Checker:
         if not is_dir and info.type not in _FILE_TYPES:
             raise refuse(f"unsupported member type {info.type!r}")
         parts = self._parts(name, refuse)
+        full = len(os.fsencode(self.dest)) + 1 + len("/".join(parts).encode())
+        if full >= _PATH_MAX:  # unpacking would fail half-way with ENAMETOOLONG: refuse it up front
+            raise refuse(f"its path under {self.dest} would be {full} bytes, over the system's {_PATH_MAX - 1}; "
+                         "use a cache directory with a shorter path")
         if info.size < 0:
             raise refuse(f"invalid size {info.size}")
         if is_dir and info.size:
@@ -359,7 +365,7 @@ class _Checker:
         parts = tuple(p for p in name.split("/") if p not in ("", "."))
         if ".." in parts:
             raise refuse("path escapes the archive root")
-        if len(name.encode()) > 4096 or any(len(p.encode()) > 255 for p in parts):
+        if len(name.encode()) >= _PATH_MAX or any(len(p.encode()) > _NAME_MAX for p in parts):
             raise refuse("name too long")
         return parts
 
