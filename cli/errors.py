@@ -51,10 +51,10 @@ def spell_flags(text: str | None, params: tuple[str, ...]) -> str | None:
     if not text:
         return text
     for param in sorted(params, key=len, reverse=True):  # max_latency_ms before a shorter name inside it
-        name = rf"(?<![\w`-]){re.escape(param)}"
+        name = rf"(?<![\w`/.-]){re.escape(param)}"  # not inside a path (/tmp/data) or a name (x.data)
         text = re.sub(name + r"=('[^']*'|\"[^\"]*\"|[^\s,;)]+)",
                       lambda m, p=param: _flag_with_value(p, m.group(1)), text)
-        text = re.sub(name + r"(?![\w=-])", flag(param), text)
+        text = re.sub(name + r"(?![\w=/-])(?!\.\w)", flag(param), text)
     return text
 
 

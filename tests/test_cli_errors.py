@@ -33,6 +33,10 @@ SCRIPT = str(Path(sys.executable).with_name("mobilenet-zoo"))
     ("see `mobilenet-zoo list --devices` for a device", ("device",), "see `mobilenet-zoo list --devices` for a --device"),
     ("threads must be at least 1 (threads_max 4)", ("threads",), "--threads must be at least 1 (threads_max 4)"),
     ("max_macs must be >= 0", (), "max_macs must be >= 0"),
+    # never inside a path or a file name that happens to contain the word
+    ("data /srv/data: 2 files in data/x are not images (see data.csv)", ("data",),
+     "--data /srv/data: 2 files in data/x are not images (see data.csv)"),
+    ("pass data.", ("data",), "pass --data."),
 ])
 def test_spell_flags(text, params, expected):
     assert spell_flags(text, params) == expected
