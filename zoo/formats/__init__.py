@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .base import RestoredModel
     from .resolve import ModelRef, load_file, locate, restore, restore_file
 
-__all__ = ["FORMATS", "ModelRef", "RestoredModel", "locate", "restore"]
+__all__ = ["FORMATS", "ModelRef", "RestoredModel", "load_file", "locate", "restore", "restore_file"]
 _LAZY = {"RestoredModel": "base", "ModelRef": "resolve", "locate": "resolve", "restore": "resolve",
          "load_file": "resolve", "restore_file": "resolve"}
 

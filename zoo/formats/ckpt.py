@@ -123,13 +123,10 @@ class CheckpointModel(RestoredModel):
 
     def export(self, directory: Path) -> Path:
         """Write a TensorFlow SavedModel: signature ``serving_default``, images [N,H,W,3] -> probabilities."""
-        directory = Path(directory)
-        if directory.exists() and any(directory.iterdir()):
-            raise RestoreError(f"{self.entry.id}: export directory {directory} is not empty",
-                               hint="choose a new or empty directory")
-        from .saved_model import write_saved_model
+        from .saved_model import check_export_dir, write_saved_model
 
-        return write_saved_model(self.keras_model, directory, num_classes=self.entry.num_classes)
+        return write_saved_model(self.keras_model, check_export_dir(self.entry.id, directory),
+                                 num_classes=self.entry.num_classes)
 
 
 @dataclass

@@ -75,10 +75,9 @@ class FrozenGraphModel(RestoredModel):
     def export(self, directory: Path) -> Path:
         """A TF2-loadable SavedModel: `serving_default`, images [N,H,W,3] -> probabilities, any batch size."""
         tf = _tensorflow()
-        directory = Path(directory)
-        if directory.exists() and any(directory.iterdir()):
-            raise UsageError(f"export directory {directory} is not empty",
-                             hint="pass a new or empty directory")
+        from .saved_model import check_export_dir
+
+        directory = check_export_dir(self.entry.id, directory)
         h, w, c = self.entry.input_size
         graph_def = self.graph.as_graph_def()
         source, target = self.input_tensor.name, self.output_tensor.name

@@ -19,6 +19,17 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 
 
+def check_export_dir(model_id: str, directory: Path) -> Path:
+    """``directory`` if a SavedModel may be written there: new, or an empty folder."""
+    from ..errors import UsageError
+
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise UsageError(f"{model_id}: export directory {directory} is not empty",
+                           hint="choose a new or empty directory")
+    return directory
+
+
 def write_saved_model(keras_model: Any, directory: Path, *, num_classes: int | None = None,
                       output: str = OUTPUT_NAME) -> Path:
     """Write ``keras_model`` as a SavedModel at ``directory`` (which must not hold anything).
