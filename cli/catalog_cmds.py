@@ -200,7 +200,8 @@ def show(
         ]))
     if entry.latency_ms:
         sections.append(("latency (ms)", [(device, format_ms(ms)) for device, ms in entry.latency_ms.items()]))
-    sections.append((f"files inside the archive (root {entry.archive_root})", list(entry.files.items())))
+    sections.append((f"files inside the archive (root {entry.archive_root})",
+                     list(entry.files.items()) + [("layout", entry.layout_evidence or "not stated")]))
     _print_sections(title, sections)
 
 

@@ -275,6 +275,7 @@ def cache_path(
         print(cache_dir())
         return
     from zoo.fetching import layout
+    from zoo.fetching.roles import find_file
     from zoo.fetching.cache import Cache
     from zoo.errors import CacheError, RestoreError, UsageError
 
@@ -288,8 +289,8 @@ def cache_path(
         raise UsageError(f"{entry.id} has no {role!r} file", hint="files: " + ", ".join(entry.files))
     for name in [role] if role else list(entry.files):
         try:
-            path = layout.find_file(entry, model_dir, name)
-        except RestoreError:
+            path = find_file(entry, model_dir, name)
+        except (RestoreError, UsageError):
             if role:
                 raise
             continue  # a file this tarball does not have

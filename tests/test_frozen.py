@@ -127,15 +127,32 @@ def test_export_writes_a_loadable_saved_model(fixed_batch_dir, entry, tmp_path):
         model.export(out)
 
 
-def test_wrong_output_node_names_node_and_model(fixed_batch_dir, entry):
+def test_node_names_missing_from_the_graph_fall_back_to_its_own_once(fixed_batch_dir, entry, tmp_path):
+    """Upstream's sources disagree on some graphs' node names: the file wins, and says so."""
+    from zoo.notices import ZooWarning
+
     folder, _, _ = fixed_batch_dir
-    bad = dataclasses.replace(entry, output_node="MobilenetV2/Predictions/Reshape_1")
-    with pytest.raises(RestoreError, match="tiny_v1.*MobilenetV2/Predictions/Reshape_1:0"):
-        restore(folder, "frozen", entry=bad)
-    bad_input = dataclasses.replace(entry, input_node="images")
+    images = np.random.default_rng(3).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    expected = restore(folder, "frozen", entry=entry)(images)
+    bad = dataclasses.replace(entry, input_node="images", output_node="MobilenetV2/Predictions/Reshape_1")
+    with pytest.warns(ZooWarning) as seen:
+        model = restore(folder, "frozen", entry=bad)
+    said = " ".join(str(w.message) for w in seen)
+    assert "'images'" in said and "MobilenetV2/Predictions/Reshape_1" in said and "Placeholder" not in said
+    np.testing.assert_allclose(model(images), expected, rtol=0, atol=1e-6)
+
+    # a graph with two softmax nodes cannot tell: one clear error listing them
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 32, 32, 3], name="input")
+        flat = tf.reshape(x, [-1, 32 * 32 * 3])[:, :1001]
+        tf.nn.softmax(flat, name="first")
+        tf.nn.softmax(flat * 2.0, name="second")
+    two = tmp_path / "two.pb"
+    two.write_bytes(graph.as_graph_def().SerializeToString())
     with pytest.raises(RestoreError) as info:
-        restore(folder, "frozen", entry=bad_input)
-    assert "input" in info.value.hint  # lists the graph's placeholders
+        restore_file(bad, two, "frozen")
+    assert "first" in info.value.hint and "second" in info.value.hint and "tiny_v1" in info.value.message
 
 
 def test_input_size_mismatch_is_reported(fixed_batch_dir, entry):

@@ -381,7 +381,7 @@ def test_explicit_weights_are_not_second_guessed(v1):
 
 
 def test_latest_checkpoint_sorts_steps_as_numbers(v1, tmp_path):
-    from zoo.fetching.layout import checkpoint_order, find_file
+    from zoo.fetching.roles import checkpoint_order, find_file
 
     folder = tmp_path / "train"
     folder.mkdir()

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import config
 
-FORMAT = 2  # bump when the cached shape or the validation rules change
+FORMAT = 3  # bump when the cached shape or the validation rules change
 DIR = "parsed-catalogs"
 MAX_BYTES = 16 << 20  # the shipped catalog's copy is ~150 kB
 

@@ -72,6 +72,9 @@ class Entry:
     aliases: tuple[str, ...] = ()
     # Class names of a model with its own classes (fine-tuned); None: the 1001 ImageNet labels.
     labels: tuple[str, ...] | None = None
+    # Whether the tarball's layout (archive_root, files, nodes) is verified from public evidence
+    # or inferred, with the sources: "verified: ..." or "inferred ...". None: not stated.
+    layout_evidence: str | None = None
 
     @property
     def model_size_mb(self) -> float:
@@ -146,7 +149,7 @@ class Entry:
             "num_classes": self.num_classes,
             "input_node": self.input_node, "output_node": self.output_node,
             "archive_root": self.archive_root, "files": dict(self.files),
-            "aliases": list(self.aliases),
+            "aliases": list(self.aliases), "layout_evidence": self.layout_evidence,
         }
 
 
@@ -181,6 +184,7 @@ SCHEMA: dict[str, tuple[tuple, bool]] = {
     "files": ((dict,), True),
     "aliases": ((list,), False),
     "labels": ((list, type(None)), False),  # own class names (e.g. a fine-tuned model); default ImageNet's
+    "layout_evidence": ((str, type(None)), False),
 }
 _RELEASE_KEYS = {"release", "url", "sha256", "size_bytes", "digest_source"}
 
@@ -328,6 +332,7 @@ def _entry_from_mapping(raw: _LineMap, path: str) -> Entry:
         num_classes=raw["num_classes"], input_node=raw["input_node"], output_node=raw["output_node"],
         archive_root=raw.get("archive_root", "."), files=MappingProxyType(dict(raw["files"])),
         aliases=tuple(raw.get("aliases") or ()), labels=tuple(labels) if labels is not None else None,
+        layout_evidence=raw.get("layout_evidence"),
     )
 
 

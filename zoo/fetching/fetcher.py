@@ -35,6 +35,7 @@ from ..catalog.registry import Catalog, Entry, Release, catalog_or_default
 from ..errors import CacheError, IntegrityError, OfflineError, UnexpectedError, UnsafeArchiveError, ZooError
 from .manifest import Manifest, write_manifest
 from .mirrors import Source, redact, sources_for, try_sources
+from .roles import check_roles
 from .._util.progress import Task
 from .._util.safepath import remove_tree
 
@@ -237,7 +238,7 @@ def rebuild_from_kept_archive(cache: Cache, entry: Entry, release: Release, expe
         files = unpack_archive(archive, staging / layout.MODEL_DIR, label=entry.id)
         manifest = Manifest.of_unpacked(entry.id, release.release, release.url, expected,
                                         archive.stat().st_size, files, trusted_on_first_use=not release.sha256,
-                                        archive_kept=True)
+                                        archive_kept=True, roles=check_roles(entry, staging / layout.MODEL_DIR))
         write_manifest(staging, manifest)
         os.link(archive, staging / layout.ARCHIVE)
         fsync_dir(staging)
@@ -341,7 +342,8 @@ def _fetch_from(cache: Cache, entry: Entry, release: Release, expected: str | No
 
     trusted_now = expected is None
     manifest = Manifest.of_unpacked(entry.id, release.release, release.url, result.sha256, result.size, files,
-                                    trusted_on_first_use=trusted_now or from_tofu, archive_kept=opts.keep_archive)
+                                    trusted_on_first_use=trusted_now or from_tofu, archive_kept=opts.keep_archive,
+                                    roles=check_roles(entry, staging / layout.MODEL_DIR))
     try:
         write_manifest(staging, manifest)
         if opts.keep_archive:

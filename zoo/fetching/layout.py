@@ -11,16 +11,16 @@
     <cache>/trusted.json                     digests recorded on first use for models upstream never pinned
 
 Path arithmetic through ``zoo._util.safepath.inside`` (every path provably under the cache root,
-no symlink followed on the way) plus a glob: no network, no heavy imports.
+no symlink followed on the way): no network, no heavy imports. Which file inside ``model/``
+plays which role is ``zoo.fetching.roles``' business.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..catalog.registry import Entry, Release
-from ..errors import CacheError, RestoreError
+from ..errors import CacheError
 from .._util.safepath import inside
 
 MODEL_DIR = "model"
@@ -39,40 +39,6 @@ def entry_dir(cache: Path, entry: Entry, release: Release) -> Path:
 
 def lock_path(cache: Path, entry: Entry, release: Release) -> Path:
     return inside(cache, LOCK_DIR, f"{entry.id}@{release.release}.lock", what=f"lock file of {entry.id}")
-
-
-def checkpoint_order(prefix: Path) -> tuple[int, str]:
-    """Sort key putting the latest checkpoint last: by step number as a number
-    (``model.ckpt-99999`` before ``model.ckpt-100000``), unnumbered prefixes first."""
-    match = re.search(r"-(\d+)$", Path(prefix).name)
-    return (int(match.group(1)) if match else -1, Path(prefix).name)
-
-
-def find_file(entry: Entry, model_dir: Path, role: str) -> Path:
-    """The unpacked file for ``role`` (checkpoint, frozen_graph, tflite, ...).
-
-    The catalog gives an exact path or a glob (for tarballs whose inner names upstream
-    never documented). A checkpoint is a prefix: ``x.ckpt`` stands for ``x.ckpt.index``
-    and ``x.ckpt.data-*``; the returned path is that prefix.
-    """
-    pattern = entry.files.get(role)
-    if pattern is None:
-        raise RestoreError(f"{entry.id}: the catalog lists no {role} file for this model",
-                           hint=f"files known for it: {', '.join(entry.files) or 'none'}")
-    if role == "checkpoint":
-        matches = sorted((p.with_suffix("") for p in model_dir.glob(pattern + ".index")), key=checkpoint_order)
-        if not matches and "*" not in pattern and (model_dir / (pattern + ".index")).exists():
-            matches = [model_dir / pattern]
-    else:
-        matches = sorted(model_dir.glob(pattern))
-        if role == "tflite" and len(matches) > 1:
-            # EdgeTPU-compiled files need the EdgeTPU runtime; prefer the plain CPU file.
-            plain = [m for m in matches if "edgetpu" not in m.name.lower()]
-            matches = plain or matches
-    if not matches:
-        raise RestoreError(f"{entry.id}: no {role} file matching {pattern!r} in {model_dir}",
-                           hint=f"run `mobilenet-zoo verify --repair {spec_for_path(entry, model_dir)}` to re-fetch it")
-    return matches[-1]  # the newest checkpoint step sorts last (checkpoint_order)
 
 
 def cached_releases(cache: Path, entry: Entry) -> list[str]:

@@ -19,7 +19,7 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from . import layout
 from .._util.atomic import DamagedStateFile, atomic_write_json, read_state
@@ -56,6 +56,8 @@ class Manifest:
     trusted_on_first_use: bool
     created_at: float
     archive_kept: bool
+    # each role the catalog promises -> the file found for it at unpack time (None: not found)
+    roles: tuple[tuple[str, str | None], ...] = ()
 
     def to_json(self) -> dict:
         return {
@@ -63,14 +65,17 @@ class Manifest:
             "archive": {"sha256": self.archive_sha256, "size": self.archive_size, "kept": self.archive_kept},
             "files": [{"path": p, "size": s, "sha256": h} for p, s, h in self.files],
             "trusted_on_first_use": self.trusted_on_first_use, "created_at": self.created_at,
+            "roles": dict(self.roles),
         }
 
     @classmethod
     def of_unpacked(cls, model_id: str, release: str, url: str, archive_sha256: str, archive_size: int,
-                    files: Iterable[ManifestFile], *, trusted_on_first_use: bool, archive_kept: bool) -> "Manifest":
+                    files: Iterable[ManifestFile], *, trusted_on_first_use: bool, archive_kept: bool,
+                    roles: Mapping[str, str | None] | None = None) -> "Manifest":
         """The manifest of an entry just unpacked from a verified archive (created now)."""
         return cls(model_id, release, url, archive_sha256, archive_size,
-                   tuple((f.path, f.size, f.sha256) for f in files), trusted_on_first_use, time.time(), archive_kept)
+                   tuple((f.path, f.size, f.sha256) for f in files), trusted_on_first_use, time.time(), archive_kept,
+                   tuple(sorted((roles or {}).items())))
 
     @classmethod
     def from_json(cls, data: object) -> "Manifest":
@@ -97,12 +102,17 @@ class Manifest:
             need(is_count(size), f"files[{i}].size", size)
             need(isinstance(sha, str) and bool(HEX64.fullmatch(sha)), f"files[{i}].sha256", sha)
             out.append((path, size, sha))
+        roles = data.get("roles", {})  # absent in manifests written before roles were recorded
+        need(isinstance(roles, dict), "roles", roles)
+        for role, found in roles.items():
+            need(isinstance(role, str) and (found is None or is_relative_path(found)), f"roles[{role!r}]", found)
         created = data.get("created_at", 0)
         need(isinstance(created, (int, float)) and not isinstance(created, bool), "created_at", created)
         return cls(model_id=data["model_id"], release=data["release"], url=data["url"],
                    archive_sha256=archive["sha256"], archive_size=archive["size"], files=tuple(out),
                    trusted_on_first_use=data.get("trusted_on_first_use") is True,
-                   created_at=float(created), archive_kept=archive.get("kept") is True)
+                   created_at=float(created), archive_kept=archive.get("kept") is True,
+                   roles=tuple(sorted(roles.items())))
 
 
 def short(value: object) -> str:

@@ -313,7 +313,7 @@ def _latest_in(entry: Entry, folder: Path, pattern: str = "*") -> Path:
         raise RestoreError(f"{entry.id}: no checkpoint ({pattern}.index) in {folder}",
                            hint="pass the checkpoint prefix itself")
 
-    from ..fetching.layout import checkpoint_order
+    from ..fetching.roles import checkpoint_order
 
     return max(prefixes, key=checkpoint_order)
 

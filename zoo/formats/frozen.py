@@ -126,15 +126,29 @@ def count_graph_weights(graph: Any) -> int:
     return total
 
 
+# What the graph's own input and output are when the catalog's node names are not in it
+# (upstream's sources disagree for some tarballs): its one placeholder, its one softmax.
+_OWN_NODE_TYPE = {"input": "Placeholder", "output": "Softmax"}
+
+
 def _tensor(graph: Any, node: str, role: str, entry: Entry, path: Path) -> Any:
+    """The catalog's ``node``; else the graph's only node of its kind (the file wins, said once)."""
     name = node if ":" in node else node + ":0"
     try:
         return graph.get_tensor_by_name(name)
     except (KeyError, ValueError):
-        placeholders = [op.name for op in graph.get_operations() if op.type == "Placeholder"]
-        hint = (f"placeholders in the graph: {', '.join(placeholders[:5])}" if role == "input" and placeholders
-                else f"fix the catalog's {role}_node for {entry.id}")
-        raise RestoreError(f"{entry.id}: {path.name} has no {role} tensor {name!r}", hint=hint) from None
+        pass
+    own = [op for op in graph.get_operations() if op.type == _OWN_NODE_TYPE[role]]
+    if len(own) == 1:
+        from .. import notices
+
+        notices.warn(f"{entry.id}: {path.name} has no {role} node {node!r} (the catalog's); "
+                     f"using the graph's own {own[0].name!r}")
+        return own[0].outputs[0]
+    names = ", ".join(op.name for op in own[:5]) or "none"
+    raise RestoreError(f"{entry.id}: {path.name} has no {role} tensor {name!r}",
+                       hint=f"{_OWN_NODE_TYPE[role]} nodes in the graph: {names}; pass a graph with the catalog's "
+                            f"{role}_node, or fix the catalog") from None
 
 
 def load_frozen_graph(entry: Entry, path: Path, *, threads: int | None = None) -> FrozenGraphModel:

@@ -95,7 +95,7 @@ class ModelRef:
 
             raise RestoreError(f"{self.entry.id}: model directory {folder} does not exist",
                                hint=f"run `mobilenet-zoo fetch {spec_for_path(self.entry, folder)}` first")
-        from ..fetching.layout import find_file
+        from ..fetching.roles import find_file
 
         return find_file(self.entry, folder, ROLE_OF_FORMAT[self.format])
 
@@ -148,9 +148,10 @@ def locate(model: str | Path | Entry, format: str | None = None, *, catalog: Cat
         else:
             from .card import entries_from_card
 
-            carded = entries_from_card(path, catalog_or_default(catalog))  # a file `export` wrote
-            found, base = carded if carded is not None else (entry_for_file(path, catalog_or_default(catalog), own),
-                                                             None)
+            catalog = catalog_or_default(catalog)
+            carded = entries_from_card(path, catalog)  # a file `export` wrote
+            found, base = carded if carded is not None else (_entry_of_cached_file(path, catalog)
+                                                             or entry_for_file(path, catalog, own), None)
         return ModelRef(found, own, "file", path=_checkpoint_prefix(path) if own == "ckpt" else path,
                         base_entry=base or found)
     if isinstance(model, Path) or own is not None or "/" in str(model):
@@ -221,6 +222,21 @@ def _locate_folder(folder: Path, fmt: str | None, entry: str | Entry | None,
         found = (catalog_or_default(catalog).get(manifest.model_id) if manifest is not None
                  else _entry_of_folder(folder, catalog_or_default(catalog)))
     return ModelRef(found, fmt or default_format(found), "folder", folder=folder, base_entry=found)
+
+
+def _entry_of_cached_file(path: Path, catalog: Catalog) -> Entry | None:
+    """The entry whose cache folder holds ``path`` (``<cache>/<id>/<release>/model/...``), by its
+    manifest: any file of a fetched tarball, e.g. one of EdgeTPU's three .tflite files."""
+    from ..fetching.layout import MODEL_DIR
+    from ..fetching.manifest import read_manifest
+
+    for parent in Path(path).absolute().parents:
+        if parent.name == MODEL_DIR:
+            manifest = read_manifest(parent.parent)
+            if manifest is not None and manifest.model_id in catalog:
+                return catalog.get(manifest.model_id)
+            return None
+    return None
 
 
 def _entry_of_folder(folder: Path, catalog: Catalog) -> Entry:

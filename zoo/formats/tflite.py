@@ -221,4 +221,23 @@ def load_tflite(entry: Entry, path: Path, *, threads: int | None = None) -> TFLi
     if len(shape) != 4 or shape[1:] != [h, w, c]:
         raise RestoreError(f"{entry.id}: {path} takes input of shape {shape}, the catalog says "
                            f"[N, {h}, {w}, {c}]", hint="is this the right file for this model?")
+    _report_input_quantization(entry, path, inputs[0])
     return TFLiteModel(entry, path, interpreter, threads)
+
+
+def _report_input_quantization(entry: Entry, path: Path, detail: dict) -> None:
+    """The file's own input quantization is what feeds it; say once when the catalog's differs
+    (EdgeTPU's int8 file: scale 0.0108689, zero point -6, not the uint8 file's 1/128 and 128)."""
+    from .. import notices
+
+    catalog = entry.input_quantization
+    is_int = np.issubdtype(np.dtype(detail["dtype"]), np.integer)
+    if catalog is None or not is_int:
+        if catalog is not None and not is_int:
+            notices.warn(f"{entry.id}: {path.name} takes float input, the catalog says uint8; using the file's")
+        return
+    scale, zero_point = detail["quantization"]
+    if abs(scale - catalog["scale"]) > 1e-3 * catalog["scale"] or int(zero_point) != int(catalog["zero_point"]):
+        notices.warn(f"{entry.id}: {path.name} quantizes its input with scale {scale:g}, zero point "
+                     f"{int(zero_point)} (the catalog says {catalog['scale']:g}, {catalog['zero_point']:g}); "
+                     "using the file's")
