@@ -6,7 +6,8 @@ The reference TSVs (copied from the workplace's shared/reference, sources in
 tests/data/SOURCES.md) hold the published figures; this script only reshapes them and
 adds what follows from the upstream tarball conventions (node names, file names).
 catalog.yaml is the source of truth at run time; tests/test_catalog_upstream.py checks
-that it still matches the tables.
+that it still matches the tables. Added by hand since (not generated): each entry's
+``layout_evidence`` and the sizes and digests found later.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ OUTPUT_NODES = {
     "v1": "MobilenetV1/Predictions/Reshape_1",
     "v2": "MobilenetV2/Predictions/Reshape_1",
     "v3": "MobilenetV3/Predictions/Softmax",
-    "edgetpu": "MobilenetEdgeTPU/Predictions/Softmax",
+    "edgetpu": "Softmax",  # ck-mlperf's EdgeTPU package meta (sources disagree; loaders read the graph's own)
 }
+QUANT_V2_OUTPUT = "MobilenetV2/Predictions/Softmax"  # ck-mlperf commit f326124
 
 
 def _num(text: str):
@@ -47,14 +49,17 @@ def _files(family: str, stem: str) -> tuple[str, dict[str, str]]:
             "eval_graph": f"{stem}_eval.pbtxt",
             "info": f"{stem}_info.txt",
         }
-    # v2 uint8, v3 and EdgeTPU tarballs hold one top-level directory named after the stem.
-    # File names inside are not documented upstream; globs are resolved after unpacking.
-    checkpoint = f"{stem}/ema/model-*" if family == "v3" and stem.endswith("_float") else f"{stem}/model.ckpt-*"
-    return stem, {
-        "checkpoint": checkpoint,
-        "frozen_graph": f"{stem}/*.pb",
-        "tflite": f"{stem}/*.tflite",
-    }
+    # v2 uint8, v3 and EdgeTPU tarballs hold one top-level directory (sources: tests/data/SOURCES.md,
+    # "Tarball layouts"). v2 uint8's is named v2_<res>_<depth>, without the tarball's "quantized_".
+    if stem.startswith("quantized_"):
+        root = stem.removeprefix("quantized_")
+        return root, {"checkpoint": f"{root}/model.ckpt-*", "frozen_graph": f"{root}/*.pb",
+                      "tflite": f"{root}/model.tflite"}
+    if family == "v3":
+        sets = "ema/model-*" if stem.endswith("_float") else "pristine/model.ckpt-*"
+        return stem, {"checkpoint": f"{stem}/{sets}", "frozen_graph": f"{stem}/*.pb", "tflite": f"{stem}/*.tflite"}
+    return stem, {"checkpoint": f"{stem}/model.ckpt-*", "frozen_graph": f"{stem}/*.pb",
+                  "tflite": f"{stem}/{stem}_*.tflite"}  # EdgeTPU: _float, _int8 and _uint8
 
 
 def _q(value) -> str:
@@ -136,8 +141,9 @@ def build(reference: Path) -> str:
         else:
             out.append("    input_quantization: null")
         out.append("    num_classes: 1001")
-        out.append("    input_node: input")
-        out.append(f"    output_node: {_q(OUTPUT_NODES[family])}")
+        quantized_v2 = stem.startswith("quantized_")
+        out.append(f"    input_node: {'images' if family == 'edgetpu' else 'input'}")
+        out.append(f"    output_node: {_q(QUANT_V2_OUTPUT if quantized_v2 else OUTPUT_NODES[family])}")
         out.append(f"    archive_root: {_q(archive_root)}")
         out.append("    files:")
         for role, path in files.items():
