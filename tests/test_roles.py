@@ -38,14 +38,15 @@ def test_two_sets_with_the_same_step_are_refused_naming_both(tmp_path):
     assert "r/model.ckpt-7" in err.value.message and "r/other.ckpt-7" in err.value.message
 
 
-def test_nothing_found_lists_what_the_folder_holds_and_never_suggests_fetching_again(tmp_path):
+def test_nothing_found_lists_what_the_folder_holds(tmp_path):
     entry = _entry(checkpoint="r/model.ckpt-*", tflite="r/*.tflite")
-    _files(tmp_path, "r/readme.txt", "r/weights.bin")
+    folder = tmp_path / "unpacked"
+    _files(folder, "r/readme.txt", "r/weights.bin")
     with pytest.raises(RestoreError) as err:
-        find_file(entry, tmp_path, "tflite")
+        find_file(entry, folder, "tflite")
     assert "r/readme.txt" in err.value.hint and "r/weights.bin" in err.value.hint
-    assert "will not help" in err.value.hint and "--repair" not in err.value.hint
-    assert roles_found(entry, tmp_path) == {"checkpoint": None, "tflite": None}
+    assert "pass the file" in err.value.hint and "--repair" not in err.value.hint  # not a cache entry
+    assert roles_found(entry, folder) == {"checkpoint": None, "tflite": None}
 
 
 def test_several_tflite_files_variant_and_the_entrys_own_kind(tmp_path):

@@ -25,6 +25,7 @@ from ..catalog.registry import Entry
 from ..errors import RestoreError, UsageError
 
 TFLITE_VARIANTS = ("float", "int8", "uint8")
+LOADABLE_ROLES = ("checkpoint", "frozen_graph", "tflite")  # what restore, classify, bench and eval load
 # Where a checkpoint set sits, most preferred first (see the module docstring).
 _CHECKPOINT_PLACES = ("ema", "", "pristine")
 _SHOWN = 8
@@ -77,14 +78,14 @@ def roles_found(entry: Entry, model_dir: Path) -> dict[str, str | None]:
 
 
 def check_roles(entry: Entry, model_dir: Path) -> dict[str, str | None]:
-    """At fetch time: :func:`roles_found`, with one warning naming each promised role that
-    cannot be found and what the folder holds instead. The entry is published all the same:
+    """At fetch time: :func:`roles_found` (recorded in the manifest), with one warning when no
+    file any command can load is found, naming the missing roles and what the folder holds. The entry is published all the same:
     its bytes verified and are upstream's; re-fetching cannot change them."""
     from .. import notices
 
     found = roles_found(entry, model_dir)
     missing = [role for role, path in found.items() if path is None]
-    if missing:
+    if not any(found.get(role) for role in LOADABLE_ROLES if role in found):  # nothing any command can load
         notices.warn(f"{entry.id}: the tarball verified, but no file was found for "
                      f"{', '.join(missing)} ({contents(model_dir)}); commands that need "
                      f"{'it' if len(missing) == 1 else 'them'} will say so")
@@ -170,9 +171,22 @@ def _one_tflite(entry: Entry, model_dir: Path, found: list[Path], variant: str |
 
 
 def _missing(entry: Entry, model_dir: Path, role: str, pattern: str) -> RestoreError:
-    return RestoreError(f"{entry.id}: no {role} file in {model_dir} (the catalog's guess: {pattern!r})",
-                        hint=f"{contents(model_dir)}; the tarball verified, so fetching it again will not help: "
-                             "pass one of these files directly, or report the layout")
+    """Not found: in a cache entry that had it when fetched, repair; in one that never had it,
+    fetching again cannot help; in a folder of the user's, pass the file."""
+    import fnmatch
+
+    from .layout import spec_for_path
+    from .manifest import read_manifest
+
+    manifest = read_manifest(model_dir.parent)
+    if manifest is not None and any(fnmatch.fnmatch(p, pattern + "*") for p, _, _ in manifest.files):
+        advice = f"it was there when fetched: `mobilenet-zoo verify --repair {spec_for_path(entry, model_dir)}`"
+    elif manifest is not None:
+        advice = (f"{contents(model_dir)}; the tarball verified, so fetching it again will not help: "
+                  "pass one of these files directly, or report the layout")
+    else:
+        advice = f"{contents(model_dir)}; pass the file itself"
+    return RestoreError(f"{entry.id}: no {role} file matching {pattern!r} in {model_dir}", hint=advice)
 
 
 def _ambiguous(entry: Entry, model_dir: Path, role: str, found: list[Path], why: str = "") -> UsageError:
