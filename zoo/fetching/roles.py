@@ -38,6 +38,12 @@ def checkpoint_order(prefix: Path) -> tuple[int, str]:
     return (int(match.group(1)) if match else -1, Path(prefix).name)
 
 
+def checkpoint_prefixes(folder: Path, pattern: str = "*") -> list[Path]:
+    """The checkpoint sets in ``folder`` whose prefix matches ``pattern`` (by their ``.index``),
+    the latest step last."""
+    return sorted((_prefix(p) for p in Path(folder).glob(pattern + ".index") if p.is_file()), key=checkpoint_order)
+
+
 def find_file(entry: Entry, model_dir: Path, role: str, *, variant: str | None = None) -> Path:
     """The unpacked file for ``role`` (for a checkpoint: its prefix); RestoreError naming what
     the folder does hold when there is none, UsageError listing them when several could serve."""
@@ -79,13 +85,14 @@ def roles_found(entry: Entry, model_dir: Path) -> dict[str, str | None]:
 
 def check_roles(entry: Entry, model_dir: Path) -> dict[str, str | None]:
     """At fetch time: :func:`roles_found` (recorded in the manifest), with one warning when no
-    file any command can load is found, naming the missing roles and what the folder holds. The entry is published all the same:
-    its bytes verified and are upstream's; re-fetching cannot change them."""
+    file any command can load is found, naming the missing roles and what the folder holds. The
+    entry is published all the same: its bytes verified and are upstream's; re-fetching cannot
+    change them."""
     from .. import notices
 
     found = roles_found(entry, model_dir)
-    missing = [role for role, path in found.items() if path is None]
-    if not any(found.get(role) for role in LOADABLE_ROLES if role in found):  # nothing any command can load
+    if not any(found.get(role) for role in LOADABLE_ROLES):  # nothing any command can load
+        missing = [role for role, path in found.items() if path is None]
         notices.warn(f"{entry.id}: the tarball verified, but no file was found for "
                      f"{', '.join(missing)} ({contents(model_dir)}); commands that need "
                      f"{'it' if len(missing) == 1 else 'them'} will say so")
@@ -104,10 +111,10 @@ def contents(model_dir: Path, limit: int = _SHOWN) -> str:
 # ----------------------------------------------------------------------------- guesses and search
 def _by_pattern(model_dir: Path, pattern: str, role: str) -> list[Path]:
     if role == "checkpoint":
-        found = [_prefix(p) for p in model_dir.glob(pattern + ".index") if p.is_file()]
+        found = checkpoint_prefixes(model_dir, pattern)
         if not found and "*" not in pattern and (model_dir / (pattern + ".index")).is_file():
-            found = [model_dir / pattern]
-        return sorted(found)
+            found = [model_dir / pattern]  # a literal name glob would misread ([...] in it)
+        return found
     return sorted(p for p in model_dir.glob(pattern) if p.is_file())
 
 

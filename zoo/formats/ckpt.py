@@ -308,14 +308,13 @@ def _v3_folder(entry: Entry, weights: str) -> str:
 
 def _latest_in(entry: Entry, folder: Path, pattern: str = "*") -> Path:
     """The checkpoint in ``folder`` with the highest step number."""
-    prefixes = [p.with_name(p.name[: -len(".index")]) for p in folder.glob(pattern + ".index")]
+    from ..fetching.roles import checkpoint_prefixes
+
+    prefixes = checkpoint_prefixes(folder, pattern)
     if not prefixes:
         raise RestoreError(f"{entry.id}: no checkpoint ({pattern}.index) in {folder}",
                            hint="pass the checkpoint prefix itself")
-
-    from ..fetching.roles import checkpoint_order
-
-    return max(prefixes, key=checkpoint_order)
+    return prefixes[-1]
 
 
 def _listing(folder: Path) -> str:

@@ -231,10 +231,10 @@ def _report_input_quantization(entry: Entry, path: Path, detail: dict) -> None:
     from .. import notices
 
     catalog = entry.input_quantization
-    is_int = np.issubdtype(np.dtype(detail["dtype"]), np.integer)
-    if catalog is None or not is_int:
-        if catalog is not None and not is_int:
-            notices.warn(f"{entry.id}: {path.name} takes float input, the catalog says uint8; using the file's")
+    if catalog is None:
+        return
+    if not np.issubdtype(np.dtype(detail["dtype"]), np.integer):
+        notices.warn(f"{entry.id}: {path.name} takes float input, the catalog says uint8; using the file's")
         return
     scale, zero_point = detail["quantization"]
     if abs(scale - catalog["scale"]) > 1e-3 * catalog["scale"] or int(zero_point) != int(catalog["zero_point"]):
