@@ -94,12 +94,17 @@ def finetune_cmd(
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", metavar="PREFIX", help="A local slim checkpoint for MODEL's architecture instead of fetching."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists (only once training succeeded)."),
+    restart: bool = typer.Option(
+        False, "--restart", help="Discard the progress an interrupted run of this OUT saved and start afresh "
+                                 "(default: resume from its last finished epoch)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Fine-tune a MobileNet to the classes in DIR; write Keras, SavedModel and TFLite files to OUT.
 
     Head-only by default: the frozen backbone runs once per image and a new classifier
     trains on its features. Progress goes to stderr; Ctrl-C keeps the best model so far.
+    A run that was killed resumes when the same command runs again (from its last finished
+    epoch, or mid-way through the feature pass); --restart starts afresh.
 
     Example: mobilenet-zoo finetune v1_0.25_128 --data photos/ --out my_model --quantize int8
     """
@@ -108,7 +113,7 @@ def finetune_cmd(
     result = finetune(model, data, out, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                       train_backbone=train_backbone, val_data=val_data, val_split=val_split,
                       quantize=quantize.value if quantize else None, strategy=strategy.value,
-                      overwrite=overwrite, checkpoint=checkpoint, catalog=load_catalog(),
+                      overwrite=overwrite, checkpoint=checkpoint, catalog=load_catalog(), restart=restart,
                       cache_dir=cache_dir(), command=["mobilenet-zoo", *sys.argv[1:]], progress=epoch_progress())
     if as_json:
         print_json(result.to_json())

@@ -242,7 +242,7 @@ def preprocess_array(pixels: np.ndarray, size: Sequence[int], crop: float = DEFA
     return resized
 
 
-# Training-time augmentation (``preprocess_tf(..., augment=True)``): light on purpose. A random crop
+# Training-time augmentation (``preprocess_tf(..., augment_seed=...)``): light on purpose. A random crop
 # of 75-100% of each side replaces the central crop; brightness and contrast move a little. No
 # flip: it is wrong for text, digits and anything with a handedness, and the classes are unknown.
 AUGMENT_CROP = (0.75, 1.0)
@@ -251,23 +251,29 @@ AUGMENT_CONTRAST = (0.9, 1.1)
 
 
 def preprocess_tf(tf: Any, pixels: Any, size: Sequence[int], crop: float = DEFAULT_CROP, *,
-                  augment: bool = False) -> Any:
+                  augment_seed: Any = None) -> Any:
     """``preprocess_array`` as TensorFlow ops, for ``tf.data`` pipelines: uint8 RGB [H, W, 3] ->
     float32 [h, w, 3] in [-1, 1], the same steps (a test holds the two equal on odd and even sizes).
-    With ``augment`` (training only) a random crop replaces the central one, then light jitter."""
+
+    ``augment_seed`` (training only; an int [2] tensor): a random crop replaces the central one,
+    then light jitter. The randomness is stateless, a pure function of the seed, so an image's
+    augmented view is the same whenever it is computed: a resumed run sees what an uninterrupted
+    one would have (``zoo.training.resume``)."""
     image = tf.image.convert_image_dtype(pixels, tf.float32)  # [0, 1]
+    augment = augment_seed is not None
     if augment:
+        seeds = tf.random.experimental.stateless_split(tf.cast(augment_seed, tf.int64), 4)
         shape = tf.shape(image)
-        fraction = tf.random.uniform([], AUGMENT_CROP[0], AUGMENT_CROP[1])
+        fraction = tf.random.stateless_uniform([], seeds[0], AUGMENT_CROP[0], AUGMENT_CROP[1])
         h = tf.maximum(1, tf.cast(tf.cast(shape[0], tf.float32) * fraction, tf.int32))
         w = tf.maximum(1, tf.cast(tf.cast(shape[1], tf.float32) * fraction, tf.int32))
-        image = tf.image.random_crop(image, tf.stack([h, w, 3]))
+        image = tf.image.stateless_random_crop(image, tf.stack([h, w, 3]), seeds[1])
     elif crop < 1.0:
         image = tf.image.central_crop(image, crop)
     image = tf.image.resize(image, [int(size[0]), int(size[1])], method="bilinear", antialias=False)
     if augment:
-        image = tf.image.random_brightness(image, AUGMENT_BRIGHTNESS)
-        image = tf.image.random_contrast(image, *AUGMENT_CONTRAST)
+        image = tf.image.stateless_random_brightness(image, AUGMENT_BRIGHTNESS, seeds[2])
+        image = tf.image.stateless_random_contrast(image, *AUGMENT_CONTRAST, seeds[3])
         image = tf.clip_by_value(image, 0.0, 1.0)
     return (image - 0.5) * 2.0
 

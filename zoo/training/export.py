@@ -30,7 +30,7 @@ from ..data.images import preprocessed_batches
 from ..errors import UsageError
 from ..formats.card import write_card
 from ..formats.saved_model import write_saved_model
-from .publish import check_target, publish, staging_path
+from .publish import check_target, publish, remove_dead_leftovers, staging_path
 from .options import DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, INT8_IO_TYPES, check_quantize
 
 
@@ -151,6 +151,7 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
                          params=("calibration_size",))
     out = Path(out)
     check_target(out, overwrite, kind=to)
+    remove_dead_leftovers(out)
     files = calibration_files(calibration, calibration_size) if quantize else []
     keras_model, entry, base_entry = _keras_model_for(model, catalog, cache_dir)
     staging = staging_path(out)

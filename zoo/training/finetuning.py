@@ -33,6 +33,7 @@ Distribution (``strategy``): see ``zoo.training.distribute``; only the chief wri
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -198,7 +199,7 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
              strategy: str = "auto", overwrite: bool = False, checkpoint: str | Path | None = None,
              catalog: Catalog | None = None, cache_dir: Path | None = None, seed: int = 0,
              progress: object = None, command: Sequence[str] | None = None,
-             calibration_size: int = DEFAULT_CALIBRATION_IMAGES) -> FinetuneResult:
+             calibration_size: int = DEFAULT_CALIBRATION_IMAGES, restart: bool = False) -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` (``DIR/<class>/*.jpg``) and write OUT (see the module docstring).
 
     ``model``: anything ``zoo.formats.resolve.locate_weights`` accepts: a catalog id or Entry (its
@@ -210,6 +211,8 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     ``progress``: the contract every long call shares (``zoo._util.progress``; each epoch is a
     task counted in steps, with its loss, accuracy and, when it ends, validation accuracy).
     ``command``: recorded in finetune.json (the CLI passes its argv).
+    ``restart``: discard the progress an interrupted run of the same OUT saved, instead of resuming
+    from it (``zoo.training.resume``; multi-worker runs do not resume).
     """
     start = time.perf_counter()
     from .distribute import local_gpu_count, make_strategy, plan_strategy
@@ -235,28 +238,63 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
         raise UsageError(f"batch_size={batch_size} is smaller than the {dist.num_replicas_in_sync} devices "
                          "training in sync", hint=f"use batch_size={dist.num_replicas_in_sync} or more",
                          params=("batch_size",))
-    run = _Run(base, train, val, plan, dist, batch_size=batch_size, epochs=epochs, seed=seed, quantize=quantize,
-               head_lr=HEAD_LEARNING_RATE if learning_rate is None else learning_rate,
-               calibration=_calibration_sample(train, calibration_size))
-    with Reporter(progress) as report:
-        interrupted = run.train(report, train_backbone)
-    history = run.history
-    if history.best_weights is None:
-        raise TrainingInterrupted("interrupted before the first epoch finished: no model to keep, nothing written",
-                                  hint="let at least one epoch finish (a smaller batch_size or less data shows "
-                                       "one sooner)", params=("batch_size",))
-    history.restore_best()
-    result = FinetuneResult(out=None, classes=list(train.classes), train_images=len(train),
-                            val_images=len(val), val_top1=None, tflite=None, tflite_top1=None,
-                            quantize=quantize, interrupted=interrupted,
-                            epochs_done=len(history.records), history=history.records)
-    if plan.is_chief:
-        if interrupted:
-            log.info("interrupted: writing the best model so far (epoch %d)", history.best_epoch)
-        _write_out(run.full, base, train, val, out, overwrite, quantize, result, run.calibration, command,
-                   run.training_record(strategy, train_backbone, interrupted))
+    head_lr = HEAD_LEARNING_RATE if learning_rate is None else learning_rate
+    calibration = _calibration_sample(train, calibration_size)
+    resumable = _open_progress(out, base, train, val, plan, restart, {
+        "epochs": epochs, "batch_size": batch_size, "learning_rate": head_lr, "train_backbone": train_backbone,
+        "quantize": quantize, "seed": seed, "calibration_images": len(calibration), "strategy": plan.kind,
+        "replicas": int(dist.num_replicas_in_sync), "augmented_views": AUGMENTED_VIEWS})
+    try:
+        run = _Run(base, train, val, plan, dist, batch_size=batch_size, epochs=epochs, seed=seed,
+                   quantize=quantize, head_lr=head_lr, calibration=calibration, progress=resumable)
+        with Reporter(progress) as report:
+            interrupted = run.train(report, train_backbone)
+        history = run.history
+        if history.best_weights is None:
+            if resumable is not None:
+                resumable.remove()  # Ctrl-C before any epoch: nothing is kept, as the user asked to stop
+            raise TrainingInterrupted("interrupted before the first epoch finished: no model to keep, nothing "
+                                      "written", hint="let at least one epoch finish (a smaller batch_size or "
+                                                      "less data shows one sooner)", params=("batch_size",))
+        history.restore_best()
+        result = FinetuneResult(out=None, classes=list(train.classes), train_images=len(train),
+                                val_images=len(val), val_top1=None, tflite=None, tflite_top1=None,
+                                quantize=quantize, interrupted=interrupted,
+                                epochs_done=len(history.records), history=history.records)
+        if plan.is_chief:
+            if interrupted:
+                log.info("interrupted: writing the best model so far (epoch %d)", history.best_epoch)
+            _write_out(run.full, base, train, val, out, overwrite, quantize, result, run.calibration, command,
+                       run.training_record(strategy, train_backbone, interrupted))
+        if resumable is not None:
+            resumable.remove()  # published: the progress has done its job
+    finally:
+        if resumable is not None:
+            resumable.close()
     result.seconds = round(time.perf_counter() - start, 2)
     return result
+
+
+def _open_progress(out: Path, base: _Base, train: ImageFolder, val: ImageFolder, plan: Any, restart: bool,
+                   options: dict[str, Any]) -> Any:
+    """The run's progress folder (``zoo.training.resume``), or None on a multi-worker cluster.
+
+    Also clears what dead runs left beside OUT (staging folders of processes that no longer run)."""
+    from .publish import remove_dead_leftovers
+    from .resume import Progress, run_identity
+
+    if plan.kind == "multiworker":
+        return None
+    remove_dead_leftovers(out)
+    identity = run_identity(model=base.base_entry.id, weights=base.path, train=train, val=val, options=options)
+    progress = Progress.open(out, identity, restart=restart)
+    if progress.why and not restart:
+        from ..notices import warn
+
+        warn(f"not resuming the interrupted run of out={out}: {progress.why}; starting afresh")
+    elif progress.why:
+        log.info("%s", progress.why)
+    return progress
 
 
 def _check_options(epochs: int, batch_size: int, learning_rate: float | None, quantize: str | None,
@@ -282,6 +320,23 @@ def _training_sets(data: str | Path, val_data: str | Path | None, val_split: flo
     return split(folder, DEFAULT_VAL_SPLIT if val_split is None else val_split, seed)
 
 
+class _LazyInt8:
+    """The int8 backbone, converted only when a feature pass needs it (not for features on disk)."""
+
+    def __init__(self, run: "_Run", directory: Path):
+        self.run, self.directory, self.model = run, directory, None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            from .._util.safepath import remove_tree
+            from .quantized_features import int8_backbone
+
+            remove_tree(self.directory)  # an interrupted conversion's leftovers
+
+            self.model = int8_backbone(self.run.backbone, self.run.base.entry, self.run.calibration, self.directory)
+        return self.model(images)
+
+
 class _Run:
     """One training run: the model, this worker's share of the data, and the phases it goes through.
 
@@ -289,16 +344,22 @@ class _Run:
     ``train_backbone``, ``backbone`` (everything but batch norm, at a tenth of the learning rate);
     with both that and ``quantize``, ``int8 head`` (the head again, on the trained backbone's
     float and int8 features). Ctrl-C in any phase ends the run; the best epoch so far is kept.
+
+    With ``progress`` (``zoo.training.resume``) every epoch's end is saved, and a run that finds a
+    saved epoch carries on from it: the phases already done are skipped, the phase under way
+    restarts at its next epoch with the model, the optimizer and the best weights as they were.
     """
 
     def __init__(self, base: _Base, train: ImageFolder, val: ImageFolder, plan: Any, dist: Any, *, batch_size: int,
-                 epochs: int, seed: int, quantize: str | None, head_lr: float, calibration: list[str]):
+                 epochs: int, seed: int, quantize: str | None, head_lr: float, calibration: list[str],
+                 progress: Any = None):
         from ..formats.keras_models import import_keras, import_tensorflow
 
         self.tf, self.keras = import_tensorflow(), import_keras()
         self.keras.utils.set_random_seed(seed)
         self.base, self.train_set, self.val_set, self.plan, self.dist = base, train, val, plan, dist
         self.batch, self.epochs, self.seed, self.quantize, self.head_lr = batch_size, epochs, seed, quantize, head_lr
+        self.progress = progress
         # the images that calibrate model_int8.tflite; with quantize, also those that calibrate the int8
         # backbone whose features the head learns from, so both are the same quantization
         self.calibration = calibration
@@ -309,6 +370,7 @@ class _Run:
             self.backbone, self.head, self.full = _backbone_and_head(base, train.classes)
         self.history = History(self.full)
         self.feature_passes: list[dict[str, Any]] = []
+        self.resumed: dict[str, Any] | None = None
         # One device: each validation image exactly once. Several: workers must run the same
         # number of steps (collectives) and no replica may get an empty last batch (TF's CPU
         # convolution fails on one), so validation repeats and a few images count twice per
@@ -317,35 +379,90 @@ class _Run:
         self.val_steps = steps_for(len(val), batch_size) if self.several else None
 
     def train(self, report: Reporter, train_backbone: bool) -> bool:
-        """Run the phases; True when Ctrl-C ended the run early."""
-        phases = [lambda: self.head_phase("head", report)]
+        """Run the phases (from the saved epoch, if any); True when Ctrl-C ended the run early."""
+        phases = [("head", lambda start, state: self.head_phase("head", report, start, state))]
         if train_backbone:
-            phases.append(lambda: self.backbone_phase(report))
+            phases.append(("backbone", lambda start, state: self.backbone_phase(report, start, state)))
             if self.quantize:
-                phases.append(lambda: self.head_phase("int8 head", report))
-        with tempfile.TemporaryDirectory(prefix="mobilenet-zoo-features-") as workdir:
-            self.workdir = Path(workdir)
+                phases.append(("int8 head", lambda start, state: self.head_phase("int8 head", report, start, state)))
+        first_phase, first_epoch, optimizer = self._resume([name for name, _ in phases])
+        with contextlib.ExitStack() as stack:
+            if self.progress is not None:
+                self.workdir = self.progress.features
+            else:
+                self.workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mobilenet-zoo-features-")))
             try:
-                for phase in phases:
-                    phase()
+                for index, (name, phase) in enumerate(phases):
+                    if index < first_phase:
+                        continue
+                    self.phase_index = index
+                    resuming = index == first_phase and first_epoch > 0
+                    phase(first_epoch if resuming else 0, optimizer if resuming else None)
             except KeyboardInterrupt:
                 return True
         return False
 
-    def _fit(self, model: Any, train_ds: Any, val_ds: Any, phase: str, steps: int, learning_rate: float,
-             report: Reporter) -> None:
-        train_epochs(self.tf, self.keras, self.dist, model, train_ds, val_ds, phase=phase,
-                     model_id=self.base.entry.id, epochs=self.epochs, steps=steps, val_steps=self.val_steps,
-                     learning_rate=learning_rate, history=self.history, report=report)
+    def _resume(self, phases: list[str]) -> tuple[int, int, list[Any] | None]:
+        """Load the saved epoch into the model and history: (phase index, epochs done in it, optimizer)."""
+        saved = self.progress.saved if self.progress is not None else None
+        if saved is None:
+            return 0, 0, None
+        from .resume import check_fits
 
-    def head_phase(self, phase: str, report: Reporter) -> None:
+        folder = self.progress.folder
+        weights = self.full.get_weights()
+        check_fits(saved.weights, weights, "weights", folder)
+        if saved.best_weights is not None:
+            check_fits(saved.best_weights, weights, "best weights", folder)
+        if saved.phase >= len(phases) or saved.epoch > self.epochs:
+            raise UsageError(f"cannot resume from {folder}: it is at phase {saved.phase} epoch {saved.epoch}, "
+                             "beyond this run's", hint="pass restart=True to start afresh", params=("restart",))
+        self.full.set_weights(saved.weights)
+        self.history.records = list(saved.history)
+        self.history.best_score, self.history.best_epoch = saved.best_score, saved.best_epoch
+        self.history.best_weights = saved.best_weights
+        self.feature_passes = list(saved.feature_passes)
+        phase, epoch = saved.phase, saved.epoch
+        if epoch >= self.epochs:          # that phase had finished: the next one starts afresh
+            phase, epoch = phase + 1, 0
+        if phase >= len(phases):
+            log.info("resuming %s: training had finished (%d epochs); writing OUT", self.base.entry.id,
+                     len(saved.history))
+        elif epoch:
+            log.info("resuming at %s epoch %d/%d", phases[phase], epoch + 1, self.epochs)
+        else:
+            log.info("resuming at the start of the %s phase", phases[phase])
+        self.resumed = {"phase": phases[phase] if phase < len(phases) else None, "epoch": epoch + 1,
+                        "epochs_done_before": len(saved.history)}
+        return phase, epoch, saved.optimizer if epoch else None
+
+    def _fit(self, model: Any, train_data: Any, val_ds: Any, phase: str, steps: int, learning_rate: float,
+             report: Reporter, start_epoch: int, optimizer_state: list[Any] | None) -> None:
+        train_epochs(self.tf, self.keras, self.dist, model, train_data, val_ds, phase=phase,
+                     model_id=self.base.entry.id, epochs=self.epochs, steps=steps, val_steps=self.val_steps,
+                     learning_rate=learning_rate, seed=self.seed * 10 + self.phase_index, history=self.history,
+                     report=report, start_epoch=start_epoch, optimizer_state=optimizer_state,
+                     on_epoch_end=self._save_epoch if self.progress is not None else None)
+
+    def _save_epoch(self, epochs_done: int, optimizer_state: list[Any]) -> None:
+        from .resume import SavedEpoch
+
+        h = self.history
+        self.progress.save_epoch(SavedEpoch(
+            phase=self.phase_index, epoch=epochs_done, history=h.records, best_score=h.best_score,
+            best_epoch=h.best_epoch, feature_passes=self.feature_passes, weights=self.full.get_weights(),
+            best_weights=h.best_weights, optimizer=optimizer_state))
+
+    def head_phase(self, phase: str, report: Reporter, start_epoch: int = 0,
+                   optimizer_state: list[Any] | None = None) -> None:
         """Run the frozen backbone once over the images, then train the head on the cached features.
 
         With ``quantize``, the features of the backbone as ``model_int8.tflite`` will run it join
         the float ones (see ``zoo.training.quantized_features``): the validation score that picks
-        the best epoch is then the mean of the float and the int8 top-1.
+        the best epoch is then the mean of the float and the int8 top-1. A pass already on disk
+        (a resumed run) is not run again.
         """
-        if phase != "head":  # after backbone training: the best backbone, scored anew (float and int8)
+        if phase != "head" and not start_epoch:  # after backbone training: the best backbone, scored anew
             self.history.restore_best()
             self.history.restart_scoring()
         copies = 2 if self.quantize else 1
@@ -355,34 +472,41 @@ class _Run:
                  len(self.train_set.classes), phase, "frozen" if phase == "head" else "trained", images,
                  " (float and int8)" if self.quantize else "")
         tick = time.perf_counter()
-        int8 = None
         tag = phase.replace(" ", "_")  # each phase its own files: never truncate a map still in use
-        if self.quantize:
-            from .quantized_features import int8_backbone
-
-            int8 = int8_backbone(self.backbone, self.base.entry, self.calibration, self.workdir / tag)
-        feats, labels = extract_features(self.tf, self.backbone, self.my_train, self.size, self.batch,
-                                         AUGMENTED_VIEWS, self.workdir, f"{tag}_train", self.seed, int8)
-        vfeats, vlabels = extract_features(self.tf, self.backbone, self.my_val, self.size, self.batch, 0,
-                                           self.workdir, f"{tag}_val", self.seed, int8)
-        self.feature_passes.append({"phase": phase, "images": images, "int8": bool(self.quantize),
-                                    "seconds": round(time.perf_counter() - tick, 3)})
-        self._fit(self.head, feature_dataset(self.tf, feats, labels, self.batch, True, self.seed),
-                  feature_dataset(self.tf, vfeats, vlabels, self.batch, False, self.seed, repeat=self.several),
+        int8 = _LazyInt8(self, self.workdir / tag) if self.quantize else None
+        train = extract_features(self.tf, self.backbone, self.my_train, self.size, self.batch,
+                                 AUGMENTED_VIEWS, self.workdir, f"{tag}_train", self.seed, int8)
+        val = extract_features(self.tf, self.backbone, self.my_val, self.size, self.batch, 0,
+                               self.workdir, f"{tag}_val", self.seed, int8)
+        computed = (train.computed + val.computed) * copies
+        if computed < images:
+            log.info("%s: %d of the %d images' features were already on disk from the interrupted run%s",
+                     phase, images - computed, images, "" if computed else "; the backbone did not run")
+            if self.resumed is None:
+                self.resumed = {"phase": phase, "epoch": 1, "epochs_done_before": 0,
+                                "features_on_disk": images - computed}
+        if computed:
+            self.feature_passes.append({"phase": phase, "images": images, "computed": computed,
+                                        "int8": bool(self.quantize), "seconds": round(time.perf_counter() - tick, 3)})
+        self._fit(self.head,
+                  lambda seed: feature_dataset(self.tf, train.feats, train.labels, self.batch, True, seed),
+                  feature_dataset(self.tf, val.feats, val.labels, self.batch, False, self.seed, repeat=self.several),
                   phase, steps_for(len(self.train_set) * (1 + AUGMENTED_VIEWS) * copies, self.batch),
-                  self.head_lr, report)
+                  self.head_lr, report, start_epoch, optimizer_state)
 
-    def backbone_phase(self, report: Reporter) -> None:
+    def backbone_phase(self, report: Reporter, start_epoch: int = 0,
+                       optimizer_state: list[Any] | None = None) -> None:
         """The whole network from the best head, at a lower learning rate, batch norm frozen."""
-        self.history.restore_best()
+        if not start_epoch:
+            self.history.restore_best()
         _unfreeze_except_batch_norm(self.keras, self.backbone)
         try:
             self._fit(self.full,
-                      image_dataset(self.my_train, self.size, batch=self.batch, augment=True, shuffle=True,
-                                    repeat=True, seed=self.seed),
+                      lambda seed: image_dataset(self.my_train, self.size, batch=self.batch, augment=True,
+                                                 shuffle=True, repeat=True, seed=seed),
                       image_dataset(self.my_val, self.size, batch=self.batch, repeat=self.several),
                       "backbone", steps_for(len(self.train_set), self.batch), self.head_lr * BACKBONE_LR_FACTOR,
-                      report)
+                      report, start_epoch, optimizer_state)
         finally:
             self.backbone.trainable = False
 
@@ -395,6 +519,7 @@ class _Run:
                 "augmented_views": AUGMENTED_VIEWS, "best_epoch": self.history.best_epoch,
                 "int8_aware_head": bool(self.quantize), "feature_extraction": self.feature_passes,
                 "epochs_done": len(self.history.records), "interrupted": interrupted, "seed": self.seed,
+                "resumed": self.resumed, "run_key": self.progress.key if self.progress is not None else None,
                 "history": self.history.records}
 
 

@@ -11,7 +11,7 @@ in the dataset size.
 
 Decoding and preprocessing are `eval`'s (``zoo.data.images``: TF-slim's evaluation
 preprocessing, central crop 0.875, bilinear resize without antialiasing, [-1, 1]); training
-adds light augmentation there (``preprocess_tf(..., augment=True)``).
+adds light augmentation there (``preprocess_tf(..., augment_seed=...)``).
 """
 
 from __future__ import annotations
@@ -147,21 +147,34 @@ def split(folder: ImageFolder, fraction: float, seed: int = 0) -> tuple[ImageFol
 
 # ----------------------------------------------------------------------------- tf.data
 def image_dataset(folder: ImageFolder, size: Sequence[int], *, batch: int, augment: bool = False,
-                  shuffle: bool = False, repeat: bool = False, seed: int = 0,
+                  shuffle: bool = False, repeat: bool = False, seed: int = 0, first: int = 0,
                   crop: float = EVAL_CENTRAL_CROP) -> Any:
     """Batches of (images, labels) streamed from disk; only file names live in memory. Decoding and
-    preprocessing are `eval`'s (``zoo.data.images``), so training sees the pixels eval sees."""
+    preprocessing are `eval`'s (``zoo.data.images``), so training sees the pixels eval sees.
+
+    Every call with the same arguments yields the same batches: ``shuffle`` draws one order from
+    ``seed``, and image ``i``'s augmented view is a function of ``(seed, i)`` alone. A training
+    epoch builds its own dataset with its own seed, so it can be re-run exactly after a restart
+    (``zoo.training.resume``). ``first``: start at file ``first`` (a restarted feature pass), with
+    the same views those files would have had."""
     from ..data.images import decode_file_tf, preprocess_tf
     from ..formats.keras_models import import_tensorflow
 
     tf = import_tensorflow()
-    ds = tf.data.Dataset.from_tensor_slices((list(folder.files), list(folder.labels)))
+    index = list(range(first, len(folder.files)))
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(folder.files[first:]), tf.string),
+                                             tf.constant(list(folder.labels[first:]), tf.int32),
+                                             tf.constant(index, tf.int64)))
     if shuffle:
-        ds = ds.shuffle(len(folder.files), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(max(1, len(index)), seed=seed, reshuffle_each_iteration=False)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(lambda p, y: (preprocess_tf(tf, decode_file_tf(tf, p), size, crop, augment=augment), y),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+
+    def load(path, label, i):
+        view_seed = tf.stack([tf.constant(seed, tf.int64), i]) if augment else None
+        return preprocess_tf(tf, decode_file_tf(tf, path), size, crop, augment_seed=view_seed), label
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     # workers shard by file list themselves (ImageFolder.shard); tf.distribute must not re-shard

@@ -9,6 +9,7 @@ checked before the work starts and again just before the rename.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -17,8 +18,40 @@ from ..errors import UsageError
 
 
 def staging_path(target: Path, kind: str = "staging") -> Path:
-    """A hidden sibling of ``target`` unique to this process: never mistaken for the result."""
-    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+    """A hidden sibling of ``target`` unique to this process: never mistaken for the result.
+
+    The name says which host and process made it, so a later run can tell a dead run's
+    leftover (``remove_dead_leftovers``) from the work of one still running."""
+    from ..fetching.locking import host_name
+
+    return target.parent / f".{target.name}.{kind}-{host_name()}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+
+
+def remove_dead_leftovers(target: Path) -> list[Path]:
+    """Remove the staging and replaced copies of ``target`` that a killed run left (SIGKILL, a
+    lost machine): only ours, only of this host, only of processes that no longer run."""
+    from ..fetching.cache import pid_alive
+    from ..fetching.locking import host_name
+    from .._util.safepath import remove_tree
+
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:staging|old)-(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)-\d+")
+    removed = []
+    try:
+        children = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for child in children:
+        match = pattern.fullmatch(child.name)
+        if not match or match["host"] != host_name() or pid_alive(int(match["pid"])):
+            continue
+        try:
+            if hasattr(os, "geteuid") and os.lstat(child).st_uid != os.geteuid():
+                continue
+        except FileNotFoundError:
+            continue
+        remove_tree(child)
+        removed.append(child)
+    return removed
 
 
 # What each kind of output looks like when this tool wrote it: ``overwrite`` replaces only
