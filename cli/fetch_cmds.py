@@ -298,11 +298,15 @@ def cache_path(
 
 
 @cache_app.command("ls")
-def cache_ls(json_out: bool = json_option("Print a JSON array instead of a table.")) -> None:
+def cache_ls(json_out: bool = json_option("Print a JSON array instead of a table."),
+             features: bool = typer.Option(False, "--features",
+                                           help="List finetune's cached feature passes instead of models.")) -> None:
     """Cached models with release, size and whether the last check passed, and the total size.
 
     Example: mobilenet-zoo cache ls --json
     """
+    if features:
+        return _feature_sets_ls(json_out)
     from zoo.fetching.cache import Cache
     from zoo.fetching.manifest import cheap_problems
     from zoo._util.units import format_bytes
@@ -320,7 +324,8 @@ def cache_ls(json_out: bool = json_option("Print a JSON array instead of a table
         print_json(rows)
         return
     if not rows:
-        print(f"cache is empty ({cache_dir()})")
+        print(f"no models in the cache ({cache_dir()})")
+        _feature_sets_summary()
         return
     columns = [Column("id"), Column("release", keep=3), Column("size", "right", keep=4), Column("check", keep=2),
                Column("digest", keep=1)]
@@ -330,6 +335,40 @@ def cache_ls(json_out: bool = json_option("Print a JSON array instead of a table
     total = sum(r["size_bytes"] for r in rows)
     print(f"total: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}, {format_bytes(total)} in "
           f"{cache_dir()}")
+    _feature_sets_summary()
+
+
+def _feature_sets_summary() -> None:
+    from zoo.training.feature_cache import FeatureStore
+    from zoo._util.units import format_bytes
+
+    sets = FeatureStore(cache_dir()).sets()
+    if sets:
+        print(f"also {len(sets)} feature set(s) of finetune runs, {format_bytes(sum(f.size_bytes for f in sets))} "
+              "(cache ls --features; cache prune --features removes them)")
+
+
+def _feature_sets_ls(json_out: bool) -> None:
+    from zoo.training.feature_cache import FeatureStore
+    from zoo._util.units import format_bytes
+
+    from .output import Column, print_table
+
+    rows = [{"model": f.about.get("model"), "phase": f.about.get("phase"), "split": f.about.get("split"),
+             "data": f.about.get("data"), "images": f.about.get("images"), "int8": f.about.get("int8"),
+             "complete": f.complete, "size_bytes": f.size_bytes, "path": str(f.path)}
+            for f in FeatureStore(cache_dir()).sets()]
+    if json_out:
+        print_json(rows)
+        return
+    if not rows:
+        print(f"no feature sets in {cache_dir()}")
+        return
+    columns = [Column("model"), Column("phase", keep=3), Column("split", keep=3), Column("images", "right", keep=2),
+               Column("size", "right", keep=4), Column("state", keep=2), Column("data", keep=1)]
+    print_table(columns, [[r["model"] or "?", r["phase"] or "?", r["split"] or "?", str(r["images"] or "?"),
+                           format_bytes(r["size_bytes"]), "complete" if r["complete"] else "half-filled",
+                           r["data"] or "?"] for r in rows])
 
 
 @cache_app.command("rm")
@@ -362,10 +401,13 @@ def cache_prune(
     unlisted: bool = typer.Option(False, "--unlisted",
                                   help="Also remove verified entries the catalog does not list (another catalog's "
                                        "models, old releases, changed URLs)."),
+    features: bool = typer.Option(False, "--features",
+                                  help="Also remove finetune's cached feature passes (a later run recomputes them)."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only say what would be removed."),
 ) -> None:
     """Remove what is provably ours and dead: partials and staging dirs of dead processes on this
-    host, and unheld locks. Verified entries stay unless --unlisted.
+    host, half-filled feature sets nobody is filling, and unheld locks. Verified entries stay
+    unless --unlisted; complete feature sets unless --features.
 
     Example: mobilenet-zoo cache prune --dry-run
     """
@@ -373,6 +415,10 @@ def cache_prune(
 
     report = Cache(cache_dir()).prune(load_catalog(), unlisted=unlisted,
                                                          dry_run=dry_run)
+    from zoo.training.feature_cache import FeatureStore
+
+    report.removed.extend(f"{path}  ({why})" for path, why in
+                          FeatureStore(cache_dir()).prune(everything=features, dry_run=dry_run))
     verb = "would remove" if dry_run else "removed"
     for path in report.removed:
         print(f"{verb} {path}")

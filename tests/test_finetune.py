@@ -185,14 +185,15 @@ def test_head_only_runs_the_frozen_backbone_once_per_image_not_per_epoch(few_dig
     monkeypatch.setattr(finetuning, "_write_out", uncounted_write_out)
     monkeypatch.setattr(quantized_features, "int8_backbone", counting_int8_backbone)
     runs = {}
-    for epochs in (1, 3):
+    for epochs, cache in ((1, "cache1"), (3, "cache3"), (2, "cache1")):  # the last reuses the first's features
         seen.update(float=0, int8=0)
         result = finetune(BASE, few_digits, tmp_path / f"e{epochs}", checkpoint=checkpoint, epochs=epochs,
-                          quantize="int8", catalog=load_catalog(), progress=False)
+                          quantize="int8", catalog=load_catalog(), progress=False, cache_dir=tmp_path / cache)
         assert result.epochs_done == epochs
         runs[epochs] = dict(seen)
     once = result.train_images * (1 + finetuning.AUGMENTED_VIEWS) + result.val_images
     assert runs[1] == runs[3] == {"float": once, "int8": once}
+    assert runs[2] == {"float": 0, "int8": 0}
 
 
 # ----------------------------------------------------------------------------- OUT
@@ -369,7 +370,8 @@ def test_ctrl_c_before_the_first_epoch_writes_nothing(all_digits, checkpoint, tm
         proc.kill()
     assert proc.returncode == 130, first + rest
     assert "nothing written" in rest and "Traceback" not in rest
-    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name != STATE] == []
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name not in (STATE, "cache")] == []
+    # the cache keeps the half-filled feature pass, for the next run to carry on (it is not OUT)
 
 
 # ----------------------------------------------------------------------------- tf.distribute

@@ -270,14 +270,14 @@ def _args(checkpoint, data, out, *extra):
     return ["finetune", BASE, "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out), *extra]
 
 
-def _env():
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def _env(**extra):
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
 
 
-def _run(args):
-    proc = subprocess.run([console_script(), *args], capture_output=True, text=True, timeout=900, env=_env())
+def _run(args, **env):
+    proc = subprocess.run([console_script(), *args], capture_output=True, text=True, timeout=900, env=_env(**env))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stderr
+    return proc.stderr + proc.stdout
 
 
 def _kill_when(args, ready, timeout=600):
@@ -312,8 +312,9 @@ HEAD_RUN = ("--epochs", "4")
 
 @pytest.fixture(scope="session")
 def uninterrupted(tmp_path_factory, checkpoint, digits):
-    out = tmp_path_factory.mktemp("uninterrupted") / "model"
-    _run(_args(checkpoint, digits, out, *HEAD_RUN))
+    home = tmp_path_factory.mktemp("uninterrupted")
+    out = home / "model"
+    _run(_args(checkpoint, digits, out, *HEAD_RUN), MOBILENET_ZOO_CACHE=str(home / "cache"))  # its own cache
     return out
 
 
@@ -345,9 +346,11 @@ def test_killed_during_a_head_epoch_resumes_there_and_writes_what_an_uninterrupt
 def test_killed_during_the_feature_pass_carries_on_from_the_rows_on_disk(tmp_path, checkpoint, digits, uninterrupted):
     out = tmp_path / "model"
     args = _args(checkpoint, digits, out, *HEAD_RUN)
-    rows = progress_dir(out) / "features" / "head_train.rows.json"
-    _kill_when(args, lambda seen: rows.is_file())
-    on_disk = json.loads(rows.read_text())["rows"]
+    sets = Path(os.environ["MOBILENET_ZOO_CACHE"]) / ".features"
+    rows = lambda: list(sets.glob("*/features.rows.json"))  # noqa: E731
+    _kill_when(args, lambda seen: rows())
+    (marker,) = rows()
+    on_disk = json.loads(marker.read_text())["rows"]
     assert 0 < on_disk < 2876
     stderr = _run(args)
     assert f"{on_disk} of the 3235 images' features were already on disk" in stderr
@@ -404,4 +407,43 @@ def test_restart_flag_starts_afresh(tmp_path, checkpoint, few):
     _kill_when(args, lambda seen: "head epoch 1/3:" in seen)
     stderr = _run([*args, "--restart"])
     assert "resuming" not in stderr and "head epoch 1/3" in stderr
-    assert _manifest(out)["training"]["resumed"] is None
+    training = _manifest(out)["training"]
+    assert training["resumed"] is None  # the features are the cache's (content-keyed), not the run's progress
+    (reused,) = training["features_from_cache"]
+    assert reused["phase"] == "head" and reused["from_cache"] == reused["images"] > 0
+
+
+# ----------------------------------------------------------------------------- reuse across runs
+def _cli(*args):
+    proc = subprocess.run([console_script(), *args], capture_output=True, text=True, timeout=120, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_a_second_run_with_another_learning_rate_reuses_the_features_and_the_cache_owns_them(
+        tmp_path, checkpoint, few):
+    data = tmp_path / "data"
+    shutil.copytree(few, data)
+    first = _run(_args(checkpoint, data, tmp_path / "a", "--epochs", "1"))
+    assert "already in the cache" not in first
+    second = _run(_args(checkpoint, data, tmp_path / "b", "--epochs", "2", "--learning-rate", "0.01"))
+    assert "the features of all" in second and "already in the cache" in second and "did not run" in second
+    training = _manifest(tmp_path / "b")["training"]
+    assert training["feature_extraction"] == [] and training["resumed"] is None
+    (computed,) = _manifest(tmp_path / "a")["training"]["feature_extraction"]
+    assert training["features_from_cache"] == [{"phase": "head", "images": computed["images"],
+                                                "from_cache": computed["images"]}]
+    listed = json.loads(_cli("cache", "ls", "--features", "--json"))
+    assert sorted(r["split"] for r in listed) == ["train", "validation"]
+    assert all(r["model"] == BASE and r["complete"] and r["size_bytes"] > 0 for r in listed)
+    assert "2 feature set(s)" in _cli("cache", "ls")
+    kept = _cli("cache", "prune")                      # complete sets stay without --features
+    assert ".features" not in kept and len(json.loads(_cli("cache", "ls", "--features", "--json"))) == 2
+    assert ".features" in _cli("cache", "prune", "--features")
+    assert json.loads(_cli("cache", "ls", "--features", "--json")) == []
+    # a touched image is another data set: its features are computed anew
+    image = sorted((data / "7").iterdir())[0]
+    os.utime(image, ns=(1, 1))
+    third = _run(_args(checkpoint, data, tmp_path / "c", "--epochs", "1"))
+    assert "already in the cache" not in third

@@ -29,6 +29,7 @@ ARCHIVE = "archive.tgz"
 PARTIAL_DIR = ".partial"
 STAGING_DIR = ".staging"
 LOCK_DIR = ".locks"
+FEATURES_DIR = ".features"  # fine-tuning's feature passes (zoo.training.feature_cache)
 TRUST_FILE = "trusted.json"
 
 

@@ -57,7 +57,8 @@ def extract_features(tf: Any, backbone: Any, folder: ImageFolder, size: Sequence
     feats = None
     if isinstance(rows, int) and not isinstance(rows, bool) and 0 <= rows <= n and is_plain_file(path):
         try:
-            feats = np.lib.format.open_memmap(path, mode="r+")
+            np.lib.format.open_memmap(path, mode="r")  # refuses a file shorter than its header says;
+            feats = np.lib.format.open_memmap(path, mode="r+")  # r+ would silently extend it with zeros
         except (OSError, ValueError):
             feats = None
         if feats is not None and (feats.shape != shape or feats.dtype != np.float32):

@@ -33,7 +33,6 @@ Distribution (``strategy``): see ``zoo.training.distribute``; only the chief wri
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
@@ -49,6 +48,7 @@ import numpy as np
 from ..catalog.registry import Catalog, Entry
 from ..errors import RestoreError, UsageError, ZooError
 from .._util.progress import Reporter
+from .feature_cache import backbone_digest
 from .features import extract_features, feature_dataset, steps_for
 from .inputs import ImageFolder, image_dataset, scan_image_folder, split
 from .loop import History, train_epochs
@@ -246,7 +246,8 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
         "replicas": int(dist.num_replicas_in_sync), "augmented_views": AUGMENTED_VIEWS})
     try:
         run = _Run(base, train, val, plan, dist, batch_size=batch_size, epochs=epochs, seed=seed,
-                   quantize=quantize, head_lr=head_lr, calibration=calibration, progress=resumable)
+                   quantize=quantize, head_lr=head_lr, calibration=calibration, progress=resumable,
+                   cache_dir=cache_dir)
         with Reporter(progress) as report:
             interrupted = run.train(report, train_backbone)
         history = run.history
@@ -352,14 +353,17 @@ class _Run:
 
     def __init__(self, base: _Base, train: ImageFolder, val: ImageFolder, plan: Any, dist: Any, *, batch_size: int,
                  epochs: int, seed: int, quantize: str | None, head_lr: float, calibration: list[str],
-                 progress: Any = None):
+                 progress: Any = None, cache_dir: Path | None = None):
+        from ..config import cache_dir as default_cache_dir
         from ..formats.keras_models import import_keras, import_tensorflow
+        from .feature_cache import FeatureStore
 
         self.tf, self.keras = import_tensorflow(), import_keras()
         self.keras.utils.set_random_seed(seed)
         self.base, self.train_set, self.val_set, self.plan, self.dist = base, train, val, plan, dist
         self.batch, self.epochs, self.seed, self.quantize, self.head_lr = batch_size, epochs, seed, quantize, head_lr
         self.progress = progress
+        self.feature_store = FeatureStore(cache_dir or default_cache_dir())
         # the images that calibrate model_int8.tflite; with quantize, also those that calibrate the int8
         # backbone whose features the head learns from, so both are the same quantization
         self.calibration = calibration
@@ -370,7 +374,8 @@ class _Run:
             self.backbone, self.head, self.full = _backbone_and_head(base, train.classes)
         self.history = History(self.full)
         self.feature_passes: list[dict[str, Any]] = []
-        self.resumed: dict[str, Any] | None = None
+        self.resumed: dict[str, Any] | None = None               # from the progress folder
+        self.features_from_cache: list[dict[str, Any]] = []      # feature rows an earlier run left
         # One device: each validation image exactly once. Several: workers must run the same
         # number of steps (collectives) and no replica may get an empty last batch (TF's CPU
         # convolution fails on one), so validation repeats and a few images count twice per
@@ -386,11 +391,8 @@ class _Run:
             if self.quantize:
                 phases.append(("int8 head", lambda start, state: self.head_phase("int8 head", report, start, state)))
         first_phase, first_epoch, optimizer = self._resume([name for name, _ in phases])
-        with contextlib.ExitStack() as stack:
-            if self.progress is not None:
-                self.workdir = self.progress.features
-            else:
-                self.workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mobilenet-zoo-features-")))
+        with tempfile.TemporaryDirectory(prefix="mobilenet-zoo-int8-") as workdir:
+            self.workdir = Path(workdir)  # the int8 backbone's conversion
             try:
                 for index, (name, phase) in enumerate(phases):
                     if index < first_phase:
@@ -472,19 +474,20 @@ class _Run:
                  len(self.train_set.classes), phase, "frozen" if phase == "head" else "trained", images,
                  " (float and int8)" if self.quantize else "")
         tick = time.perf_counter()
-        tag = phase.replace(" ", "_")  # each phase its own files: never truncate a map still in use
+        tag = phase.replace(" ", "_")
         int8 = _LazyInt8(self, self.workdir / tag) if self.quantize else None
-        train = extract_features(self.tf, self.backbone, self.my_train, self.size, self.batch,
-                                 AUGMENTED_VIEWS, self.workdir, f"{tag}_train", self.seed, int8)
-        val = extract_features(self.tf, self.backbone, self.my_val, self.size, self.batch, 0,
-                               self.workdir, f"{tag}_val", self.seed, int8)
+        digest = backbone_digest(self.backbone)
+        train = self._features(self.my_train, AUGMENTED_VIEWS, "train", phase, digest, int8)
+        val = self._features(self.my_val, 0, "validation", phase, digest, int8)
         computed = (train.computed + val.computed) * copies
+        if not computed:
+            log.info("%s: the features of all %d images were already in the cache (the same backbone, images "
+                     "and preprocessing); the backbone did not run", phase, images)
+        elif computed < images:
+            log.info("%s: %d of the %d images' features were already on disk (an interrupted pass); "
+                     "computed the rest", phase, images - computed, images)
         if computed < images:
-            log.info("%s: %d of the %d images' features were already on disk from the interrupted run%s",
-                     phase, images - computed, images, "" if computed else "; the backbone did not run")
-            if self.resumed is None:
-                self.resumed = {"phase": phase, "epoch": 1, "epochs_done_before": 0,
-                                "features_on_disk": images - computed}
+            self.features_from_cache.append({"phase": phase, "images": images, "from_cache": images - computed})
         if computed:
             self.feature_passes.append({"phase": phase, "images": images, "computed": computed,
                                         "int8": bool(self.quantize), "seconds": round(time.perf_counter() - tick, 3)})
@@ -493,6 +496,23 @@ class _Run:
                   feature_dataset(self.tf, val.feats, val.labels, self.batch, False, self.seed, repeat=self.several),
                   phase, steps_for(len(self.train_set) * (1 + AUGMENTED_VIEWS) * copies, self.batch),
                   self.head_lr, report, start_epoch, optimizer_state)
+
+    def _features(self, folder: ImageFolder, views: int, split: str, phase: str, digest: str,
+                  int8: Any) -> Any:
+        """One feature pass, through the cache (``zoo.training.feature_cache``): reused when an earlier
+        run computed the same, carried on when one was killed half-way."""
+        from ..catalog.registry import EVAL_CENTRAL_CROP
+        from .feature_cache import ROWS_NAME, feature_key
+
+        calibration = _files_fingerprint(self.calibration) if int8 is not None else None
+        key = feature_key(backbone=digest, size=list(self.size), crop=EVAL_CENTRAL_CROP, views=views,
+                          seed=self.seed, int8_calibration=calibration, data=folder.fingerprint())
+        about = {"model": self.base.base_entry.id, "phase": phase, "split": split, "data": str(folder.root),
+                 "images": len(folder) * (1 + views), "int8": int8 is not None,
+                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        with self.feature_store.slot(key, about, on_wait=lambda text: log.info("%s", text)) as directory:
+            return extract_features(self.tf, self.backbone, folder, self.size, self.batch, views, directory,
+                                    ROWS_NAME, self.seed, int8)
 
     def backbone_phase(self, report: Reporter, start_epoch: int = 0,
                        optimizer_state: list[Any] | None = None) -> None:
@@ -518,6 +538,7 @@ class _Run:
                 "replicas": int(self.dist.num_replicas_in_sync), "workers": self.plan.workers,
                 "augmented_views": AUGMENTED_VIEWS, "best_epoch": self.history.best_epoch,
                 "int8_aware_head": bool(self.quantize), "feature_extraction": self.feature_passes,
+                "features_from_cache": self.features_from_cache,
                 "epochs_done": len(self.history.records), "interrupted": interrupted, "seed": self.seed,
                 "resumed": self.resumed, "run_key": self.progress.key if self.progress is not None else None,
                 "history": self.history.records}
@@ -600,6 +621,17 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
     result.val_top1 = scores["val_top1"]
     result.tflite_top1 = scores["tflite_top1"]
     result.int8_top1 = scores.get("int8_top1")
+
+
+def _files_fingerprint(files: Sequence[str]) -> str:
+    """sha256 over each file's path, size and mtime (what a list of images is, cheaply)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in files:
+        st = os.stat(path)
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def _calibration_sample(train: ImageFolder, limit: int) -> list[str]:

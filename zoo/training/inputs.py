@@ -48,6 +48,18 @@ class ImageFolder:
         return ImageFolder(self.root, self.classes, tuple(self.files[i] for i in indices),
                            tuple(self.labels[i] for i in indices))
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What this data set is, for deciding whether saved work still applies: every file's path,
+        size, mtime and class. Content is not hashed (that would read every image on every run)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for path, label in zip(self.files, self.labels):
+            st = os.stat(path)
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{self.classes[label]}\n".encode(
+                "utf-8", "surrogateescape"))
+        return {"root": str(self.root), "images": len(self), "sha256": digest.hexdigest()}
+
     def shard(self, index: int, count: int) -> "ImageFolder":
         """Every ``count``-th file starting at ``index``: one worker's share."""
         return self.subset(range(index, len(self.files), count))

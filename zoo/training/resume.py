@@ -13,8 +13,10 @@ Where: ``.OUT.progress/`` beside OUT, private (0700, this user's, never a link):
   files hold it), replaced atomically and written *after* the files it names, so a kill at any
   moment leaves either the old epoch or the new one;
 * ``weights-<n>.npz``, ``best-<n>.npz``, ``optimizer-<n>.npz``: the model, the best weights so
-  far and the optimizer's slots at that epoch;
-* ``features/``: the feature passes, resumable batch by batch (``zoo.training.features``).
+  far and the optimizer's slots at that epoch.
+
+The feature passes are not here but in the cache (``zoo.training.feature_cache``), keyed by what
+they are, so that they also serve later runs; they too resume batch by batch.
 
 A run resumes only when its identity (model and its weight files, the training and validation
 listings with sizes and mtimes, and every option that changes the result) equals the saved one;
@@ -52,7 +54,6 @@ KIND = "mobilenet-zoo finetune progress"
 VERSION = 1
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
-FEATURES_DIR = "features"
 _WEIGHT_FILE = re.compile(r"(weights|best|optimizer)-\d{1,9}\.npz")
 _STATE_CAP = 16 << 20
 
@@ -63,17 +64,6 @@ def progress_dir(out: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- identity
-def listing_digest(folder: ImageFolder) -> dict[str, Any]:
-    """What a data set is, for deciding whether a rerun may resume: every file's path, size,
-    mtime and class. Content is not hashed (that would cost a read of every image per run)."""
-    digest = hashlib.sha256()
-    for path, label in zip(folder.files, folder.labels):
-        st = os.stat(path)
-        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{folder.classes[label]}\n".encode(
-            "utf-8", "surrogateescape"))
-    return {"root": str(folder.root), "images": len(folder), "sha256": digest.hexdigest()}
-
-
 def weights_signature(path: Path) -> dict[str, Any]:
     """The files a run starts from (a checkpoint's ``.index``/``.data-*``, or a ``.keras`` file)."""
     path = Path(path)
@@ -83,8 +73,8 @@ def weights_signature(path: Path) -> dict[str, Any]:
 
 def run_identity(*, model: str, weights: Path, train: ImageFolder, val: ImageFolder,
                  options: dict[str, Any]) -> dict[str, Any]:
-    return {"model": model, "weights": weights_signature(weights), "train": listing_digest(train),
-            "val": listing_digest(val), "options": dict(options)}
+    return {"model": model, "weights": weights_signature(weights), "train": train.fingerprint(),
+            "val": val.fingerprint(), "options": dict(options)}
 
 
 def _key(identity: dict[str, Any]) -> str:
@@ -132,12 +122,6 @@ class Progress:
         self.saved: SavedEpoch | None = None
         self.why: str | None = None          # why an existing folder was not resumed
         self._number = 0
-
-    @property
-    def features(self) -> Path:
-        path = self.folder / FEATURES_DIR
-        path.mkdir(mode=0o700, exist_ok=True)
-        return path
 
     @classmethod
     def open(cls, out: Path, identity: dict[str, Any], *, restart: bool = False) -> "Progress":
@@ -219,7 +203,7 @@ class Progress:
         self._write_state({"number": n, "phase": saved.phase, "epoch": saved.epoch, "history": saved.history,
                            "best_score": saved.best_score, "best_epoch": saved.best_epoch,
                            "feature_passes": saved.feature_passes, "files": files})
-        keep = set(files.values()) | {STATE_FILE, LOCK_FILE, FEATURES_DIR}
+        keep = set(files.values()) | {STATE_FILE, LOCK_FILE}
         for child in self.folder.iterdir():
             if child.name not in keep and _WEIGHT_FILE.fullmatch(child.name):
                 child.unlink(missing_ok=True)
