@@ -88,9 +88,7 @@ class FeatureStore:
         if os.path.lexists(folder.parent) and not folder.parent.is_dir():
             raise CacheError(f"refusing the feature cache {folder.parent}: it is not a folder",
                              f"move it away or remove it (`rm {folder.parent}`); finetune then recreates it")
-        lock = CacheLock(inside(self.root, layout.LOCK_DIR, f"features-{key}.lock", what="lock file"),
-                         timeout=WAIT_S, what="feature pass", on_wait=on_wait)
-        with lock:
+        with self._lock(key, WAIT_S, on_wait):
             if not _ours(folder):
                 with tempfile.TemporaryDirectory(prefix="mobilenet-zoo-features-") as private:
                     yield Path(private)
@@ -98,6 +96,10 @@ class FeatureStore:
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write_json(folder / ABOUT, {**about, "key": key, "used": time.time()})
             yield folder
+
+    def _lock(self, key: str, timeout: float, on_wait: Any = None) -> CacheLock:
+        return CacheLock(inside(self.root, layout.LOCK_DIR, f"features-{key}.lock", what="lock file"),
+                         timeout=timeout, what="feature pass", on_wait=on_wait)
 
     def sets(self) -> list[FeatureSet]:
         """Every set (links and foreign names are skipped, never followed)."""
@@ -126,11 +128,8 @@ class FeatureStore:
             if found.complete and not everything:
                 continue
             why = "a feature set" if found.complete else "a half-filled feature set of a run that stopped"
-            key = found.path.name
-            lock = CacheLock(inside(self.root, layout.LOCK_DIR, f"features-{key}.lock", what="lock file"),
-                             timeout=0)
             try:
-                with lock:
+                with self._lock(found.path.name, 0):
                     if not dry_run:
                         remove_tree(found.path)
             except LockTimeout:

@@ -48,9 +48,9 @@ import numpy as np
 from ..catalog.registry import Catalog, Entry
 from ..errors import RestoreError, UsageError, ZooError
 from .._util.progress import Reporter
-from .feature_cache import backbone_digest
+from .feature_cache import ROWS_NAME, FeatureStore, backbone_digest, feature_key
 from .features import extract_features, feature_dataset, steps_for
-from .inputs import ImageFolder, image_dataset, scan_image_folder, split
+from .inputs import ImageFolder, files_digest, image_dataset, scan_image_folder, split
 from .loop import History, train_epochs
 from .options import DEFAULT_CALIBRATION_IMAGES, check_quantize
 
@@ -356,7 +356,6 @@ class _Run:
                  progress: Any = None, cache_dir: Path | None = None):
         from ..config import cache_dir as default_cache_dir
         from ..formats.keras_models import import_keras, import_tensorflow
-        from .feature_cache import FeatureStore
 
         self.tf, self.keras = import_tensorflow(), import_keras()
         self.keras.utils.set_random_seed(seed)
@@ -502,9 +501,8 @@ class _Run:
         """One feature pass, through the cache (``zoo.training.feature_cache``): reused when an earlier
         run computed the same, carried on when one was killed half-way."""
         from ..catalog.registry import EVAL_CENTRAL_CROP
-        from .feature_cache import ROWS_NAME, feature_key
 
-        calibration = _files_fingerprint(self.calibration) if int8 is not None else None
+        calibration = files_digest(self.calibration) if int8 is not None else None
         key = feature_key(backbone=digest, size=list(self.size), crop=EVAL_CENTRAL_CROP, views=views,
                           seed=self.seed, int8_calibration=calibration, data=folder.fingerprint())
         about = {"model": self.base.base_entry.id, "phase": phase, "split": split, "data": str(folder.root),
@@ -621,17 +619,6 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
     result.val_top1 = scores["val_top1"]
     result.tflite_top1 = scores["tflite_top1"]
     result.int8_top1 = scores.get("int8_top1")
-
-
-def _files_fingerprint(files: Sequence[str]) -> str:
-    """sha256 over each file's path, size and mtime (what a list of images is, cheaply)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in files:
-        st = os.stat(path)
-        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
 
 
 def _calibration_sample(train: ImageFolder, limit: int) -> list[str]:

@@ -28,6 +28,19 @@ from ..data.imagefiles import Scan, check_class_name, list_children, scan_folder
 from ..errors import UsageError
 
 
+def files_digest(files: Sequence[str], tags: Sequence[str] | None = None) -> str:
+    """sha256 over each file's path, size and mtime (and its tag, e.g. its class). Content is not
+    hashed: that would read every image on every run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for index, path in enumerate(files):
+        st = os.stat(path)
+        tag = f"\0{tags[index]}" if tags is not None else ""
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}{tag}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class ImageFolder:
     """Checked image files with their class index; ``classes`` sorted by name."""
@@ -49,16 +62,9 @@ class ImageFolder:
                            tuple(self.labels[i] for i in indices))
 
     def fingerprint(self) -> dict[str, Any]:
-        """What this data set is, for deciding whether saved work still applies: every file's path,
-        size, mtime and class. Content is not hashed (that would read every image on every run)."""
-        import hashlib
-
-        digest = hashlib.sha256()
-        for path, label in zip(self.files, self.labels):
-            st = os.stat(path)
-            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{self.classes[label]}\n".encode(
-                "utf-8", "surrogateescape"))
-        return {"root": str(self.root), "images": len(self), "sha256": digest.hexdigest()}
+        """What this data set is, for deciding whether saved work still applies (``files_digest``)."""
+        return {"root": str(self.root), "images": len(self),
+                "sha256": files_digest(self.files, [self.classes[label] for label in self.labels])}
 
     def shard(self, index: int, count: int) -> "ImageFolder":
         """Every ``count``-th file starting at ``index``: one worker's share."""
