@@ -18,7 +18,7 @@ from zoo._util.redact import redact
 from zoo.catalog.selection import (COST_LABELS, Filters, frontier as compute_frontier, pick as pick_model,
                                    sort_entries)
 
-from .common import (Cost, app, exit_no_match, cache_dir, check_device, device_option, family_option, json_option,
+from .common import (Cost, PickRuntime, app, device_for_runtime, pick_runtime_option, exit_no_match, cache_dir, check_device, device_option, family_option, json_option,
                      load_catalog, quantized_option)
 from .completion import complete_model
 from .output import Column, print_json, print_table, style
@@ -240,6 +240,7 @@ def pick(
     min_top1: Optional[float] = MinTop1Opt,
     max_latency_ms: Optional[float] = MaxLatOpt,
     device: Optional[str] = device_option(),
+    runtime: Optional[PickRuntime] = pick_runtime_option(),
     family: Optional[list[str]] = family_option(),
     quantized: Optional[bool] = quantized_option(),
     width: Optional[list[float]] = WidthOpt,
@@ -257,6 +258,7 @@ def pick(
     Example: mobilenet-zoo pick --max-latency-ms 10 --device pixel3-cpu4 --quantized --fetch
     """
     catalog = load_catalog()
+    device = device_for_runtime(device, runtime)
     check_device(catalog, device)
     filters = _filters(family, quantized, width, resolution, max_macs, max_params, max_size_mb, min_top1,
                        max_latency_ms, device)
@@ -333,6 +335,7 @@ def _print_frontier(entries: list[Entry], cost: Cost, device: Optional[str], jso
 def frontier(
     cost: Cost = typer.Option(Cost.macs, "--cost", "-c", help="macs, params, size or latency (needs --device)."),
     device: Optional[str] = device_option(),
+    runtime: Optional[PickRuntime] = pick_runtime_option(),
     family: Optional[list[str]] = family_option(),
     quantized: Optional[bool] = quantized_option(),
     width: Optional[list[float]] = WidthOpt,
@@ -341,9 +344,10 @@ def frontier(
 ) -> None:
     """The models no other model beats on both top-1 and the chosen cost.
 
-    Example: mobilenet-zoo frontier --cost latency --device pixel1
+    Example: mobilenet-zoo frontier --cost latency --device local --runtime any
     """
     catalog = load_catalog()
+    device = device_for_runtime(device, runtime)
     check_device(catalog, device)
     if cost is Cost.latency and not device:
         from zoo.errors import UsageError

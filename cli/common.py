@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 
 from zoo import config
 from zoo.catalog.selection import COSTS
-from zoo.formats.kinds import DEFAULT_FORMAT_ORDER, FORMATS
+from zoo.formats.kinds import DEFAULT_FORMAT_ORDER, FORMATS, PRECISIONS, RUNTIMES
 from zoo.errors import UsageError
 
 
@@ -91,6 +91,11 @@ def check_device(catalog, device: Optional[str]) -> None:
     """A --device must be one the catalog (or this machine's `bench` profile) has figures for."""
     if device and device not in catalog.devices():
         hint = "known devices: " + ", ".join(catalog.devices())
+        if device.startswith("local-") and device.count("-") == 1 and device != "local-fastest":  # --runtime X
+            runtime = device.split("-", 1)[1]
+            hint = (f"nothing measured on {runtime} here yet: run `mobilenet-zoo bench MODEL --runtime "
+                    f"{runtime}` (or --runtime all) first")
+            raise UsageError(f"no model has a latency figure on the {runtime} runtime", hint)
         if device.startswith("local"):
             hint = "no measurement on this machine yet: run `mobilenet-zoo bench MODEL` first; " + hint
         raise UsageError(f"no model has a latency figure for device {device!r}", hint)
@@ -173,6 +178,52 @@ def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 Cost = choices("Cost", COSTS)
 ModelFormat = choices("ModelFormat", FORMATS)
+Runtime = choices("Runtime", RUNTIMES)
+Precision = choices("Precision", PRECISIONS)
+
+
+PickRuntime = choices("PickRuntime", RUNTIMES + ("any",))
+
+
+def pick_runtime_option():
+    return typer.Option(None, "--runtime", "-r", show_default=False,
+                        help="With --device local: rank by the latest figure `bench` measured on this runtime, "
+                             "or any: by the fastest measured on any runtime, format and thread count.")
+
+
+def device_for_runtime(device: Optional[str], runtime) -> Optional[str]:
+    """--device local --runtime X -> the profile's device of that runtime (``local-X``, ``local-fastest``)."""
+    if runtime is None:
+        return device
+    from zoo.catalog.profile import FASTEST, LOCAL, runtime_device
+    from zoo.errors import UsageError
+
+    if device not in (None, LOCAL):
+        raise UsageError(f"--runtime ranks by this machine's figures; it does not apply to --device {device}",
+                         hint="use --device local --runtime ..., or leave --runtime out", params=("runtime",))
+    return FASTEST if runtime.value == "any" else runtime_device(runtime.value)
+
+
+def runtime_option(help: str = "Which engine runs the model: litert, tensorflow, onnxruntime (a .tflite is "
+                               "converted with tf2onnx on the way in) or openvino (reads .tflite and ONNX itself). "
+                               "Default: the format's own (LiteRT for tflite, TensorFlow for ckpt and frozen)."):
+    return typer.Option(None, "--runtime", "-r", show_default=False, help=help)
+
+
+def precision_option():
+    return typer.Option(None, "--precision", show_default=False,
+                        help="openvino only: inference precision f32 (default), bf16 or f16.")
+
+
+def openvino_device_option():
+    return typer.Option(None, "--openvino-device", metavar="NAME", show_default=False,
+                        help="openvino only: the device to compile for (default CPU).")
+
+
+def runtime_options(runtime, precision, device) -> dict:
+    """The library's keyword arguments for --runtime, --precision and --openvino-device."""
+    return {"runtime": runtime.value if runtime is not None else None,
+            "precision": precision.value if precision is not None else None, "device": device}
 
 
 def family_option(help: str = "v1, v2, v3 or edgetpu; repeat for several."):

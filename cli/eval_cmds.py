@@ -14,7 +14,8 @@ import typer
 from zoo.data.datasets import SPLITS
 
 from .common import (MODEL_HELP, ModelFormat as Format, app, cache_dir, choices, format_value, json_option, load_catalog,
-                     model_format_option, threads_option)
+                     model_format_option, openvino_device_option, precision_option, runtime_option, runtime_options,
+                     threads_option, Precision, Runtime)
 from .output import print_json, terminal
 
 
@@ -29,8 +30,11 @@ def eval_cmd(
         help="ILSVRC synset folders (n01440764/*.JPEG), TF-slim TFRecord shards, a CSV/TSV of "
              "path,label rows, or class-name folders for a model with its own classes."),
     fmt: Optional[Format] = model_format_option(),
+    runtime: Optional[Runtime] = runtime_option(),
+    precision: Optional[Precision] = precision_option(),
+    openvino_device: Optional[str] = openvino_device_option(),
     threads: Optional[int] = threads_option(
-        "CPU threads for inference (default: all CPUs). A .tflite model runs as that many one-thread "
+        "CPU threads for inference (default: all CPUs). A model on LiteRT, ONNX Runtime or OpenVINO runs as that many one-thread "
         "copies side by side, each on its own images: more images/s than one copy using N threads."),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", "-b", min=1, help="Images per runtime call (default: 1 for tflite, 32 for TensorFlow)."),
@@ -59,7 +63,8 @@ def eval_cmd(
         result = evaluate(model, data, format=format_value(fmt), threads=threads, batch_size=batch_size, limit=limit,
                           crop=crop, split=split.value, skip_errors=skip_errors,
                           catalog=load_catalog(), cache_dir=cache_dir(),
-                          progress=bar.update if bar else False)
+                          progress=bar.update if bar else False,
+                          **runtime_options(runtime, precision, openvino_device))
     finally:
         if bar:
             bar.stop()
@@ -105,7 +110,8 @@ def _print_summary(result) -> None:
     from rich.table import Table
 
     console = terminal()
-    console.print(f"[bold]{escape(result.id)}[/] ({result.format}) on {escape(result.data)}", soft_wrap=True)
+    console.print(f"[bold]{escape(result.id)}[/] ({result.format} on {result.runtime}) on {escape(result.data)}",
+                  soft_wrap=True)
     table = Table(title_justify="left")
     table.add_column("")
     table.add_column("measured", justify="right")

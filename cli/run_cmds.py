@@ -14,14 +14,16 @@ import typer
 
 from .common import (MODEL_HELP, Cost, choices, exit_no_match, ModelFormat as Format, app, cache_dir, check_device, device_option,
                      family_option, format_value, json_option, load_catalog, model_format_option, quantized_option,
-                     threads_option)
-from zoo.formats.kinds import WEIGHT_SETS
+                     openvino_device_option, precision_option, runtime_option, runtime_options, threads_option,
+                     Precision, Runtime)
+from zoo.formats.kinds import RUNTIMES, WEIGHT_SETS
 
 from .completion import complete_model
 from .output import print_json, terminal
 
 
 Weights = choices("Weights", WEIGHT_SETS)
+BenchRuntime = choices("BenchRuntime", RUNTIMES + ("all",))
 
 
 def _restore(model: str, fmt: Optional[Format], **options):
@@ -42,6 +44,11 @@ def summary_lines(info: dict) -> list[tuple[str, str]]:
     h, w, c = info["input_shape"][1:]
     dtype = info.get("input_dtype", "float32")
     lines = [("model", f"{info['id']} ({info['format']})"), ("file", info["source"])]
+    if info.get("runtime"):
+        lines.append(("runtime", info["runtime"] + (f" {info['runtime_version']}" if info.get("runtime_version") else "")
+                      + (f" on {info['device']}" if info.get("device") else "")))
+    if info.get("precision"):
+        lines.append(("precision", info["precision"]))
     lines.append(("input", f"images, batch x {h} x {w} x {c} (RGB), {dtype}"
                   + (f" ({_quant_words(info.get('input_quantization'))})" if info.get("input_quantization") else "")
                   + f"; pass floats in [{info['input_range'][0]:g}, {info['input_range'][1]:g}]"))
@@ -92,6 +99,9 @@ def restore_cmd(
     weights: Optional[Weights] = typer.Option(
         None, "--weights", help="ckpt only: moving averages of all variables (ema), of trainable ones only (ema-trainable), "
              "or raw variables (default: the set that reproduces the tarball's frozen graph, else ema)."),
+    runtime: Optional[Runtime] = runtime_option(),
+    precision: Optional[Precision] = precision_option(),
+    openvino_device: Optional[str] = openvino_device_option(),
     export: Optional[Path] = typer.Option(
         None, "--export", metavar="PATH", help="Also write the model there, signature images -> probabilities "
                                              "(a SavedModel directory for ckpt/frozen; a .tflite file or directory for tflite)."),
@@ -105,7 +115,8 @@ def restore_cmd(
 
     if weights is not None and fmt is not Format.ckpt:
         raise UsageError("--weights applies to --format ckpt only")
-    restored = _restore(model, fmt, weights=weights.value if weights else None)
+    restored = _restore(model, fmt, weights=weights.value if weights else None,
+                        **runtime_options(runtime, precision, openvino_device))
     info = restored.summary()
     if export is not None:
         info["exported_to"] = str(restored.export(export))
@@ -134,6 +145,9 @@ def classify_cmd(
         0.875, "--crop", metavar="F",
         help="Central-crop fraction before resizing: 0.875 is TF-slim's eval preprocessing, 1.0 no crop."),
     threads: Optional[int] = threads_option(),
+    runtime: Optional[Runtime] = runtime_option(),
+    precision: Optional[Precision] = precision_option(),
+    openvino_device: Optional[str] = openvino_device_option(),
     skip_errors: bool = typer.Option(False, "--skip-errors",
                                      help="Report unreadable images and go on with the others "
                                           "(exit code 1 at the end if any failed)."),
@@ -156,7 +170,8 @@ def classify_cmd(
     check_crop(crop)
     paths = expand_image_paths(images, skip_errors=skip_errors)
     results = classify(model, paths, top=top, format=format_value(fmt), crop=crop, catalog=load_catalog(),
-                       cache_dir=cache_dir(), threads=threads, skip_errors=skip_errors)
+                       cache_dir=cache_dir(), threads=threads, skip_errors=skip_errors,
+                       **runtime_options(runtime, precision, openvino_device))
     failed = [r for r in results if r.error is not None]
     if failed:
         from .errors import print_error
@@ -189,6 +204,10 @@ def bench_cmd(
     models: list[str] = typer.Argument(..., help=MODEL_HELP.replace("Model", "Models", 1), show_default=False,
                                        autocompletion=complete_model),
     fmt: Optional[Format] = model_format_option(),
+    runtime: Optional[BenchRuntime] = runtime_option(
+        "Which engine to time: litert, tensorflow, onnxruntime, openvino (default: the format's own), or all: "
+        "every installed runtime on every format the model has, compared with the format's own runtime."),
+    precision: Optional[Precision] = precision_option(),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="CPU threads for the runtime."),
     runs: int = typer.Option(50, "--runs", min=1, help="Timed runs per model."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs first."),
@@ -202,7 +221,7 @@ def bench_cmd(
 
     Example: mobilenet-zoo bench v1_0.25_128_quant v2_0.35_96 --threads 2 --runs 50
     """
-    from zoo.run.benchmark import bench
+    from zoo.run.benchmark import CHECK_IMAGES, bench
     from zoo.errors import ZooError
 
     bar = None
@@ -221,7 +240,8 @@ def bench_cmd(
     try:
         results = bench(models, format_value(fmt), threads=threads, runs=runs, warmup=warmup,
                         catalog=load_catalog(), cache_dir=cache_dir(),
-                        progress=show_progress if bar is not None else False, record=False)
+                        progress=show_progress if bar is not None else False, record=False,
+                        runtime=runtime.value if runtime else None, precision=precision.value if precision else None)
     finally:
         if bar is not None:
             bar.stop()
@@ -240,15 +260,28 @@ def bench_cmd(
 
     from .output import Column, print_table, style
 
-    columns = [Column("model"), Column("format", keep=2), Column("threads", "right", keep=1),
-               Column("median ms", "right", keep=4), Column("p90 ms", "right", keep=3)]
-    # rounded like the published figures (one decimal), so `list --device local` reads the same
-    print_table(columns, [[r.id, r.format, str(r.threads), format_ms(r.median_ms), format_ms(r.p90_ms)]
-                          for r in results],
-                title=f"latency on this machine ({runs} runs after {warmup} warm-up)")
+    compared = any(r.max_abs_dp is not None for r in results)
+    columns = [Column("model"), Column("runtime", keep=5), Column("format", keep=2), Column("precision", keep=6),
+               Column("threads", "right", keep=1), Column("median ms", "right", keep=4),
+               Column("p90 ms", "right", keep=3)]
+    if compared:
+        columns += [Column("top-1 agree", "right", keep=7), Column("max |dp|", "right", keep=8)]
+    fastest = {r.id: min(x.median_ms for x in results if x.id == r.id) for r in results}
+    rows = []
+    for r in results:  # rounded like the published figures (one decimal), so `list --device local` reads the same
+        row = [r.id + (" *" if compared and r.median_ms == fastest[r.id] else ""), r.runtime, r.format,
+               r.precision or "file's", str(r.threads), format_ms(r.median_ms), format_ms(r.p90_ms)]
+        if compared:
+            row += [f"{r.top1_agreement:.0f}%", f"{r.max_abs_dp:.2g}"]
+        rows.append(row)
+    print_table(columns, rows, title=f"latency on this machine ({runs} runs after {warmup} warm-up)")
+    if compared:
+        print(style(f"* fastest; agreement with the format's own runtime on {CHECK_IMAGES} fixed images",
+                    "dim"), file=sys.stderr)
     if save_error is not None:
         raise save_error
-    print(style("recorded as device `local` (and local-<format>-<threads>t)", "dim"), file=sys.stderr)
+    print(style("recorded as device `local` (and local-<runtime>, local-fastest, local-<format>-<threads>t); "
+                "`pick --device local --runtime any` ranks by the fastest", "dim"), file=sys.stderr)
 
 
 # ------------------------------------------------------------------ plot

@@ -41,8 +41,9 @@ def test_bench_records_local_latency(tmp_path):
     (row,) = results
     assert row.id == MODEL_ID and row.format == "tflite" and row.threads == 1
     assert 0 < row.median_ms <= row.p90_ms < 1000
-    assert row.to_json() == {"id": MODEL_ID, "format": "tflite", "threads": 1, "median_ms": row.median_ms,
-                             "p90_ms": row.p90_ms}
+    assert row.to_json() == {"id": MODEL_ID, "format": "tflite", "runtime": "litert", "threads": 1,
+                             "precision": None, "median_ms": row.median_ms, "p90_ms": row.p90_ms,
+                             "max_abs_dp": None, "top1_agreement": None}
     # conftest points MOBILENET_ZOO_PROFILE at a temp file; the catalog merges it in.
     latencies = load_catalog().get(MODEL_ID).latency_ms
     assert latencies["local"] == pytest.approx(row.median_ms, rel=1e-3)
@@ -98,6 +99,8 @@ def test_bench_argument_errors():
     with pytest.raises(UsageError, match="^warmup must be 0 or more"):
         bench([MODEL_ID], warmup=-1)
     with pytest.raises(UsageError, match="format"):
+        bench([MODEL_ID], format="saved_model")
+    with pytest.raises(UsageError, match="no tarball holds an onnx file"):  # onnx files come from export
         bench([MODEL_ID], format="onnx")
 
 

@@ -140,8 +140,8 @@ class RestoreError(ZooError):
 class MissingDependencyError(ZooError, ImportError):
     """An optional runtime (TensorFlow, LiteRT, Pillow, matplotlib) is not installed."""
 
-    def __init__(self, package: str, feature: str):
-        super().__init__(f"{feature} needs {package}, which is not installed", tf_extra_hint())
+    def __init__(self, package: str, feature: str, extra: str = "tf"):
+        super().__init__(f"{feature} needs {package}, which is not installed", tf_extra_hint(extra))
         self.package = package
 
 
@@ -150,14 +150,15 @@ TF_EXTRA_MODULES = {"numpy": "numpy", "tensorflow": "tensorflow", "keras": "tens
                     "ai_edge_litert": "ai-edge-litert", "PIL": "pillow", "matplotlib": "matplotlib"}
 
 
-def tf_extra_hint() -> str:
-    """The exact command that installs the runtimes: from PyPI, or from a source checkout."""
+def tf_extra_hint(extra: str = "tf") -> str:
+    """The exact command that installs an extra (default: the TensorFlow/LiteRT runtimes),
+    from PyPI or from a source checkout."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     if (root / "pyproject.toml").is_file() and (root / "zoo").is_dir():  # running from a clone
-        return f"install the [tf] extra: cd {root} && pip install '.[tf]'"
-    return "install the [tf] extra: pip install 'mobilenet-zoo[tf]'"
+        return f"install the [{extra}] extra: cd {root} && pip install '.[{extra}]'"
+    return f"install the [{extra}] extra: pip install 'mobilenet-zoo[{extra}]'"
 
 
 class DataError(ZooError, ValueError):

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..catalog.registry import Entry
 from ..errors import RestoreError, UsageError
-from .kinds import FORMAT_ALIASES, FORMATS
+from .kinds import CONVERTED_FORMATS, FORMAT_ALIASES, FORMATS
 
 
 
@@ -27,6 +27,7 @@ class RestoredModel(ABC):
     """A model ready to run. Subclasses implement ``_predict`` on a checked batch."""
 
     format: str = "?"
+    runtime: str = "tensorflow"  # the engine that answers (``kinds.RUNTIMES``)
 
     def __init__(self, entry: Entry, source: Path):
         self.entry = entry
@@ -70,6 +71,7 @@ class RestoredModel(ABC):
         info: dict[str, Any] = {
             "id": self.entry.id,
             "format": self.format,
+            "runtime": self.runtime,
             "source": str(self.source),
             "input_shape": [None, h, w, c],
             "input_range": list(self.entry.input_range),
@@ -91,6 +93,26 @@ class RestoredModel(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.entry.id} ({self.format}) from {self.source}>"
+
+
+def run_in_chunks(batch: np.ndarray, step: int, invoke: Any) -> np.ndarray:
+    """``invoke`` on ``step`` images at a time (a fixed-batch file), the last chunk padded."""
+    outputs = []
+    for start in range(0, batch.shape[0], step):
+        chunk = batch[start:start + step]
+        n = chunk.shape[0]
+        if n < step:
+            chunk = np.concatenate([chunk, np.zeros((step - n,) + chunk.shape[1:], chunk.dtype)])
+        outputs.append(invoke(chunk)[:n])
+    return np.concatenate(outputs)
+
+
+def check_input_shape(entry: Entry, path: Path, shape: list[int], runtime: str) -> None:
+    """The file's input is one [N, H, W, 3] image batch of the catalog's size."""
+    h, w, c = entry.input_size
+    if len(shape) != 4 or list(shape[1:]) != [h, w, c]:
+        raise RestoreError(f"{entry.id}: {path} takes input of shape {list(shape)} in {runtime}, the catalog "
+                           f"says [N, {h}, {w}, {c}]", hint="is this the right file for this model?")
 
 
 def check_images(images: Any, size: tuple[int, int, int], model_id: str) -> np.ndarray:
@@ -118,7 +140,7 @@ def align_classes(probs: np.ndarray, entry: Entry) -> np.ndarray:
 def normalize_format(fmt: str) -> str:
     key = (fmt or "").strip().lower()
     key = FORMAT_ALIASES.get(key, key)
-    if key not in FORMATS:
+    if key not in FORMATS + CONVERTED_FORMATS:
         raise UsageError(f"unknown model format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
     return key
 

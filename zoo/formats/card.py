@@ -32,9 +32,14 @@ def card_for(entry: Entry, base_entry: Entry) -> dict[str, Any]:
     return {"kind": CARD_KIND, "model": entry.id, "base": base_entry.to_dict(), "classes": list(entry.labels or ())}
 
 
-def write_card(model_file: Path, entry: Entry, base_entry: Entry) -> Path:
+def write_card(model_file: Path, entry: Entry, base_entry: Entry, conversion: dict[str, Any] | None = None) -> Path:
+    """``conversion``: for a converted file, what it came from, the converter and runtime versions,
+    and how it agreed with its source (kept for the user; reading the card ignores it)."""
     path = card_path(model_file)
-    atomic_write_json(path, card_for(entry, base_entry))
+    card = card_for(entry, base_entry)
+    if conversion is not None:
+        card["conversion"] = conversion
+    atomic_write_json(path, card)
     return path
 
 

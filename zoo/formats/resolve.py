@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, overload
 from ..catalog.registry import Catalog, Entry, catalog_or_default
 from ..errors import RestoreError, UsageError
 from .base import RestoredModel, configure_tf_threads, normalize_format
-from .kinds import DEFAULT_FORMAT_ORDER, FORMATS, ROLE_OF_FORMAT
+from .kinds import (CONVERTED_FORMATS, DEFAULT_FORMAT_ORDER, DEFAULT_RUNTIME, FORMATS, ROLE_OF_FORMAT, RUNTIME_FORMATS,
+                    RUNTIMES)
 
 if TYPE_CHECKING:
     from .ckpt import CheckpointModel
@@ -48,7 +49,11 @@ KINDS = ("catalog", "finetuned", "folder", "file")
 _CHECKPOINT_SUFFIXES = (".index", ".meta")
 
 # Options each format's loader takes (None values are ignored, so callers may pass them all).
-_OPTIONS = {"tflite": {"threads"}, "frozen": {"threads"}, "ckpt": {"threads", "weights", "strict"}}
+# ``runtime`` picks the engine (``kinds.RUNTIME_FORMATS`` says which runs what); ``device`` and
+# ``precision`` are OpenVINO's.
+_RUNTIME_OPTIONS = {"threads", "runtime", "device", "precision"}
+_OPTIONS = {"tflite": _RUNTIME_OPTIONS, "frozen": _RUNTIME_OPTIONS, "ckpt": _RUNTIME_OPTIONS | {"weights", "strict"},
+            "onnx": _RUNTIME_OPTIONS, "openvino": _RUNTIME_OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,10 @@ def locate(model: str | Path | Entry, format: str | None = None, *, catalog: Cat
                          hint="pass an existing .tflite / .pb file, a checkpoint prefix, a model folder, "
                               "or a model id from `mobilenet-zoo list`")
     _refuse_entry_for_catalog(entry)
+    if fmt in CONVERTED_FORMATS:
+        raise UsageError(f"{model}: no tarball holds an {fmt} file; they come from a conversion",
+                         hint=f"run its .tflite with --runtime {'onnxruntime' if fmt == 'onnx' else 'openvino'}, "
+                              f"or write one with `mobilenet-zoo export {model} --to {fmt} --out PATH`")
     catalog = catalog_or_default(catalog)
     found = catalog.get(str(model))
     return ModelRef(found, fmt or default_format(found), "catalog", spec=str(model), base_entry=found,
@@ -175,7 +184,8 @@ def default_format(entry: Entry) -> str:
 
 
 def format_of_file(path: Path) -> str | None:
-    """The format a file's name implies: ``.tflite``, ``.pb``, a checkpoint's files (or prefix)."""
+    """The format a file's name implies: ``.tflite``, ``.pb``, a checkpoint's files (or prefix),
+    and the converted ``.onnx`` and OpenVINO ``.xml``."""
     name = Path(path).name
     if name.endswith(".tflite"):
         return "tflite"
@@ -183,6 +193,10 @@ def format_of_file(path: Path) -> str | None:
         return "frozen"
     if name.endswith(".keras"):
         return "ckpt"
+    if name.endswith(".onnx"):
+        return "onnx"
+    if name.endswith(".xml"):  # OpenVINO IR (with its .bin)
+        return "openvino"
     if name.endswith(_CHECKPOINT_SUFFIXES) or ".data-" in name or ".ckpt" in name:
         return "ckpt"
     return None
@@ -301,6 +315,16 @@ def load_file(entry: Entry, path: Path, fmt: str, **options: Any) -> RestoredMod
     fmt = normalize_format(fmt)
     check_options(fmt, options)
     path = Path(path)
+    runtime = check_runtime(fmt, options.get("runtime"), options)
+    if runtime == "onnxruntime":
+        from .onnx_runtime import load_onnx, load_tflite_with_onnxruntime
+
+        return (load_onnx if fmt == "onnx" else load_tflite_with_onnxruntime)(entry, path, threads=options.get("threads"))
+    if runtime == "openvino":
+        from .openvino_runtime import load_openvino
+
+        return load_openvino(entry, path, threads=options.get("threads"), device=options.get("device"),
+                             precision=options.get("precision"))
     if fmt == "tflite":
         from .tflite import load_tflite
 
@@ -324,6 +348,23 @@ def load_file(entry: Entry, path: Path, fmt: str, **options: Any) -> RestoredMod
     configure_tf_threads(options.get("threads"))
     kwargs = {k: options[k] for k in ("weights", "strict") if options.get(k) is not None}
     return restore_checkpoint(entry, path, **kwargs)
+
+
+def check_runtime(fmt: str, runtime: str | None, options: Mapping[str, Any]) -> str:
+    """The runtime that runs ``fmt`` (None: the format's own); a pairing no runtime offers is
+    refused before anything is loaded, saying which runtimes run that file."""
+    runtime = DEFAULT_RUNTIME[fmt] if runtime is None else runtime
+    if runtime not in RUNTIMES:
+        raise UsageError(f"unknown runtime {runtime!r}", hint=f"use one of: {', '.join(RUNTIMES)}", params=("runtime",))
+    if fmt not in RUNTIME_FORMATS[runtime]:
+        able = [r for r in RUNTIMES if fmt in RUNTIME_FORMATS[r]]
+        raise UsageError(f"the {runtime} runtime does not run {fmt} files",
+                         hint=f"{fmt} runs on {', '.join(able)}; {runtime} runs "
+                              f"{', '.join(RUNTIME_FORMATS[runtime])} (e.g. --format tflite)", params=("runtime",))
+    for option in ("device", "precision"):
+        if options.get(option) is not None and runtime != "openvino":
+            raise UsageError(f"{option} applies to the openvino runtime, not {runtime}", params=(option,))
+    return runtime
 
 
 # The internal name tests and benchmarks know.
@@ -365,12 +406,14 @@ def restore(model: str | Path | Entry, format: Literal["ckpt", "checkpoint"], *,
 @overload
 def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Catalog | None = None,
             cache_dir: str | Path | None = None, threads: int | None = None, weights: Weights | None = None,
-            strict: bool | None = None, entry: str | Entry | None = None) -> RestoredModel: ...
+            strict: bool | None = None, entry: str | Entry | None = None, runtime: str | None = None,
+            device: str | None = None, precision: str | None = None) -> RestoredModel: ...
 
 
 def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Catalog | None = None,
             cache_dir: str | Path | None = None, threads: int | None = None, weights: Weights | None = None,
-            strict: bool | None = None, entry: str | Entry | None = None) -> RestoredModel:
+            strict: bool | None = None, entry: str | Entry | None = None, runtime: str | None = None,
+            device: str | None = None, precision: str | None = None) -> RestoredModel:
     """Restore a model as a callable ``model(images [N,H,W,3] in [-1,1]) -> probabilities [N, classes]``.
 
     ``model`` is anything :func:`locate` accepts: a catalog name (fetched into the cache first
@@ -384,8 +427,15 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     attribute is the ``keras.Model`` to fine-tune or inspect). None: the file's own format,
     else the first of ``DEFAULT_FORMAT_ORDER`` the model has. ``threads``: CPU threads of the runtime. ``weights`` ("ema", "ema-trainable",
     "raw") and ``strict`` apply to checkpoints only.
+
+    ``runtime``: the engine, one of ``RUNTIMES`` (None: the format's own, LiteRT for .tflite,
+    TensorFlow for the others): ``"onnxruntime"`` runs an .onnx file, or a .tflite converted with
+    tf2onnx on the way in; ``"openvino"`` reads .tflite, .onnx and its IR .xml itself, on
+    ``device`` (default ``"CPU"``) at ``precision`` (``"f32"`` unless ``"bf16"``/``"f16"`` is asked).
+    Whatever the runtime, the result is the same callable.
     """
-    options = {"threads": threads, "weights": weights, "strict": strict}
+    options = {"threads": threads, "weights": weights, "strict": strict, "runtime": runtime, "device": device,
+               "precision": precision}
     check_options(normalize_format(format) if format is not None else "tflite", options)
     ref = locate(model, format, catalog=catalog, entry=entry)
     return ref.load(cache_dir=Path(cache_dir) if cache_dir is not None else None, **options)

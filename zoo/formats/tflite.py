@@ -17,7 +17,7 @@ import numpy as np
 from ..catalog.registry import Entry
 from ..fetching.layout import spec_for_path
 from ..errors import MissingDependencyError, RestoreError
-from .base import RestoredModel
+from .base import RestoredModel, check_input_shape, run_in_chunks
 
 
 def _interpreter_class():
@@ -46,6 +46,7 @@ class TFLiteModel(RestoredModel):
     """A LiteRT interpreter behind the common float interface."""
 
     format = "tflite"
+    runtime = "litert"
 
     def __init__(self, entry: Entry, source: Path, interpreter: Any, threads: int | None):
         super().__init__(entry, source)
@@ -60,15 +61,7 @@ class TFLiteModel(RestoredModel):
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         if self._dynamic_batch and batch.shape[0] != self._batch:
             self._resize(batch.shape[0])
-        step = self._batch
-        outputs = []
-        for start in range(0, batch.shape[0], step):
-            chunk = batch[start:start + step]
-            n = chunk.shape[0]
-            if n < step:  # pad the last chunk of a fixed-batch model
-                chunk = np.concatenate([chunk, np.zeros((step - n,) + chunk.shape[1:], chunk.dtype)])
-            outputs.append(self._invoke(chunk)[:n])
-        return np.concatenate(outputs)
+        return run_in_chunks(batch, self._batch, self._invoke)
 
     def _resize(self, n: int) -> None:
         shape = [n, *(int(d) for d in self._input["shape"][1:])]
@@ -216,11 +209,7 @@ def load_tflite(entry: Entry, path: Path, *, threads: int | None = None) -> TFLi
     if len(inputs) != 1 or len(outputs) < 1:
         raise RestoreError(f"{entry.id}: {path} has {len(inputs)} inputs and {len(outputs)} outputs; "
                            "expected one image input and a class output")
-    shape = [int(d) for d in inputs[0]["shape"]]
-    h, w, c = entry.input_size
-    if len(shape) != 4 or shape[1:] != [h, w, c]:
-        raise RestoreError(f"{entry.id}: {path} takes input of shape {shape}, the catalog says "
-                           f"[N, {h}, {w}, {c}]", hint="is this the right file for this model?")
+    check_input_shape(entry, path, [int(d) for d in inputs[0]["shape"]], "LiteRT")
     _report_input_quantization(entry, path, inputs[0])
     return TFLiteModel(entry, path, interpreter, threads)
 

@@ -40,7 +40,7 @@ from .classification import top_k
 if TYPE_CHECKING:
     from ..formats.base import RestoredModel
 
-JSON_KEYS = ("id", "format", "images", "top1", "top5", "claimed_top1", "claimed_top5", "images_per_s",
+JSON_KEYS = ("id", "format", "runtime", "images", "top1", "top5", "claimed_top1", "claimed_top5", "images_per_s",
              "skipped")
 # Batches that pay off per runtime: one graph/session call per batch for TensorFlow;
 # LiteRT's upstream files have a fixed batch of 1 and gain nothing from resizing (bench_eval.py).
@@ -67,6 +67,7 @@ class EvalResult:
     skipped_images: tuple[tuple[str, str], ...] = ()   # (image, why) for each skipped image
     notes: tuple[str, ...] = field(default=())          # e.g. which checkpoint weights were used
     copies: int = 1                                     # one-thread LiteRT copies that ran side by side
+    runtime: str = "litert"                             # the engine that answered (``kinds.RUNTIMES``)
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` object: exactly the documented keys."""
@@ -256,6 +257,7 @@ def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, for
     ``workers``: decoding threads for the TensorFlow formats (default: CPUs, at most 4).
     """
     from ..formats.base import RestoredModel
+    from ..formats.kinds import DEFAULT_RUNTIME
     from ..formats.resolve import locate
 
     crop = check_crop(crop)
@@ -266,12 +268,15 @@ def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, for
     entry, fmt = (model.entry, model.format) if ref is None else (ref.entry, ref.format)
     labels = label_space(entry.labels, entry.num_classes)
     streams = 1
-    if fmt == "tflite":  # one-thread copies side by side (see above)
+    runtime = restore_options.get("runtime") or DEFAULT_RUNTIME.get(fmt)
+    if isinstance(model, RestoredModel):
+        runtime = model.runtime
+    if runtime != "tensorflow":  # LiteRT, ONNX Runtime, OpenVINO: one-thread copies side by side (see above)
         streams = threads or getattr(model, "threads", None) or usable_cpus()
         threads = 1
     if ref is None:
         restored, dataset = model, open_dataset(data, labels, split=split)
-    elif ref.is_local and fmt == "tflite":  # nothing to fetch: load it while the set is listed
+    elif ref.is_local and runtime != "tensorflow":  # nothing to fetch: load it while the set is listed
         restored, dataset = _load_while_listing(lambda: ref.load(threads=threads, **restore_options),
                                                 lambda: open_dataset(data, labels, split=split))
     else:
@@ -364,4 +369,5 @@ def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int 
         claimed_top1=entry.top1, claimed_top5=entry.top5,
         images_per_s=round(done / seconds, 2) if seconds > 0 else 0.0, skipped=len(skipped),
         data=dataset.describe(), seconds=round(seconds, 3), skipped_images=tuple(skipped),
-        notes=tuple(getattr(model, "notes", ()) or ()), copies=pool.made if pool else 1)
+        notes=tuple(getattr(model, "notes", ()) or ()), copies=pool.made if pool else 1,
+        runtime=getattr(model, "runtime", "tensorflow"))

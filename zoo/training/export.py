@@ -31,6 +31,7 @@ from ..errors import UsageError
 from ..formats.card import write_card
 from ..formats.saved_model import write_saved_model
 from .publish import check_target, publish, remove_dead_leftovers, staging_path
+from ..formats.kinds import CONVERTED_FORMATS
 from .options import DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, INT8_IO_TYPES, check_quantize
 
 
@@ -120,6 +121,11 @@ class ExportResult:
     calibration_images: int
     top1_agreement: float | None
     seconds: float
+    max_abs_dp: float | None = None  # converted files: vs the .tflite they came from
+    check: dict[str, Any] | None = None  # converted files: images, kind, runtime and figures of the check
+    versions: dict[str, str] | None = None  # converted files: converter versions
+    source: str | None = None  # converted files: the .tflite converted
+    forced: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,17 +134,33 @@ class ExportResult:
 def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None = None,
                  calibration: Path | None = None, calibration_size: int = DEFAULT_CALIBRATION_IMAGES,
                  io_type: str = "uint8", overwrite: bool = False, catalog: Any = None,
-                 cache_dir: Path | None = None) -> ExportResult:
+                 cache_dir: Path | None = None, force: bool = False) -> ExportResult:
     """Convert a catalog model (restored from its checkpoint) or a fine-tuned one.
 
     ``to='tflite'`` writes a file at ``out``; with ``quantize='int8'`` it is full-integer,
     calibrated on ``calibration`` images, and its top-1 agreement with the float
     conversion on those images is reported. ``to='saved_model'`` writes a directory.
+    ``to='onnx'`` / ``'openvino'`` convert the model's .tflite and check the result against it
+    (``zoo.training.convert``; ``calibration`` images are then the check images, ``force``
+    publishes a conversion that fails the check).
     """
     start = time.perf_counter()
     if to not in EXPORT_TARGETS:
         raise UsageError(f"unknown to={to!r}", hint=f"use one of: {', '.join(EXPORT_TARGETS)}", params=("to",))
     check_quantize(quantize)
+    if to in CONVERTED_FORMATS:
+        if quantize:
+            raise UsageError(f"quantize applies to to='tflite'; to={to!r} converts the model's .tflite as it is "
+                             "(the uint8 one of a quantized model)", params=("quantize", "to"))
+        from .convert import export_converted
+
+        done = export_converted(model, to, Path(out), calibration=calibration, calibration_size=calibration_size,
+                                force=force, overwrite=overwrite, catalog=catalog, cache_dir=cache_dir)
+        check = done["check"]
+        return ExportResult(done["model"], to, str(out), None, check["images"] if check["kind"] == "calibration" else 0,
+                            check["top1_agreement"], round(time.perf_counter() - start, 2),
+                            max_abs_dp=check["max_abs_dp"], check=check, versions=done["versions"],
+                            source=done["source"], forced=done["forced"])
     if quantize and to != "tflite":
         raise UsageError("quantize='int8' applies to to='tflite'", hint="SavedModels stay float",
                          params=("quantize", "to"))

@@ -5,7 +5,15 @@ Light on purpose (no numpy, no TensorFlow): the command line builds its choices 
 
 from __future__ import annotations
 
-EXPORT_TARGETS = ("tflite", "saved_model")
+EXPORT_TARGETS = ("tflite", "saved_model", "onnx", "openvino")
+# A converted file (onnx, openvino) is refused unless, on the check images, its best class is
+# the source's on at least this share of them and no probability moved by more than MAX_ABS_DP.
+# uint8 models: ONNX Runtime stays within one output step (1/256); OpenVINO computes the
+# dequantized graph in f32 and moved up to 0.023 on noise images (benchmarks/bench_runtimes.py).
+MIN_TOP1_AGREEMENT = 99.0
+MAX_ABS_DP = 0.05
+# Images the check uses when no --calibration folder is given: fixed pseudo-random ones.
+SYNTHETIC_CHECK_IMAGES = 16
 QUANTIZE_MODES = ("int8",)
 INT8_IO_TYPES = ("uint8", "int8")
 # Images that calibrate a full-integer file, spread over the classes (TFLite's guide suggests ~100-500).

@@ -59,7 +59,9 @@ def remove_dead_leftovers(target: Path) -> list[Path]:
 # kind: (what it is, the file inside a folder of that kind that marks it as ours)
 OUTPUT_KINDS = {"finetune": ("a finetune output folder", "finetune.json"),
                 "saved_model": ("a SavedModel folder", "saved_model.pb"),
-                "tflite": ("a .tflite file", None)}
+                "tflite": ("a .tflite file", None),
+                "onnx": ("an .onnx file this tool wrote (with its .zoo.json card)", None),
+                "openvino": ("an OpenVINO IR .xml this tool wrote (with its .zoo.json card)", None)}
 
 
 def _describe_kind(kind: str) -> str:
@@ -76,6 +78,10 @@ def replaceable(target: Path, kind: str) -> bool:
             return False
         with open(target, "rb") as f:
             return f.read(8)[4:8] == b"TFL3"  # the flatbuffer's file identifier
+    if kind in ("onnx", "openvino"):  # no magic number of their own: our card beside them says it
+        from ..formats.card import card_path
+
+        return target.is_file() and card_path(target).is_file() and not card_path(target).is_symlink()
     marker = OUTPUT_KINDS[kind][1]
     return target.is_dir() and ((target / marker).is_file() or not any(target.iterdir()))
 
