@@ -223,7 +223,7 @@ def openvino_device_option():
 def runtime_options(runtime, precision, device) -> dict:
     """The library's keyword arguments for --runtime, --precision and --openvino-device."""
     return {"runtime": runtime.value if runtime is not None else None,
-            "precision": precision.value if precision is not None else None, "device": device}
+            "precision": precision.value if precision is not None else None, "openvino_device": device}
 
 
 def family_option(help: str = "v1, v2, v3 or edgetpu; repeat for several."):

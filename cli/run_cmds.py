@@ -102,6 +102,7 @@ def restore_cmd(
     runtime: Optional[Runtime] = runtime_option(),
     precision: Optional[Precision] = precision_option(),
     openvino_device: Optional[str] = openvino_device_option(),
+    threads: Optional[int] = threads_option(),
     export: Optional[Path] = typer.Option(
         None, "--export", metavar="PATH", help="Also write the model there, signature images -> probabilities "
                                              "(a SavedModel directory for ckpt/frozen; a .tflite file or directory for tflite)."),
@@ -115,7 +116,7 @@ def restore_cmd(
 
     if weights is not None and fmt is not Format.ckpt:
         raise UsageError("--weights applies to --format ckpt only")
-    restored = _restore(model, fmt, weights=weights.value if weights else None,
+    restored = _restore(model, fmt, weights=weights.value if weights else None, threads=threads,
                         **runtime_options(runtime, precision, openvino_device))
     info = restored.summary()
     if export is not None:

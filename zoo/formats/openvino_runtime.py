@@ -48,6 +48,10 @@ def read_model(entry: Entry, path: Path) -> tuple[Any, Any, Ends]:
         with native_stderr_hidden():  # frontends that fail to parse print to fd 2
             model = core.read_model(str(path))
     except RuntimeError as exc:
+        if "OpConversionFailure" in str(exc) or "translation is incomplete" in str(exc):
+            raise RestoreError(f"{entry.id}: OpenVINO cannot convert {path}: {_first_line(exc)}",
+                               hint="OpenVINO lacks an op this file uses; run it with --runtime litert "
+                                    "or onnxruntime") from None
         raise RestoreError(f"{entry.id}: OpenVINO cannot read {path}: {_first_line(exc)}",
                            hint="the file may be damaged: fetch or export it again") from None
     if len(model.inputs) != 1 or len(model.outputs) < 1:
@@ -154,7 +158,7 @@ def _quant(q: Any) -> dict[str, float] | None:
 
 def _first_line(exc: BaseException) -> str:
     lines = [line for line in str(exc).strip().splitlines()
-             if line.strip() and not line.startswith(("Exception from", "Check "))]
+             if line.strip() and not line.startswith(("Exception from", "Check ", "FrontEnd API failed"))]
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
@@ -171,6 +175,6 @@ def load_openvino(entry: Entry, path: Path, *, threads: int | None = None, devic
     core, model, ends = read_model(entry, path)
     available = core.available_devices
     if device not in available:
-        raise UsageError(f"OpenVINO has no device {device!r} on this machine",
-                         hint=f"use one of: {', '.join(available)}", params=("device",))
+        raise UsageError(f"OpenVINO has no device {device!r} on this machine (openvino_device)",
+                         hint=f"use one of: {', '.join(available)}", params=("openvino_device",))
     return OpenVINOModel(entry, Path(path), core, model, ends, threads=threads, device=device, precision=precision)

@@ -49,9 +49,9 @@ KINDS = ("catalog", "finetuned", "folder", "file")
 _CHECKPOINT_SUFFIXES = (".index", ".meta")
 
 # Options each format's loader takes (None values are ignored, so callers may pass them all).
-# ``runtime`` picks the engine (``kinds.RUNTIME_FORMATS`` says which runs what); ``device`` and
-# ``precision`` are OpenVINO's.
-_RUNTIME_OPTIONS = {"threads", "runtime", "device", "precision"}
+# ``runtime`` picks the engine (``kinds.RUNTIME_FORMATS`` says which runs what); ``openvino_device``
+# and ``precision`` are OpenVINO's.
+_RUNTIME_OPTIONS = {"threads", "runtime", "openvino_device", "precision"}
 _OPTIONS = {"tflite": _RUNTIME_OPTIONS, "frozen": _RUNTIME_OPTIONS, "ckpt": _RUNTIME_OPTIONS | {"weights", "strict"},
             "onnx": _RUNTIME_OPTIONS, "openvino": _RUNTIME_OPTIONS}
 
@@ -107,6 +107,7 @@ class ModelRef:
     def load(self, *, cache_dir: Path | None = None, **options: Any) -> RestoredModel:
         """Restore the model with its format's loader (see :func:`load_file` for the options)."""
         check_options(self.format, options)
+        check_runtime(self.format, options.get("runtime"), options)  # before anything is fetched
         return load_file(self.entry, self.file(cache_dir), self.format, **options)
 
 
@@ -276,8 +277,8 @@ def entry_for_file(path: Path, catalog: Catalog, fmt: str) -> Entry:
     that never went through the cache (only upstream file names can be recognised).
     """
     name = _checkpoint_prefix(Path(path)).name
-    role = ROLE_OF_FORMAT[fmt]
-    for candidate in catalog:
+    role = ROLE_OF_FORMAT.get(fmt)  # converted formats have no tarball file: only the id as a name
+    for candidate in catalog if role else ():
         pattern = candidate.files.get(role)
         if pattern and "*" not in Path(pattern).name and fnmatch.fnmatch(name, Path(pattern).name):
             return candidate
@@ -323,7 +324,7 @@ def load_file(entry: Entry, path: Path, fmt: str, **options: Any) -> RestoredMod
     if runtime == "openvino":
         from .openvino_runtime import load_openvino
 
-        return load_openvino(entry, path, threads=options.get("threads"), device=options.get("device"),
+        return load_openvino(entry, path, threads=options.get("threads"), device=options.get("openvino_device"),
                              precision=options.get("precision"))
     if fmt == "tflite":
         from .tflite import load_tflite
@@ -358,12 +359,12 @@ def check_runtime(fmt: str, runtime: str | None, options: Mapping[str, Any]) -> 
         raise UsageError(f"unknown runtime {runtime!r}", hint=f"use one of: {', '.join(RUNTIMES)}", params=("runtime",))
     if fmt not in RUNTIME_FORMATS[runtime]:
         able = [r for r in RUNTIMES if fmt in RUNTIME_FORMATS[r]]
-        raise UsageError(f"the {runtime} runtime does not run {fmt} files",
+        raise UsageError(f"runtime={runtime!r} does not run {fmt} files",
                          hint=f"{fmt} runs on {', '.join(able)}; {runtime} runs "
                               f"{', '.join(RUNTIME_FORMATS[runtime])} (e.g. --format tflite)", params=("runtime",))
-    for option in ("device", "precision"):
+    for option in ("openvino_device", "precision"):
         if options.get(option) is not None and runtime != "openvino":
-            raise UsageError(f"{option} applies to the openvino runtime, not {runtime}", params=(option,))
+            raise UsageError(f"{option} applies to runtime='openvino', not to {runtime}", params=(option, "runtime"))
     return runtime
 
 
@@ -407,13 +408,13 @@ def restore(model: str | Path | Entry, format: Literal["ckpt", "checkpoint"], *,
 def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Catalog | None = None,
             cache_dir: str | Path | None = None, threads: int | None = None, weights: Weights | None = None,
             strict: bool | None = None, entry: str | Entry | None = None, runtime: str | None = None,
-            device: str | None = None, precision: str | None = None) -> RestoredModel: ...
+            openvino_device: str | None = None, precision: str | None = None) -> RestoredModel: ...
 
 
 def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Catalog | None = None,
             cache_dir: str | Path | None = None, threads: int | None = None, weights: Weights | None = None,
             strict: bool | None = None, entry: str | Entry | None = None, runtime: str | None = None,
-            device: str | None = None, precision: str | None = None) -> RestoredModel:
+            openvino_device: str | None = None, precision: str | None = None) -> RestoredModel:
     """Restore a model as a callable ``model(images [N,H,W,3] in [-1,1]) -> probabilities [N, classes]``.
 
     ``model`` is anything :func:`locate` accepts: a catalog name (fetched into the cache first
@@ -431,11 +432,11 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     ``runtime``: the engine, one of ``RUNTIMES`` (None: the format's own, LiteRT for .tflite,
     TensorFlow for the others): ``"onnxruntime"`` runs an .onnx file, or a .tflite converted with
     tf2onnx on the way in; ``"openvino"`` reads .tflite, .onnx and its IR .xml itself, on
-    ``device`` (default ``"CPU"``) at ``precision`` (``"f32"`` unless ``"bf16"``/``"f16"`` is asked).
+    ``openvino_device`` (default ``"CPU"``) at ``precision`` (``"f32"`` unless ``"bf16"``/``"f16"`` is asked).
     Whatever the runtime, the result is the same callable.
     """
-    options = {"threads": threads, "weights": weights, "strict": strict, "runtime": runtime, "device": device,
-               "precision": precision}
+    options = {"threads": threads, "weights": weights, "strict": strict, "runtime": runtime,
+               "openvino_device": openvino_device, "precision": precision}
     check_options(normalize_format(format) if format is not None else "tflite", options)
     ref = locate(model, format, catalog=catalog, entry=entry)
     return ref.load(cache_dir=Path(cache_dir) if cache_dir is not None else None, **options)

@@ -142,7 +142,7 @@ def bench(models: Iterable[str | Path | Entry | RestoredModel], format: str | No
     if threads is not None and threads < 1:
         raise UsageError(f"threads must be at least 1, got {threads}", params=("threads",))
     if runtime == ALL_RUNTIMES and fmt is not None:
-        raise UsageError("runtime='all' times every format the model has; leave the format out",
+        raise UsageError("runtime='all' times every file the model has; leave format out",
                          params=("runtime", "format"))
     refs = [item if isinstance(item, RestoredModel) else locate(item, fmt, catalog=catalog) for item in models]
     plans = [[(r.format, None)] if isinstance(r, RestoredModel) else runtime_plan(r, runtime) for r in refs]

@@ -115,7 +115,7 @@ def named_images(images: ImageInput | Sequence[ImageInput]) -> list[tuple[str, A
 def classify(model: str | Path | Entry | RestoredModel, images: ImageInput | Sequence[ImageInput], top: int = 5,
              format: str | None = None, crop: float = DEFAULT_CROP, catalog: Catalog | None = None,
              cache_dir: Path | None = None, threads: int | None = None,
-             skip_errors: bool = False, runtime: str | None = None, device: str | None = None,
+             skip_errors: bool = False, runtime: str | None = None, openvino_device: str | None = None,
              precision: str | None = None) -> list[Classification]:
     """Classify ``images`` and return one :class:`Classification` per image, in order.
 
@@ -146,7 +146,8 @@ def classify(model: str | Path | Entry | RestoredModel, images: ImageInput | Seq
     if not prepared:
         return [Classification(name, error=errors[i]) for i, (name, _) in enumerate(named)]
     if ref is not None:
-        model = ref.load(cache_dir=cache_dir, threads=threads, runtime=runtime, device=device, precision=precision)
+        model = ref.load(cache_dir=cache_dir, threads=threads, runtime=runtime, openvino_device=openvino_device,
+                           precision=precision)
     rows = iter(model(np.stack(prepared)))
     labels = model.labels
     return [Classification(name, error=errors[i]) if i in errors else
