@@ -156,3 +156,20 @@ def test_finetune_then_eval_export_and_bench_what_it_wrote(checkpoint, digits, t
     assert rescored["images"] == held and abs(rescored["top1"] - scores["model_int8.tflite"]) <= 10.0
     (bench,) = as_json("bench", str(exported), "--runs", "2", "--warmup", "0")
     assert bench["format"] == "tflite" and bench["median_ms"] > 0
+
+    # the fine-tuned model deployed on the other runtimes: exported from OUT, checked on its
+    # training images, scored by eval on each runtime like the .tflite it came from
+    import importlib.util
+
+    if not (importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("openvino")):
+        pytest.skip("onnxruntime and openvino are not both installed (the [onnx] and [openvino] extras)")
+    for to, name, runtimes in (("onnx", "digits.onnx", ("onnxruntime", "openvino")),
+                               ("openvino", "digits.xml", ("openvino",))):
+        converted = as_json("export", str(out), "--to", to, "--calibration", str(train), "--out", str(tmp_path / name))
+        assert converted["check"]["kind"] == "calibration" and converted["top1_agreement"] >= 99.0
+        for runtime in runtimes:
+            scored = as_json("eval", str(tmp_path / name), "--data", str(held_out), "--runtime", runtime)
+            assert scored["runtime"] == runtime and scored["images"] == held
+            assert abs(scored["top1"] - scores["model.tflite"]) <= 100.0 / held + 1e-9, (to, runtime)
+    rows = as_json("bench", str(out), "--runtime", "all", "--runs", "2", "--warmup", "0")
+    assert [r["runtime"] for r in rows] == ["litert", "onnxruntime", "openvino"]
