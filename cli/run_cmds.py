@@ -262,11 +262,12 @@ def bench_cmd(
     from .output import Column, print_table, style
 
     compared = any(r.max_abs_dp is not None for r in results)
-    columns = [Column("model"), Column("runtime", keep=5), Column("format", keep=2), Column("precision", keep=6),
-               Column("threads", "right", keep=1), Column("median ms", "right", keep=4),
+    # on a narrow terminal the lowest `keep` goes first: model, runtime and median stay longest
+    columns = [Column("model"), Column("runtime", keep=8), Column("format", keep=6), Column("precision", keep=2),
+               Column("threads", "right", keep=1), Column("median ms", "right", keep=7),
                Column("p90 ms", "right", keep=3)]
     if compared:
-        columns += [Column("top-1 agree", "right", keep=7), Column("max |dp|", "right", keep=8)]
+        columns += [Column("top-1 agree", "right", keep=4), Column("max |dp|", "right", keep=5)]
     fastest = {r.id: min(x.median_ms for x in results if x.id == r.id) for r in results}
     rows = []
     for r in results:  # rounded like the published figures (one decimal), so `list --device local` reads the same

@@ -149,7 +149,7 @@ def export_cmd(
     force: bool = typer.Option(False, "--force", help="onnx/openvino: write the file even when it fails the agreement check."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Convert a catalog model or a fine-tuned one to TFLite (float or full-integer) or a SavedModel.
+    """Convert a catalog model or a fine-tuned one to TFLite (float or full-integer), a SavedModel, ONNX or OpenVINO IR.
 
     An int8 export is checked against the float conversion on the calibration images
     (top-1 agreement). Beside a .tflite goes OUT.zoo.json, a card naming the model (and a

@@ -174,6 +174,8 @@ def test_missing_file_and_bad_options(entry, tmp_path):
     with pytest.raises(UsageError, match="weights"):
         restore(tmp_path, "frozen", entry=entry, weights="ema")
     with pytest.raises(UsageError, match="unknown model format"):
+        restore(tmp_path, "saved_model", entry=entry)
+    with pytest.raises(UsageError, match="no tarball holds an onnx file; they come from a conversion"):
         restore(tmp_path, "onnx", entry=entry)
 
 

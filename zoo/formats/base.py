@@ -95,8 +95,11 @@ class RestoredModel(ABC):
         return f"<{type(self).__name__} {self.entry.id} ({self.format}) from {self.source}>"
 
 
-def run_in_chunks(batch: np.ndarray, step: int, invoke: Any) -> np.ndarray:
-    """``invoke`` on ``step`` images at a time (a fixed-batch file), the last chunk padded."""
+def run_in_chunks(batch: np.ndarray, step: int | None, invoke: Any) -> np.ndarray:
+    """``invoke`` on ``step`` images at a time (a fixed-batch file), the last chunk padded;
+    ``step`` None (a dynamic batch): on the whole batch at once."""
+    if step is None:
+        return invoke(batch)
     outputs = []
     for start in range(0, batch.shape[0], step):
         chunk = batch[start:start + step]

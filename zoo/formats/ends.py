@@ -34,6 +34,11 @@ class Quantization:
         return {"dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point}
 
 
+def summary_of(q: Quantization | None) -> dict[str, float] | None:
+    """What `restore` shows for an end: its scale and zero point, as LiteRT's summary does."""
+    return None if q is None else {"scale": q.scale, "zero_point": q.zero_point}
+
+
 @dataclass(frozen=True)
 class Ends:
     """How floats become the model's input and its output becomes floats (None: float end)."""

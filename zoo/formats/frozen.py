@@ -17,7 +17,7 @@ import numpy as np
 from ..catalog.registry import Entry
 from ..fetching.layout import spec_for_path
 from ..errors import MissingDependencyError, RestoreError, UsageError
-from .base import RestoredModel
+from .base import RestoredModel, run_in_chunks
 
 
 def _tensorflow():
@@ -45,17 +45,7 @@ class FrozenGraphModel(RestoredModel):
         self.fixed_batch: int | None = int(dim) if dim is not None else None
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
-        step = self.fixed_batch
-        if step is None:
-            return self._run(batch)
-        outputs = []
-        for start in range(0, batch.shape[0], step):
-            chunk = batch[start:start + step]
-            n = chunk.shape[0]
-            if n < step:
-                chunk = np.concatenate([chunk, np.zeros((step - n,) + chunk.shape[1:], chunk.dtype)])
-            outputs.append(self._run(chunk)[:n])
-        return np.concatenate(outputs)
+        return run_in_chunks(batch, self.fixed_batch, self._run)
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
         out = self.session.run(self.output_tensor, feed_dict={self.input_tensor: chunk})

@@ -17,7 +17,7 @@ import numpy as np
 from ..catalog.registry import Entry
 from ..errors import MissingDependencyError, RestoreError, UsageError
 from .base import RestoredModel, check_input_shape, run_in_chunks
-from .ends import METADATA_KEY, Ends, check_integer_ends
+from .ends import METADATA_KEY, Ends, check_integer_ends, summary_of
 
 # The ONNX opset tf2onnx writes; ONNX Runtime 1.17+ runs it (QuantizeLinear per-axis needs >= 13).
 OPSET = 17
@@ -46,7 +46,6 @@ def tflite_to_onnx(tflite: Any) -> bytes:
 
     try:
         import_tensorflow()  # tf2onnx imports it; first, so its log noise is turned down
-        import onnx
         import tf2onnx
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "tf2onnx", "converting .tflite files to ONNX", extra="onnx") from None
@@ -87,8 +86,6 @@ class ONNXModel(RestoredModel):
         check_integer_ends(self.ends, *self._types, str(source))
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
-        if self._batch is None:
-            return self._invoke(batch)
         return run_in_chunks(batch, self._batch, self._invoke)
 
     def _invoke(self, chunk: np.ndarray) -> np.ndarray:
@@ -103,14 +100,10 @@ class ONNXModel(RestoredModel):
     def _summary_extra(self) -> dict[str, Any]:
         ort = onnxruntime_module()
         return {"input_dtype": self._types[0], "output_dtype": self._types[1],
-                "input_quantization": _quant(self.ends.input), "output_quantization": _quant(self.ends.output),
+                "input_quantization": summary_of(self.ends.input), "output_quantization": summary_of(self.ends.output),
                 "batch": self._batch or "dynamic", "threads": self.threads, "precision": "the file's own types",
                 "runtime_version": ort.__version__,
                 "notes": ["converted from the .tflite with tf2onnx in memory"] if self.format == "tflite" else []}
-
-
-def _quant(q: Any) -> dict[str, float] | None:
-    return None if q is None else {"scale": q.scale, "zero_point": q.zero_point}
 
 
 def _session(entry: Entry, source: Path, model: bytes | Path, threads: int | None) -> Any:

@@ -18,12 +18,18 @@ import numpy as np
 from ..catalog.registry import Entry
 from ..errors import MissingDependencyError, RestoreError, UsageError
 from .base import RestoredModel, check_input_shape, run_in_chunks
-from .ends import METADATA_KEY, Ends, check_integer_ends
+from .ends import METADATA_KEY, Ends, check_integer_ends, summary_of
 from .kinds import PRECISIONS
 
 DEFAULT_DEVICE = "CPU"
 RT_INFO_PATH = ["mobilenet_zoo", "ends"]
 _FORMAT_OF_SUFFIX = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino"}
+_NUMPY_NAME = {"u8": "uint8", "i8": "int8", "f32": "float32"}  # OpenVINO element types -> numpy's
+
+
+def _dtype(port: Any) -> str:
+    name = port.get_element_type().get_type_name()
+    return _NUMPY_NAME.get(name, name)
 
 
 def openvino_module() -> Any:
@@ -61,8 +67,7 @@ def read_model(entry: Entry, path: Path) -> tuple[Any, Any, Ends]:
 
 
 def _ends(entry: Entry, path: Path, model: Any) -> Ends:
-    types = (model.inputs[0].get_element_type().get_type_name(), model.outputs[0].get_element_type().get_type_name())
-    types = tuple({"u8": "uint8", "i8": "int8", "f32": "float32"}.get(t, t) for t in types)
+    types = (_dtype(model.inputs[0]), _dtype(model.outputs[0]))
     if path.suffix == ".xml":
         ends = Ends.from_metadata(str(model.get_rt_info(RT_INFO_PATH).astype(str))
                                   if model.has_rt_info(RT_INFO_PATH) else None, str(path))
@@ -121,8 +126,6 @@ class OpenVINOModel(RestoredModel):
         self._request = self.compiled.create_infer_request()
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
-        if self._batch is None:
-            return self._invoke(batch)
         return run_in_chunks(batch, self._batch, self._invoke)
 
     def _invoke(self, chunk: np.ndarray) -> np.ndarray:
@@ -137,9 +140,8 @@ class OpenVINOModel(RestoredModel):
 
     def _summary_extra(self) -> dict[str, Any]:
         ov = openvino_module()
-        types = [p.get_element_type().get_type_name() for p in (self.model.inputs[0], self.model.outputs[0])]
-        return {"input_dtype": {"u8": "uint8", "i8": "int8", "f32": "float32"}.get(types[0], types[0]),
-                "input_quantization": _quant(self.ends.input), "output_quantization": _quant(self.ends.output),
+        return {"input_dtype": _dtype(self.model.inputs[0]), "output_dtype": _dtype(self.model.outputs[0]),
+                "input_quantization": summary_of(self.ends.input), "output_quantization": summary_of(self.ends.output),
                 "batch": self._batch or "dynamic", "threads": self.threads, "device": self.device,
                 "precision": self.precision, "runtime_version": ov.__version__}
 
@@ -150,10 +152,6 @@ class OpenVINOModel(RestoredModel):
         model.set_rt_info(self.ends.to_metadata(), RT_INFO_PATH)
         ov.save_model(model, str(xml), compress_to_fp16=False)  # f16 weights would change the answers
         return Path(xml)
-
-
-def _quant(q: Any) -> dict[str, float] | None:
-    return None if q is None else {"scale": q.scale, "zero_point": q.zero_point}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -142,6 +142,7 @@ def locate(model: str | Path | Entry, format: str | None = None, *, catalog: Cat
         _refuse_entry_for_finetuned(entry, path)
         return finetuned
     if path.is_dir():
+        _refuse_converted(model, fmt)
         return _locate_folder(path, fmt, entry, catalog)
     own = format_of_file(path)
     if own is not None and _exists(path, own):
@@ -165,14 +166,19 @@ def locate(model: str | Path | Entry, format: str | None = None, *, catalog: Cat
                          hint="pass an existing .tflite / .pb file, a checkpoint prefix, a model folder, "
                               "or a model id from `mobilenet-zoo list`")
     _refuse_entry_for_catalog(entry)
-    if fmt in CONVERTED_FORMATS:
-        raise UsageError(f"{model}: no tarball holds an {fmt} file; they come from a conversion",
-                         hint=f"run its .tflite with --runtime {'onnxruntime' if fmt == 'onnx' else 'openvino'}, "
-                              f"or write one with `mobilenet-zoo export {model} --to {fmt} --out PATH`")
+    _refuse_converted(model, fmt)
     catalog = catalog_or_default(catalog)
     found = catalog.get(str(model))
     return ModelRef(found, fmt or default_format(found), "catalog", spec=str(model), base_entry=found,
                     catalog=catalog)
+
+
+def _refuse_converted(model: object, fmt: str | None) -> None:
+    """An .onnx or IR file is only ever a file (from `export`): a name or a folder has none."""
+    if fmt in CONVERTED_FORMATS:
+        raise UsageError(f"{model}: no tarball holds an {fmt} file; they come from a conversion",
+                         hint=f"run its .tflite with --runtime {'onnxruntime' if fmt == 'onnx' else 'openvino'}, "
+                              f"or write one with `mobilenet-zoo export {model} --to {fmt} --out PATH`")
 
 
 def default_format(entry: Entry) -> str:
