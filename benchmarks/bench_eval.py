@@ -1,6 +1,7 @@
 """`eval` against a plain hand-written loop over the same JPEGs, as whole processes, in one run.
 
     python benchmarks/bench_eval.py [--images 300] [--repeats 3] [--formats] [--memory 50000]
+                                    [--runtime litert|onnxruntime|openvino]
 
 The images: a few hundred JPEGs made from the project's real photos (cat, bird and, when
 ../shared/realdata is there, dragonfly) by random crops, mirror flips, rescaling (long
@@ -9,8 +10,10 @@ folders labelled with what each photo shows.
 
 The baseline is what a user writes by hand: one loop that decodes with Pillow, crops the
 central 87.5%, resizes with Pillow, runs LiteRT with 2 threads and counts top-1 hits,
-one image after the other. Against it: ``mobilenet-zoo eval MODEL --data DIR --format
-tflite --threads 2``. Both are timed as whole processes (start-up included), alternating,
+one image after the other. Against it: ``mobilenet-zoo eval MODEL --data DIR --runtime
+litert --threads 2``. ``--runtime onnxruntime|openvino`` puts both sides on that runtime: the
+loop calls its own API (2 threads; OpenVINO at f32 reading the .tflite; ONNX Runtime on the
+.onnx that `export --to onnx` wrote first, which eval then runs too). Both are timed as whole processes (start-up included), alternating,
 and the median of ``--repeats`` runs is reported, with the ratio eval / loop. The project is
 byte-compiled first (as an install does), so neither side compiles source while timed.
 
@@ -52,14 +55,46 @@ LOOP = textwrap.dedent('''
     from pathlib import Path
 
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
     from PIL import Image
 
     model, root, synsets = sys.argv[1], Path(sys.argv[2]), sorted(open(sys.argv[3]).read().split())
-    interpreter = Interpreter(model_path=model, num_threads=2)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    _, height, width, _ = inp["shape"]
+    runtime = sys.argv[4] if len(sys.argv) > 4 else "litert"
+    if runtime == "litert":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=model, num_threads=2)
+        interpreter.allocate_tensors()
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        _, height, width, _ = inp["shape"]
+        is_uint8 = inp["dtype"] == np.uint8
+
+        def run(x):
+            interpreter.set_tensor(inp["index"], x)
+            interpreter.invoke()
+            return interpreter.get_tensor(out["index"])[0]
+    elif runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        first = session.get_inputs()[0]
+        _, height, width, _ = first.shape
+        is_uint8 = first.type == "tensor(uint8)"
+
+        def run(x):
+            return session.run(None, {first.name: x})[0][0]
+    else:
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": "2",
+                                                          "INFERENCE_PRECISION_HINT": "f32"})
+        _, height, width, _ = list(compiled.inputs[0].get_shape())
+        is_uint8 = compiled.inputs[0].get_element_type().get_type_name() == "u8"
+        request = compiled.create_infer_request()
+
+        def run(x):
+            return request.infer({0: x})[compiled.outputs[0]][0]
     correct = total = 0
     for folder in sorted(root.iterdir()):
         label = synsets.index(folder.name) + 1
@@ -69,11 +104,9 @@ LOOP = textwrap.dedent('''
             left, top = int(w * 0.0625), int(h * 0.0625)
             img = img.crop((left, top, w - left, h - top)).resize((width, height), Image.BILINEAR)
             x = np.asarray(img)[None]
-            if inp["dtype"] != np.uint8:
+            if not is_uint8:
                 x = (x / 127.5 - 1.0).astype(np.float32)
-            interpreter.set_tensor(inp["index"], x)
-            interpreter.invoke()
-            correct += int(np.argmax(interpreter.get_tensor(out["index"])[0]) == label)
+            correct += int(np.argmax(run(x)) == label)
             total += 1
     print(total, correct)
 ''')
@@ -117,14 +150,15 @@ def make_images(out: Path, count: int, realdata: Path | None, seed: int = 0) -> 
     return count
 
 
-def compare_with_loop(model: Path, data: Path, repeats: int) -> dict:
-    """Median wall seconds of both processes, run alternately."""
+def compare_with_loop(model: Path, data: Path, repeats: int, runtime: str = "litert") -> dict:
+    """Median wall seconds of both processes, run alternately, on ``runtime`` (for onnxruntime,
+    ``model`` is an .onnx file both sides run)."""
     script = data.parent / "loop.py"
     script.write_text(LOOP)
     synsets = REPO / "zoo" / "data" / "imagenet_synsets.txt"
-    zoo_cmd = [console_script(), "eval", str(model), "--data", str(data), "--format", "tflite",
+    zoo_cmd = [console_script(), "eval", str(model), "--data", str(data), "--runtime", runtime,
                "--threads", "2", "--json"]
-    loop_cmd = [sys.executable, str(script), str(model), str(data), str(synsets)]
+    loop_cmd = [sys.executable, str(script), str(model), str(data), str(synsets), runtime]
     env = dict(os.environ, MOBILENET_ZOO_CACHE=str(data.parent / "cache"))
     times = {"loop": [], "eval": []}
     outputs = {}
@@ -192,6 +226,8 @@ def main() -> None:
     ap.add_argument("--realdata", help="folder with the real photos and models (default: ../shared/realdata)")
     ap.add_argument("--formats", action="store_true", help="also images/s of ckpt, frozen and tflite")
     ap.add_argument("--memory", type=int, metavar="N", help="also peak memory of eval over 1,000 and N images")
+    ap.add_argument("--runtime", default="litert", choices=("litert", "onnxruntime", "openvino"),
+                    help="the runtime of both sides (onnxruntime: the models are exported to .onnx first)")
     args = ap.parse_args()
     if console_script() is None:
         sys.exit("install the project first (pip install -e '.[tf]')")
@@ -208,7 +244,12 @@ def main() -> None:
         print(f"{'model':40} {'loop s':>8} {'eval s':>8} {'ratio':>6} {'loop img/s':>11} {'eval img/s':>11}"
               f" {'(in loop)':>10} {'top-1 loop/eval':>16}")
         for model in models:
-            r = compare_with_loop(model, data, args.repeats)
+            if args.runtime == "onnxruntime":  # both sides run the same exported file
+                onnx = Path(tmp) / (model.stem + ".onnx")
+                subprocess.run([console_script(), "export", str(model), "--to", "onnx", "--out", str(onnx)],
+                               check=True, capture_output=True)
+                model = onnx
+            r = compare_with_loop(model, data, args.repeats, args.runtime)
             print(f"{r['model']:40} {r['loop_s']:8.2f} {r['eval_s']:8.2f} {r['ratio']:6.2f} "
                   f"{r['loop_images_per_s']:11.1f} {r['eval_images_per_s_process']:11.1f} "
                   f"{r['eval_images_per_s_loop_only']:10.1f} {r['loop_top1']:7.1f}/{r['eval_top1']:.1f}")
