@@ -118,6 +118,12 @@ def check_input_shape(entry: Entry, path: Path, shape: list[int], runtime: str) 
                            f"says [N, {h}, {w}, {c}]", hint="is this the right file for this model?")
 
 
+def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Percent of rows whose best class is the same in both probability arrays (an export or
+    another runtime against the model it stands in for)."""
+    return float(100.0 * np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)))
+
+
 def check_images(images: Any, size: tuple[int, int, int], model_id: str) -> np.ndarray:
     """A float32 [N,H,W,3] batch, or a UsageError that says what shape was expected."""
     batch = np.asarray(images, dtype=np.float32)

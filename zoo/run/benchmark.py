@@ -25,7 +25,7 @@ import numpy as np
 from .._util.progress import Reporter, Task
 from ..catalog.registry import Catalog, Entry
 from ..errors import UsageError
-from ..formats.base import RestoredModel, configure_tf_threads, normalize_format
+from ..formats.base import RestoredModel, configure_tf_threads, normalize_format, top1_agreement
 from ..formats.resolve import locate
 
 
@@ -187,7 +187,7 @@ def _bench_plan(ref: Any, plan: list[tuple[str, str | None]], threads: int | Non
             answers = model(np.concatenate([bench_image(model.input_size, seed) for seed in range(CHECK_IMAGES)]))
             base = reference.setdefault(fmt, answers)
             result = replace(result, max_abs_dp=round(float(np.abs(answers - base).max()), 6),
-                             top1_agreement=round(100.0 * float(np.mean(answers.argmax(1) == base.argmax(1))), 1))
+                             top1_agreement=round(top1_agreement(answers, base), 1))
         yield result
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import RestoreError, UsageError
 from ..fetching.hashing import sha256_file
+from ..formats.base import top1_agreement
 from ..formats.card import card_path, write_card
 from .options import MAX_ABS_DP, MIN_TOP1_AGREEMENT, SYNTHETIC_CHECK_IMAGES
 from .publish import check_target, publish, remove_dead_leftovers, staging_path
@@ -105,7 +106,6 @@ def _check(source: Any, to: str, staged: Path, files: list[str]) -> dict[str, An
         images = rng.uniform(-1, 1, (SYNTHETIC_CHECK_IMAGES, *source.input_size)).astype(np.float32)
         kind = "synthetic"
     a, b = source(images), converted(images)
-    from .export import top1_agreement
 
     versions = {"runtime": runtime, "runtime_version": converted.summary().get("runtime_version")}
     return {"images": int(len(images)), "kind": kind, "top1_agreement": round(top1_agreement(a, b), 2),

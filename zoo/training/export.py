@@ -28,6 +28,7 @@ import numpy as np
 
 from ..data.images import preprocessed_batches
 from ..errors import UsageError
+from ..formats.base import top1_agreement
 from ..formats.card import write_card
 from ..formats.saved_model import write_saved_model
 from .publish import check_target, publish, remove_dead_leftovers, staging_path
@@ -102,11 +103,6 @@ def spread(items: Sequence[Any], limit: int) -> list[Any]:
         return list(items)
     step = len(items) / limit
     return [items[int(i * step)] for i in range(limit)]
-
-
-def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Percent of rows whose best class is the same in both probability arrays."""
-    return float(100.0 * np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)))
 
 
 # ----------------------------------------------------------------------------- `export`
