@@ -50,8 +50,9 @@ _CHECKPOINT_SUFFIXES = (".index", ".meta")
 
 # Options each format's loader takes (None values are ignored, so callers may pass them all).
 # ``runtime`` picks the engine (``kinds.RUNTIME_FORMATS`` says which runs what); ``openvino_device``
-# and ``precision`` are OpenVINO's.
-_RUNTIME_OPTIONS = {"threads", "runtime", "openvino_device", "precision"}
+# and ``precision`` are OpenVINO's. ``streams``: how many copies the caller will run side by side
+# (eval); OpenVINO compiles once for that many, the other runtimes copy themselves.
+_RUNTIME_OPTIONS = {"threads", "runtime", "openvino_device", "precision", "streams"}
 _OPTIONS = {"tflite": _RUNTIME_OPTIONS, "frozen": _RUNTIME_OPTIONS, "ckpt": _RUNTIME_OPTIONS | {"weights", "strict"},
             "onnx": _RUNTIME_OPTIONS, "openvino": _RUNTIME_OPTIONS}
 
@@ -331,7 +332,7 @@ def load_file(entry: Entry, path: Path, fmt: str, **options: Any) -> RestoredMod
         from .openvino_runtime import load_openvino
 
         return load_openvino(entry, path, threads=options.get("threads"), device=options.get("openvino_device"),
-                             precision=options.get("precision"))
+                             precision=options.get("precision"), streams=options.get("streams"))
     if fmt == "tflite":
         from .tflite import load_tflite
 

@@ -274,6 +274,7 @@ def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, for
     if runtime != "tensorflow":  # LiteRT, ONNX Runtime, OpenVINO: one-thread copies side by side (see above)
         streams = threads or getattr(model, "threads", None) or usable_cpus()
         threads = 1
+        restore_options["streams"] = streams  # OpenVINO compiles once for them all
     if ref is None:
         restored, dataset = model, open_dataset(data, labels, split=split)
     elif ref.is_local and runtime != "tensorflow":  # nothing to fetch: load it while the set is listed
