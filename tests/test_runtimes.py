@@ -399,3 +399,67 @@ def test_overwriting_an_ir_never_pairs_old_and_new_files(exported, tmp_path):
     zoo("export", str(TFLITE), "--to", "openvino", "--out", str(out), "--overwrite")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.bin", "q.xml", "q.xml.zoo.json"]
     assert (tmp_path / "q.bin").read_bytes() == (exported[0] / "q.bin").read_bytes()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("left", ["new card and .bin", "old card and .bin, old .xml removed"])
+def test_an_ir_export_killed_before_its_xml_is_replaced_by_the_next(exported, tmp_path, left):
+    """A kill between the .bin and the .xml leaves a .bin with this tool's card and no .xml, and
+    staging leftovers of a dead process: the next export, without --overwrite, cleans them up
+    and publishes a whole IR."""
+    needs("openvino")
+    from zoo.fetching.locking import host_name
+
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    (tmp_path / "q.bin").write_bytes(b"half of an older export" if "old" in left else (exported[0] / "q.bin").read_bytes())
+    (tmp_path / "q.xml.zoo.json").write_bytes((exported[0] / "q.xml.zoo.json").read_bytes())
+    dead = _dead_pid()
+    (tmp_path / f".q.bin.staging-{host_name()}-{dead}-1").write_bytes(b"weights")
+    (tmp_path / f".q.xml.staging-{host_name()}-{dead}-2").mkdir()  # the export's work folder
+    (tmp_path / f".q.xml.staging-{host_name()}-{dead}-2" / "model.xml").write_bytes(b"<net/>")
+    zoo("export", str(TFLITE), "--to", "openvino", "--out", str(tmp_path / "q.xml"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.bin", "q.xml", "q.xml.zoo.json"]
+    assert (tmp_path / "q.bin").read_bytes() == (exported[0] / "q.bin").read_bytes()
+    zoo("classify", str(tmp_path / "q.xml"), str(PHOTOS[0]))
+
+
+@pytest.mark.parametrize("card", [False, True])
+def test_an_ir_export_never_replaces_a_bin_that_is_not_its_own(tmp_path, card):
+    """A lone .bin without this tool's card, or a link, stays as it was and nothing is written."""
+    needs("openvino")
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    theirs = tmp_path / "theirs.bin"
+    theirs.write_bytes(b"someone's weights")
+    if card:  # a card beside a .bin that is a link to another file: still not replaced
+        (tmp_path / "q.xml.zoo.json").write_text("{}")
+        (tmp_path / "q.bin").symlink_to(theirs)
+    else:
+        theirs.rename(tmp_path / "q.bin")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    failed = zoo("export", str(TFLITE), "--to", "openvino", "--out", str(tmp_path / "q.xml"), expect=2)
+    assert "q.bin already exists and is not this tool's" in failed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (tmp_path / "q.bin").read_bytes() == b"someone's weights"
+
+
+def test_openvino_compiles_once_for_side_by_side_copies(images, litert_answers):
+    """eval's copies of an OpenVINO model are requests on one compile for N streams (N one-thread
+    compiles pin their threads to the same core), each answering like the single-stream model."""
+    needs("openvino")
+    from zoo.formats import locate
+
+    ref = locate(str(TFLITE), None)
+    model = ref.load(runtime="openvino", threads=1, streams=2)
+    assert (model.streams, model.threads) == (2, 1) and model.summary()["streams"] == 2
+    copy = model.copy()
+    assert copy.compiled is model.compiled and copy._request is not model._request
+    single = ref.load(runtime="openvino", threads=1)
+    assert single.streams == 1
+    assert np.array_equal(copy(images), single(images)) and np.array_equal(model(images), single(images))

@@ -16,12 +16,12 @@ the check, so a derived file says what made it.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._util.safepath import remove_tree
 from ..errors import RestoreError, UsageError
 from ..fetching.hashing import sha256_file
 from ..formats.base import top1_agreement
@@ -43,6 +43,8 @@ def export_converted(model: str | Path, to: str, out: Path, *, calibration: Path
                          hint=f"name it like {out.with_suffix(SUFFIX[to]).name}", params=("out",))
     check_target(out, overwrite, kind=to)
     remove_dead_leftovers(out)
+    if to == "openvino":
+        remove_dead_leftovers(out.with_suffix(".bin"))
     files = _check_files(calibration, calibration_size)
     try:
         ref = locate(model, "tflite", catalog=catalog)
@@ -51,8 +53,10 @@ def export_converted(model: str | Path, to: str, out: Path, *, calibration: Path
                          "export a checkpoint to one first (`--to tflite`), then export that file") from None
     source = ref.load(cache_dir=cache_dir, runtime="litert", threads=1)
     entry = source.entry
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as tmp:
-        staged = Path(tmp) / f"model{SUFFIX[to]}"
+    work = staging_path(out)  # a folder named like out's staging: a killed run's is removed by the next
+    work.mkdir()
+    try:
+        staged = work / f"model{SUFFIX[to]}"
         versions = _convert(source, to, staged)
         check = _check(source, to, staged, files)
         failed = check["top1_agreement"] < MIN_TOP1_AGREEMENT or check["max_abs_dp"] > MAX_ABS_DP
@@ -65,6 +69,8 @@ def export_converted(model: str | Path, to: str, out: Path, *, calibration: Path
         conversion = {"from": str(source.source), "from_sha256": sha256_file(source.source), "to": to,
                       "versions": versions, "check": check, "forced": bool(failed)}
         _publish(staged, out, overwrite, to, entry, ref.base_entry or entry, conversion)
+    finally:
+        remove_tree(work)
     return {"model": entry.id, "source": str(source.source), "check": check, "versions": versions,
             "forced": bool(failed)}
 
@@ -122,29 +128,44 @@ def _check_files(calibration: Path | None, limit: int) -> list[str]:
 
 def _publish(staged: Path, out: Path, overwrite: bool, to: str, entry: Any, base: Any,
              conversion: dict[str, Any]) -> None:
-    """The IR's .bin first, the card, then the file itself: its presence means complete."""
-    bin_staging = None
-    if to == "openvino":
-        bin_target = out.with_suffix(".bin")
-        if (bin_target.exists() or bin_target.is_symlink()) and not (overwrite and out.is_file()):
-            raise UsageError(f"out={out}: {bin_target} already exists", hint="choose another path",
-                             params=("out",))
-        bin_staging = staging_path(bin_target)
-        shutil.move(str(staged.with_suffix(".bin")), bin_staging)
+    """The file itself last: its presence means complete. An IR: the old ``.xml`` goes first
+    (overwrite), then the card, the ``.bin``, the ``.xml``; so an ``.xml`` is never beside a
+    ``.bin`` that is not its own, and a ``.bin`` left without its ``.xml`` by a killed export has
+    this tool's card beside it, which lets the next export replace it."""
     staging = staging_path(out)
     shutil.move(str(staged), staging)
-    card = None
+    bin_staging = card = None
     try:
-        if bin_staging is not None:
-            if out.is_file():  # overwrite: the old .xml goes first, so no moment pairs it with the new .bin
+        if to == "openvino":
+            bin_target = out.with_suffix(".bin")
+            if (bin_target.exists() or bin_target.is_symlink()) and not _replaceable_bin(bin_target, out, overwrite):
+                raise UsageError(f"out={out}: {bin_target} already exists and is not this tool's",
+                                 hint="choose another path, or move it away yourself", params=("out",))
+            bin_staging = staging_path(bin_target)
+            shutil.move(str(staged.with_suffix(".bin")), bin_staging)
+            if out.is_file() and overwrite:
                 out.unlink()
-            bin_staging.replace(out.with_suffix(".bin"))
-        card = write_card(out, entry, base, conversion)
+            card = write_card(out, entry, base, conversion)
+            bin_staging.replace(bin_target)
+            bin_staging = None  # published: from here the card stays, as the .bin's mark
+        else:
+            card = write_card(out, entry, base, conversion)
         publish(staging, out, overwrite, kind=to)
     except BaseException:
         staging.unlink(missing_ok=True)
         if bin_staging is not None:
             bin_staging.unlink(missing_ok=True)
-        if card is not None and not out.exists():
-            card_path(out).unlink(missing_ok=True)
+            if card is not None and not out.exists():
+                card.unlink(missing_ok=True)
+        elif to == "onnx" and card is not None and not out.exists():
+            card.unlink(missing_ok=True)
         raise
+
+
+def _replaceable_bin(bin_target: Path, out: Path, overwrite: bool) -> bool:
+    """The ``.bin`` of an IR this tool wrote (overwrite), or one a killed export left: no ``.xml``,
+    this tool's card beside it. Never a link, never someone else's lone ``.bin``."""
+    if bin_target.is_symlink() or not bin_target.is_file():
+        return False
+    ours = card_path(out).is_file() and not card_path(out).is_symlink()
+    return ours and (overwrite or not (out.exists() or out.is_symlink()))
