@@ -463,3 +463,36 @@ def test_openvino_compiles_once_for_side_by_side_copies(images, litert_answers):
     single = ref.load(runtime="openvino", threads=1)
     assert single.streams == 1
     assert np.array_equal(copy(images), single(images)) and np.array_equal(model(images), single(images))
+
+
+@pytest.fixture(scope="module")
+def beyond_tf2onnx(tmp_path_factory):
+    """A real .tflite LiteRT runs whose op (BUCKETIZE) tf2onnx 1.17 has no ONNX handler for."""
+    from zoo._util.runtime_logs import import_tensorflow
+
+    tf = import_tensorflow()
+    weights = tf.constant(np.random.default_rng(0).normal(size=(3, 1001)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 128, 128, 3], tf.float32)])
+    def buckets(x):
+        mean = tf.reduce_mean(x, axis=[1, 2])
+        return tf.nn.softmax(tf.matmul(tf.cast(tf.raw_ops.Bucketize(input=mean, boundaries=[0.0, 0.5]), tf.float32),
+                                       weights))
+
+    path = tmp_path_factory.mktemp("bucketize") / "v1_0.25_128.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([buckets.get_concrete_function()],
+                                                                      buckets).convert())
+    return path
+
+
+def test_a_tf2onnx_conversion_that_fails_writes_nothing(beyond_tf2onnx, tmp_path):
+    needs("onnxruntime")
+    zoo("classify", str(beyond_tf2onnx), str(PHOTOS[0]))  # LiteRT runs it
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    failed = zoo("export", str(beyond_tf2onnx), "--to", "onnx", "--out", str(tmp_path / "m.onnx"), expect=1)
+    assert "tf2onnx cannot convert" in failed.stderr and "no ONNX op for BUCKETIZE" in failed.stderr
+    assert "--runtime litert or openvino" in failed.stderr and "ERROR:tf2onnx" not in failed.stderr
+    assert list(tmp_path.iterdir()) == []
+    failed = zoo("classify", str(beyond_tf2onnx), str(PHOTOS[0]), "--runtime", "onnxruntime", expect=1)
+    assert "no ONNX op for BUCKETIZE" in failed.stderr

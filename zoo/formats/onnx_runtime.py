@@ -51,7 +51,7 @@ def tflite_to_onnx(tflite: Any) -> bytes:
         raise MissingDependencyError(exc.name or "tf2onnx", "converting .tflite files to ONNX", extra="onnx") from None
     import logging
 
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    logging.getLogger("tf2onnx").setLevel(logging.CRITICAL)  # what it cannot convert is reported below
     try:
         with native_stderr_hidden():
             proto, _ = tf2onnx.convert.from_tflite(str(tflite.source), opset=OPSET)
@@ -59,6 +59,13 @@ def tflite_to_onnx(tflite: Any) -> bytes:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise RestoreError(f"{tflite.entry.id}: tf2onnx cannot convert {tflite.source}: {first}",
                            hint="run the .tflite with --runtime litert or openvino (which reads it itself)") from None
+    # tf2onnx keeps a TFLite op it has no handler for as a node of that name, and logs it: no
+    # runtime could load the result, so it is refused here, naming the op
+    left = sorted({node.op_type for node in proto.graph.node if node.op_type.startswith(("TFL_", "TF_"))})
+    if left:
+        raise RestoreError(f"{tflite.entry.id}: tf2onnx cannot convert {tflite.source}: it has no ONNX op for "
+                           f"{', '.join(op.removeprefix('TFL_') for op in left)}",
+                           hint="run the .tflite with --runtime litert or openvino (which reads it itself)")
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, Ends.of_tflite(tflite).to_metadata()
     return proto.SerializeToString()
