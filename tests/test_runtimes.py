@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,23 +313,28 @@ def test_onnx_files_that_lie_about_their_integer_ends(exported, tmp_path, metada
         assert why in failed.stderr and str(target) in failed.stderr
 
 
-@pytest.fixture(scope="module")
-def unconvertible(tmp_path_factory):
-    """A real .tflite whose op (RFFT2D) OpenVINO's TFLite frontend lacks, named as a catalog model."""
+def one_op_tflite(folder: Path, features) -> Path:
+    """A real .tflite named as a catalog model: ``features(tf, images)`` gives 3 numbers per image,
+    a fixed random layer turns them into 1001 class probabilities."""
     from zoo._util.runtime_logs import import_tensorflow
 
     tf = import_tensorflow()
     weights = tf.constant(np.random.default_rng(0).normal(size=(3, 1001)).astype(np.float32))
 
     @tf.function(input_signature=[tf.TensorSpec([1, 128, 128, 3], tf.float32)])
-    def spectrum(x):
-        power = tf.reduce_mean(tf.abs(tf.signal.rfft2d(tf.transpose(x, [0, 3, 1, 2]))), axis=[2, 3])
-        return tf.nn.softmax(tf.matmul(power, weights))
+    def model(x):
+        return tf.nn.softmax(tf.matmul(features(tf, x), weights))
 
-    path = tmp_path_factory.mktemp("fft") / "v1_0.25_128.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([spectrum.get_concrete_function()],
-                                                                      spectrum).convert())
+    path = folder / "v1_0.25_128.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([model.get_concrete_function()], model).convert())
     return path
+
+
+@pytest.fixture(scope="module")
+def unconvertible(tmp_path_factory):
+    """An op (RFFT2D) OpenVINO's TFLite frontend lacks."""
+    return one_op_tflite(tmp_path_factory.mktemp("fft"), lambda tf, x: tf.reduce_mean(
+        tf.abs(tf.signal.rfft2d(tf.transpose(x, [0, 3, 1, 2]))), axis=[2, 3]))
 
 
 def test_a_conversion_that_fails_writes_nothing(unconvertible, tmp_path):
@@ -467,22 +473,9 @@ def test_openvino_compiles_once_for_side_by_side_copies(images, litert_answers):
 
 @pytest.fixture(scope="module")
 def beyond_tf2onnx(tmp_path_factory):
-    """A real .tflite LiteRT runs whose op (BUCKETIZE) tf2onnx 1.17 has no ONNX handler for."""
-    from zoo._util.runtime_logs import import_tensorflow
-
-    tf = import_tensorflow()
-    weights = tf.constant(np.random.default_rng(0).normal(size=(3, 1001)).astype(np.float32))
-
-    @tf.function(input_signature=[tf.TensorSpec([1, 128, 128, 3], tf.float32)])
-    def buckets(x):
-        mean = tf.reduce_mean(x, axis=[1, 2])
-        return tf.nn.softmax(tf.matmul(tf.cast(tf.raw_ops.Bucketize(input=mean, boundaries=[0.0, 0.5]), tf.float32),
-                                       weights))
-
-    path = tmp_path_factory.mktemp("bucketize") / "v1_0.25_128.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([buckets.get_concrete_function()],
-                                                                      buckets).convert())
-    return path
+    """An op (BUCKETIZE) LiteRT runs and tf2onnx 1.17 has no ONNX handler for."""
+    return one_op_tflite(tmp_path_factory.mktemp("bucketize"), lambda tf, x: tf.cast(
+        tf.raw_ops.Bucketize(input=tf.reduce_mean(x, axis=[1, 2]), boundaries=[0.0, 0.5]), tf.float32))
 
 
 def test_a_tf2onnx_conversion_that_fails_writes_nothing(beyond_tf2onnx, tmp_path):
