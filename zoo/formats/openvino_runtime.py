@@ -141,9 +141,10 @@ class OpenVINOModel(RestoredModel):
         """A copy to run other images side by side: another request on this compiled model when
         it was compiled for several streams, else a one-thread compile of its own.
 
-        One compile for N streams, not N one-thread compiles: separate compiled models pin their
-        threads to the same core (bench_eval.py: 100 vs 186 images/s on 2 CPUs) and each compile
-        costs start-up."""
+        One compile for N streams, not N one-thread compiles: separate compiled models appear to
+        pin their threads to the same core (v2 1.0_224 uint8 inside eval on 2 CPUs, bench_eval.py
+        --runtime openvino: 81 images/s that way, 128-142 with one 2-stream compile), and each
+        compile costs start-up."""
         if self.streams > 1:
             sibling = _copy.copy(self)
             sibling._request = self.compiled.create_infer_request()

@@ -25,9 +25,9 @@ from .._util.safepath import remove_tree
 from ..errors import RestoreError, UsageError
 from ..fetching.hashing import sha256_file
 from ..formats.base import top1_agreement
-from ..formats.card import card_path, write_card
+from ..formats.card import write_card
 from .options import MAX_ABS_DP, MIN_TOP1_AGREEMENT, SYNTHETIC_CHECK_IMAGES
-from .publish import check_target, publish, remove_dead_leftovers, staging_path
+from .publish import check_target, has_own_card, publish, remove_dead_leftovers, staging_path
 
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
 
@@ -135,6 +135,7 @@ def _publish(staged: Path, out: Path, overwrite: bool, to: str, entry: Any, base
     staging = staging_path(out)
     shutil.move(str(staged), staging)
     bin_staging = card = None
+    bin_published = False  # from then on the card stays, as the .bin's mark
     try:
         if to == "openvino":
             bin_target = out.with_suffix(".bin")
@@ -147,17 +148,15 @@ def _publish(staged: Path, out: Path, overwrite: bool, to: str, entry: Any, base
                 out.unlink()
             card = write_card(out, entry, base, conversion)
             bin_staging.replace(bin_target)
-            bin_staging = None  # published: from here the card stays, as the .bin's mark
+            bin_published = True
         else:
             card = write_card(out, entry, base, conversion)
         publish(staging, out, overwrite, kind=to)
     except BaseException:
         staging.unlink(missing_ok=True)
         if bin_staging is not None:
-            bin_staging.unlink(missing_ok=True)
-            if card is not None and not out.exists():
-                card.unlink(missing_ok=True)
-        elif to == "onnx" and card is not None and not out.exists():
+            bin_staging.unlink(missing_ok=True)  # already gone once published
+        if card is not None and not bin_published and not out.exists():
             card.unlink(missing_ok=True)
         raise
 
@@ -167,5 +166,4 @@ def _replaceable_bin(bin_target: Path, out: Path, overwrite: bool) -> bool:
     this tool's card beside it. Never a link, never someone else's lone ``.bin``."""
     if bin_target.is_symlink() or not bin_target.is_file():
         return False
-    ours = card_path(out).is_file() and not card_path(out).is_symlink()
-    return ours and (overwrite or not (out.exists() or out.is_symlink()))
+    return has_own_card(out) and (overwrite or not (out.exists() or out.is_symlink()))

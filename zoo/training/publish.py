@@ -79,11 +79,17 @@ def replaceable(target: Path, kind: str) -> bool:
         with open(target, "rb") as f:
             return f.read(8)[4:8] == b"TFL3"  # the flatbuffer's file identifier
     if kind in ("onnx", "openvino"):  # no magic number of their own: our card beside them says it
-        from ..formats.card import card_path
-
-        return target.is_file() and card_path(target).is_file() and not card_path(target).is_symlink()
+        return target.is_file() and has_own_card(target)
     marker = OUTPUT_KINDS[kind][1]
     return target.is_dir() and ((target / marker).is_file() or not any(target.iterdir()))
+
+
+def has_own_card(target: Path) -> bool:
+    """This tool's ``.zoo.json`` card sits beside ``target`` (a file, not a link)."""
+    from ..formats.card import card_path
+
+    card = card_path(target)
+    return card.is_file() and not card.is_symlink()
 
 
 def check_target(target: Path, overwrite: bool, param: str = "out", kind: str = "finetune") -> None:
