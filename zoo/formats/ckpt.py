@@ -80,6 +80,8 @@ MATCH_ATOL = 1e-4  # max |probability difference| for "the same weights" (float3
 MATCH_INPUTS = 2
 _QUANTIZED_NOTE = ("quantized checkpoint restored as a float model (fake-quant ranges skipped); "
                    "the .tflite file is the deployable quantized form")
+_UNSUPPORTED_NOTE = ("fake-quant restore is implemented for v1 only ({family}'s bypass-quantization range names "
+                     "are unverified): restored as a float model; the .tflite file is the deployable quantized form")
 
 
 class CheckpointModel(RestoredModel):
@@ -89,13 +91,17 @@ class CheckpointModel(RestoredModel):
     ``keras.applications``, weights filled in; outputs softmax probabilities) to fine-tune,
     inspect or save: ``zoo.restore(name, "ckpt").keras_model``. ``weights`` says which set was
     read ("ema", "ema-trainable" or "raw"); ``used`` / ``skipped`` list the checkpoint variables.
+    ``quantization_points``: the slim layers whose weights and outputs are fake-quantized
+    (empty for a float model).
     """
 
     format = "ckpt"
 
     def __init__(self, entry: Entry, source: Path, keras_model: Any, *, weights: str,
-                 used: list[str], skipped: dict[str, list[str]], notes: list[str]):
+                 used: list[str], skipped: dict[str, list[str]], notes: list[str],
+                 quantization_points: tuple[str, ...] = ()):
         super().__init__(entry, source)
+        self.quantization_points = quantization_points
         self.keras_model = keras_model
         self.weights = weights
         self.used = used
@@ -119,6 +125,8 @@ class CheckpointModel(RestoredModel):
             "used": list(self.used),
             "skipped": {reason: list(names) for reason, names in self.skipped.items()},
             "notes": list(self.notes),
+            "fake_quant": bool(self.quantization_points),
+            "quantization_points": list(self.quantization_points),
         }
 
     def export(self, directory: Path) -> Path:
@@ -142,7 +150,8 @@ class _WeightSet:
 
 
 def restore_checkpoint(entry: Entry, checkpoint_prefix: Path, *, weights: str | None = None,
-                       strict: bool = True, reference: Path | bool | None = None) -> CheckpointModel:
+                       strict: bool = True, reference: Path | bool | None = None,
+                       fake_quant: bool | None = None) -> CheckpointModel:
     """Build the Keras model for ``entry`` and fill it from a slim checkpoint.
 
     ``checkpoint_prefix``: the prefix (``x.ckpt`` for ``x.ckpt.index`` + data), one of those
@@ -152,6 +161,8 @@ def restore_checkpoint(entry: Entry, checkpoint_prefix: Path, *, weights: str | 
     its path, None to look next to the checkpoint, False not to), every weight set is
     compared with it and the one that computes the same function is used; otherwise, and
     when none matches (a warning), the family's default (see the module docstring).
+    ``fake_quant``: for a quantized (``_quant``) model, None or True rebuild the fake-quant
+    network the checkpoint was trained as (``zoo.formats.fake_quant``); False gives the float model.
     """
     explicit = weights is not None
     weights = weights if explicit else DEFAULT_WEIGHTS.get(entry.family, "ema")
@@ -173,11 +184,53 @@ def restore_checkpoint(entry: Entry, checkpoint_prefix: Path, *, weights: str | 
     for binding, array in zip(bindings, chosen.arrays):  # only once every weight has passed its check
         binding.variable.assign(array)
 
-    skipped = _sort_leftovers(entry, chosen.prefix, chosen.shapes, bindings, set(chosen.sources), strict)
-    if entry.quantized or "fake_quant_range" in skipped:
-        notes.append(_QUANTIZED_NOTE)
-    return CheckpointModel(entry, chosen.prefix, model, weights=chosen.weights, used=chosen.sources,
-                           skipped=skipped, notes=notes)
+    used = list(chosen.sources)
+    points: tuple[str, ...] = ()
+    if fake_quant is True and not entry.quantized:
+        raise RestoreError(f"{entry.id} is a float model: it has no fake-quant ranges",
+                           hint=f"use its quantized sibling ({entry.id}_quant) or leave fake_quant unset")
+    if fake_quant is not False and carries_fake_quant(entry):
+        model, points, range_names = _with_fake_quant(tf, entry, chosen, model, bindings)
+        used += range_names
+        notes.append(f"fake-quant ranges applied at {len(points)} points (weights after the batch-norm fold, "
+                     f"outputs after ReLU6 / the logits): {', '.join(points)}")
+    skipped = _sort_leftovers(entry, chosen.prefix, chosen.shapes, bindings, set(used), strict)
+    if not points and (entry.quantized or "fake_quant_range" in skipped):
+        unsupported = entry.quantized and fake_quant is not False
+        notes.append(_UNSUPPORTED_NOTE.format(family=entry.family) if unsupported else _QUANTIZED_NOTE)
+    return CheckpointModel(entry, chosen.prefix, model, weights=chosen.weights, used=used,
+                           skipped=skipped, notes=notes, quantization_points=points)
+
+
+def fake_quant_families() -> tuple[str, ...]:
+    from .fake_quant import SUPPORTED_FAMILIES
+
+    return SUPPORTED_FAMILIES
+
+
+def carries_fake_quant(entry: Entry) -> bool:
+    """Whether this model's checkpoint restores (by default) as a fake-quant network."""
+    return entry.quantized and entry.family in fake_quant_families()
+
+
+def _with_fake_quant(tf: Any, entry: Entry, chosen: _WeightSet, model: Any,
+                     bindings: list[Binding]) -> tuple[Any, tuple[str, ...], list[str]]:
+    """The fake-quant network over the restored float weights; the ranges follow the weight set
+    (a range's moving-average shadow when the set reads shadows and the checkpoint has one)."""
+    from .fake_quant import fake_quant_network, quantized_layers, read_ranges
+
+    reader = tf.train.load_checkpoint(str(chosen.prefix))
+    use_shadows = any(src != b.slim_name for b, src in zip(bindings, chosen.sources))
+    read_names: list[str] = []
+
+    def read(name: str) -> np.ndarray:
+        source = shadow_of(name) if use_shadows and shadow_of(name) in chosen.shapes else name
+        read_names.append(source)
+        return reader.get_tensor(source)
+
+    points = read_ranges(entry, chosen.prefix, quantized_layers(entry, bindings), chosen.shapes, read)
+    network = fake_quant_network(entry, model, bindings, points)
+    return network, tuple(p.layer for p in points), read_names
 
 
 def _read_set(tf: Any, entry: Entry, path: Path, bindings: list[Binding], weights: str, explicit: bool,

@@ -53,7 +53,7 @@ _CHECKPOINT_SUFFIXES = (".index", ".meta")
 # and ``precision`` are OpenVINO's. ``streams``: how many copies the caller will run side by side
 # (eval); OpenVINO compiles once for that many, the other runtimes copy themselves.
 _RUNTIME_OPTIONS = {"threads", "runtime", "openvino_device", "precision", "streams"}
-_OPTIONS = {"tflite": _RUNTIME_OPTIONS, "frozen": _RUNTIME_OPTIONS, "ckpt": _RUNTIME_OPTIONS | {"weights", "strict"},
+_OPTIONS = {"tflite": _RUNTIME_OPTIONS, "frozen": _RUNTIME_OPTIONS, "ckpt": _RUNTIME_OPTIONS | {"weights", "strict", "fake_quant"},
             "onnx": _RUNTIME_OPTIONS, "openvino": _RUNTIME_OPTIONS}
 
 
@@ -354,7 +354,7 @@ def load_file(entry: Entry, path: Path, fmt: str, **options: Any) -> RestoredMod
 
     require_tensorflow("restoring checkpoints")
     configure_tf_threads(options.get("threads"))
-    kwargs = {k: options[k] for k in ("weights", "strict") if options.get(k) is not None}
+    kwargs = {k: options[k] for k in ("weights", "strict", "fake_quant") if options.get(k) is not None}
     return restore_checkpoint(entry, path, **kwargs)
 
 
@@ -408,20 +408,23 @@ def restore(model: str | Path | Entry, format: Literal["frozen", "pb", "frozen_g
 @overload
 def restore(model: str | Path | Entry, format: Literal["ckpt", "checkpoint"], *, catalog: Catalog | None = None,
             cache_dir: str | Path | None = None, threads: int | None = None, weights: Weights | None = None,
-            strict: bool | None = None, entry: str | Entry | None = None) -> CheckpointModel: ...
+            strict: bool | None = None, entry: str | Entry | None = None,
+            fake_quant: bool | None = None) -> CheckpointModel: ...
 
 
 @overload
 def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Catalog | None = None,
             cache_dir: str | Path | None = None, threads: int | None = None, weights: Weights | None = None,
             strict: bool | None = None, entry: str | Entry | None = None, runtime: str | None = None,
-            openvino_device: str | None = None, precision: str | None = None) -> RestoredModel: ...
+            openvino_device: str | None = None, precision: str | None = None,
+            fake_quant: bool | None = None) -> RestoredModel: ...
 
 
 def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Catalog | None = None,
             cache_dir: str | Path | None = None, threads: int | None = None, weights: Weights | None = None,
             strict: bool | None = None, entry: str | Entry | None = None, runtime: str | None = None,
-            openvino_device: str | None = None, precision: str | None = None) -> RestoredModel:
+            openvino_device: str | None = None, precision: str | None = None,
+            fake_quant: bool | None = None) -> RestoredModel:
     """Restore a model as a callable ``model(images [N,H,W,3] in [-1,1]) -> probabilities [N, classes]``.
 
     ``model`` is anything :func:`locate` accepts: a catalog name (fetched into the cache first
@@ -434,7 +437,8 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     ``"ckpt"`` -> :class:`~zoo.formats.ckpt.CheckpointModel` (Keras; its ``keras_model``
     attribute is the ``keras.Model`` to fine-tune or inspect). None: the file's own format,
     else the first of ``DEFAULT_FORMAT_ORDER`` the model has. ``threads``: CPU threads of the runtime. ``weights`` ("ema", "ema-trainable",
-    "raw") and ``strict`` apply to checkpoints only.
+    "raw"), ``strict`` and ``fake_quant`` apply to checkpoints only: a ``_quant`` checkpoint
+    restores as its fake-quant network unless ``fake_quant=False`` asks for the float model.
 
     ``runtime``: the engine, one of ``RUNTIMES`` (None: the format's own, LiteRT for .tflite,
     TensorFlow for the others): ``"onnxruntime"`` runs an .onnx file, or a .tflite converted with
@@ -443,7 +447,7 @@ def restore(model: str | Path | Entry, format: str | None = None, *, catalog: Ca
     Whatever the runtime, the result is the same callable.
     """
     options = {"threads": threads, "weights": weights, "strict": strict, "runtime": runtime,
-               "openvino_device": openvino_device, "precision": precision}
+               "openvino_device": openvino_device, "precision": precision, "fake_quant": fake_quant}
     check_options(normalize_format(format) if format is not None else "tflite", options)
     ref = locate(model, format, catalog=catalog, entry=entry)
     return ref.load(cache_dir=Path(cache_dir) if cache_dir is not None else None, **options)

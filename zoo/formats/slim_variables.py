@@ -3,9 +3,10 @@
 Published slim checkpoints are training snapshots. Next to the model variables they hold
 ``global_step``, optimizer slots (``<var>/RMSProp``, ``<var>/RMSProp_1``, ``<var>/Momentum``
 ...), ``<var>/ExponentialMovingAverage`` shadows and, for quantization-aware training,
-fake-quant ranges (``<scope>/act_quant/min``, ``.../weights_quant/max``). None of those is
-a model weight; this module names the reason each one is skipped so the restore summary
-can show it.
+fake-quant ranges (``<scope>/act_quant/min``, ``.../weights_quant/max``) with their moving
+averages' state (``.../min/biased``, ``.../min/local_step``). None of those is a model weight
+(the ranges are read by ``fake_quant``, not here); this module names the reason each one is
+skipped so the restore summary can show it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ EMA_SUFFIX = "/ExponentialMovingAverage"
 _OPTIMIZER_SLOTS = ("RMSProp", "RMSProp_1", "Momentum", "Adam", "Adam_1", "Adagrad",
                     "Ftrl", "Ftrl_1", "Adadelta", "Adadelta_1", "LARSOptimizer")
 _OPTIMIZER_STATE = ("beta1_power", "beta2_power", "learning_rate")
+# the zero-debias state of a moving-average range (python/training/moving_averages.py)
+_MOVING_AVERAGE_SLOTS = ("biased", "local_step")
 _FAKE_QUANT = re.compile(r"(^|/)[^/]*quant[^/]*/(min|max)(/|$)", re.IGNORECASE)
 
 
@@ -29,6 +32,8 @@ def extra_reason(name: str) -> str | None:
     last = name.rsplit("/", 1)[-1]
     if last == "global_step":
         return "global_step"
+    if last in _MOVING_AVERAGE_SLOTS and _FAKE_QUANT.search(name):
+        return "moving_average_slot"
     if _FAKE_QUANT.search(name):
         return "fake_quant_range"
     if last in _OPTIMIZER_SLOTS:
