@@ -256,3 +256,21 @@ def format_value(fmt: "ModelFormat | None") -> "str | None":
 
 def threads_option(help: str = "CPU threads for the runtime (default: the runtime's own choice)."):
     return typer.Option(None, "--threads", "-t", min=1, help=help)
+
+
+def no_fake_quant_option():
+    return typer.Option(False, "--no-fake-quant",
+                        help="ckpt of a _quant model only: restore the float network, skipping the checkpoint's "
+                             "fake-quant ranges (default: the fake-quant network it was trained as).")
+
+
+def fake_quant_value(no_fake_quant: bool, fmt) -> Optional[bool]:
+    """--no-fake-quant -> the library's ``fake_quant=False``; refused outside --format ckpt."""
+    if not no_fake_quant:
+        return None
+    if fmt is None or fmt.value != "ckpt":
+        from zoo.errors import UsageError
+
+        raise UsageError("--no-fake-quant applies to --format ckpt only",
+                         hint="add --format ckpt (a .tflite or frozen graph is quantized as published)")
+    return False

@@ -14,7 +14,8 @@ import typer
 from zoo.data.datasets import SPLITS
 
 from .common import (MODEL_HELP, ModelFormat as Format, app, cache_dir, choices, format_value, json_option, load_catalog,
-                     model_format_option, openvino_device_option, precision_option, runtime_option, runtime_options,
+                     model_format_option, fake_quant_value, no_fake_quant_option, openvino_device_option, precision_option,
+                     runtime_option, runtime_options,
                      threads_option, Precision, Runtime)
 from .output import print_json, terminal
 
@@ -30,6 +31,7 @@ def eval_cmd(
         help="ILSVRC synset folders (n01440764/*.JPEG), TF-slim TFRecord shards, a CSV/TSV of "
              "path,label rows, or class-name folders for a model with its own classes."),
     fmt: Optional[Format] = model_format_option(),
+    no_fake_quant: bool = no_fake_quant_option(),
     runtime: Optional[Runtime] = runtime_option(),
     precision: Optional[Precision] = precision_option(),
     openvino_device: Optional[str] = openvino_device_option(),
@@ -63,7 +65,7 @@ def eval_cmd(
         result = evaluate(model, data, format=format_value(fmt), threads=threads, batch_size=batch_size, limit=limit,
                           crop=crop, split=split.value, skip_errors=skip_errors,
                           catalog=load_catalog(), cache_dir=cache_dir(),
-                          progress=bar.update if bar else False,
+                          progress=bar.update if bar else False, fake_quant=fake_quant_value(no_fake_quant, fmt),
                           **runtime_options(runtime, precision, openvino_device))
     finally:
         if bar:

@@ -14,7 +14,8 @@ import typer
 
 from .common import (MODEL_HELP, Cost, choices, exit_no_match, ModelFormat as Format, app, cache_dir, check_device, device_option,
                      family_option, format_value, json_option, load_catalog, model_format_option, quantized_option,
-                     openvino_device_option, precision_option, runtime_option, runtime_options, threads_option,
+                     fake_quant_value, no_fake_quant_option, openvino_device_option, precision_option,
+                     runtime_option, runtime_options, threads_option,
                      Precision, Runtime)
 from zoo.formats.kinds import RUNTIMES, WEIGHT_SETS
 
@@ -99,6 +100,7 @@ def restore_cmd(
     weights: Optional[Weights] = typer.Option(
         None, "--weights", help="ckpt only: moving averages of all variables (ema), of trainable ones only (ema-trainable), "
              "or raw variables (default: the set that reproduces the tarball's frozen graph, else ema)."),
+    no_fake_quant: bool = no_fake_quant_option(),
     runtime: Optional[Runtime] = runtime_option(),
     precision: Optional[Precision] = precision_option(),
     openvino_device: Optional[str] = openvino_device_option(),
@@ -117,7 +119,7 @@ def restore_cmd(
     if weights is not None and fmt is not Format.ckpt:
         raise UsageError("--weights applies to --format ckpt only")
     restored = _restore(model, fmt, weights=weights.value if weights else None, threads=threads,
-                        **runtime_options(runtime, precision, openvino_device))
+                        fake_quant=fake_quant_value(no_fake_quant, fmt), **runtime_options(runtime, precision, openvino_device))
     info = restored.summary()
     if export is not None:
         info["exported_to"] = str(restored.export(export))
