@@ -140,7 +140,7 @@ def export_cmd(
     to: Target = typer.Option(..., "--to", help="tflite (a file), saved_model (a directory), onnx (an .onnx file) "
                                                  "or openvino (an IR .xml with its .bin), both from the model's .tflite."),
     out: Path = typer.Option(..., "--out", "-o", metavar="PATH", help="Where to write it (must not exist)."),
-    quantize: Optional[Quantize] = typer.Option(None, "--quantize", help="int8: full-integer TFLite (needs --calibration)."),
+    quantize: Optional[Quantize] = typer.Option(None, "--quantize", help="int8: full-integer TFLite (needs --calibration; a _quant model is quantized with its checkpoint's own fake-quant ranges instead)."),
     calibration: Optional[Path] = typer.Option(
         None, "--calibration", metavar="DIR", help="Representative images (any layout) to calibrate int8 with."),
     calibration_size: int = typer.Option(DEFAULT_CALIBRATION_IMAGES, "--calibration-size", min=1, help="How many of them to use at most."),
@@ -162,6 +162,8 @@ def export_cmd(
 
     Example: mobilenet-zoo export v1_0.25_128 --to tflite --quantize int8 --calibration photos/ --out m.tflite
 
+    Example: mobilenet-zoo export v1_0.25_128_quant --to tflite --quantize int8 --out q.tflite
+
     Example: mobilenet-zoo export v1_0.25_128_quant --to onnx --calibration photos/ --out m.onnx
     """
     from zoo.training.export import export_model
@@ -182,4 +184,6 @@ def export_cmd(
     elif result.top1_agreement is not None:
         text += (f"; top-1 agreement with the float model on {result.calibration_images} calibration images: "
                  f"{result.top1_agreement:.1f}%")
+    if result.ranges == "checkpoint fake-quant ranges":
+        text += "; quantized with the checkpoint's fake-quant ranges (no calibration)"
     terminal().print(text, soft_wrap=True, highlight=False, markup=False)

@@ -4,7 +4,9 @@
     write_tflite(Path("out/saved_model"), Path("out/model.tflite"))
     write_int8_tflite(Path("out/saved_model"), Path("out/model_int8.tflite"), calibration_batches)
 
-Full-integer quantization is post-training quantization with a representative dataset,
+A ``_quant`` checkpoint restores as its fake-quant network; its int8 file is quantized with
+the checkpoint's own ranges (``write_fake_quant_tflite``), no calibration needed. Otherwise
+full-integer quantization is post-training quantization with a representative dataset,
 as TensorFlow Lite documents it (``Optimize.DEFAULT`` + ``representative_dataset`` +
 ``TFLITE_BUILTINS_INT8`` only + integer ``inference_input_type``/``inference_output_type``):
 every op, the input and the output are integers, so the file runs on integer-only
@@ -71,6 +73,38 @@ def write_int8_tflite(saved_model: Path, path: Path, calibration: Callable[[], I
     return Path(path)
 
 
+# TOCO's input statistics for the published uint8 files: real = (q - 128) / 128, i.e. [-1, 1)
+# (the vendored mobilenet_v1_0.25_128_quant.tflite's input: scale 0.0078125, zero point 128).
+PUBLISHED_INPUT_STATS = (128.0, 128.0)
+
+
+def write_fake_quant_tflite(saved_model: Path, path: Path, io_type: str = "uint8") -> Path:
+    """Full-integer TFLite of a model carrying fake-quant ops, from their ranges (no calibration).
+
+    The TF1-style converter with ``inference_type=uint8`` is the path upstream's uint8 files
+    were made by (``tflite_convert --inference_type=QUANTIZED_UINT8`` over a fake-quant
+    graph): it reads each FakeQuant op's range and quantizes every tensor with it, weights
+    asymmetric uint8 as in the published files. The TF2 converter makes int8 weights with a
+    non-zero zero point from these ranges, which LiteRT's XNNPACK refuses to run.
+    """
+    from ..formats.keras_models import import_tensorflow
+
+    if io_type != "uint8":
+        raise UsageError(f"a fake-quant model exports with uint8 input and output (asked: {io_type})",
+                         hint="leave --int8-io at uint8, the published files' type",
+                         params=("io_type",))
+    tf = import_tensorflow()
+    converter = tf.compat.v1.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.inference_type = tf.uint8
+    converter.quantized_input_stats = {converter.get_input_arrays()[0]: PUBLISHED_INPUT_STATS}
+    from .._util.runtime_logs import native_stderr_hidden
+
+    with native_stderr_hidden():
+        flatbuffer = converter.convert()
+    Path(path).write_bytes(flatbuffer)
+    return Path(path)
+
+
 # ----------------------------------------------------------------------------- images
 def calibration_files(directory: Path, limit: int = DEFAULT_CALIBRATION_IMAGES) -> list[str]:
     """Up to ``limit`` images under ``directory`` (any depth), evenly spread, stable order; each one
@@ -122,6 +156,7 @@ class ExportResult:
     versions: dict[str, str] | None = None  # converted files: converter versions
     source: str | None = None  # converted files: the .tflite converted
     forced: bool = False
+    ranges: str | None = None  # int8: where the quantization ranges came from
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,7 +195,11 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
     if quantize and to != "tflite":
         raise UsageError("quantize='int8' applies to to='tflite'", hint="SavedModels stay float",
                          params=("quantize", "to"))
-    if quantize and calibration is None:
+    ref = _weights_ref(model, catalog)
+    from ..formats.ckpt import carries_fake_quant
+
+    own_ranges = carries_fake_quant(ref.entry)  # a _quant checkpoint: its ranges quantize it
+    if quantize and calibration is None and not own_ranges:
         raise UsageError("quantize='int8' needs calibration (a folder of images)",
                          hint="a folder of a few hundred images like those the model will see",
                          params=("quantize", "calibration"))
@@ -170,8 +209,9 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
     out = Path(out)
     check_target(out, overwrite, kind=to)
     remove_dead_leftovers(out)
-    files = calibration_files(calibration, calibration_size) if quantize else []
-    keras_model, entry, base_entry = _keras_model_for(model, catalog, cache_dir)
+    files = calibration_files(calibration, calibration_size) if quantize and calibration is not None else []
+    restored = ref.load(cache_dir=cache_dir)
+    keras_model, entry, base_entry = restored.keras_model, restored.entry, ref.base_entry
     staging = staging_path(out)
     agreement = None
     try:
@@ -180,6 +220,10 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
             write_saved_model(keras_model, saved, num_classes=entry.num_classes)
             if to == "saved_model":
                 shutil.move(str(saved), staging)
+            elif quantize and own_ranges:
+                write_fake_quant_tflite(saved, staging, io_type)
+                if files:  # --calibration given: the images check the file against the float conversion
+                    agreement = _agreement(entry, write_tflite(saved, Path(tmp) / "float.tflite"), staging, files)
             elif quantize:
                 size = entry.input_size[:2]
                 write_int8_tflite(saved, staging, lambda: preprocessed_batches(files, size), io_type)
@@ -198,17 +242,16 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
         shutil.rmtree(staging, ignore_errors=True) if staging.is_dir() else staging.unlink(missing_ok=True)
         raise
     return ExportResult(entry.id, to, str(out), quantize, len(files), agreement,
-                        round(time.perf_counter() - start, 2))
+                        round(time.perf_counter() - start, 2),
+                        ranges=("checkpoint fake-quant ranges" if own_ranges else "calibration") if quantize else None)
 
 
-def _keras_model_for(model: str | Path, catalog: Any, cache_dir: Path | None) -> tuple[Any, Any, Any]:
-    """(the Keras model to convert, its entry, the published entry it started from): a catalog
-    model's checkpoint, a checkpoint, or a fine-tuned OUT."""
+def _weights_ref(model: str | Path, catalog: Any) -> Any:
+    """The model to convert, found (not loaded): a catalog model's checkpoint, a checkpoint,
+    or a fine-tuned OUT."""
     from ..formats.resolve import locate_weights
 
-    ref = locate_weights(model, catalog=catalog, purpose="exported")
-    restored = ref.load(cache_dir=cache_dir)
-    return restored.keras_model, restored.entry, ref.base_entry
+    return locate_weights(model, catalog=catalog, purpose="exported")
 
 
 def _agreement(entry: Any, float_path: Path, int8_path: Path, files: Sequence[str]) -> float:
