@@ -152,14 +152,17 @@ def test_parameter_count_matches_the_checkpoint(built):
     assert model.summary()["parameters"] == built.param_count == model.keras_model.count_params()
 
 
-def test_quantized_checkpoint_restores_as_float(tmp_path):
+def test_quantized_checkpoint_restores_as_float_when_asked(tmp_path):
     built = slim_builders.write_v1_model(tmp_path, quantized=True)
-    model = restore_checkpoint(built.entry, built.checkpoint)
+    model = restore_checkpoint(built.entry, built.checkpoint, fake_quant=False)
     # no comparison with a fake-quant frozen graph: the family default, every average
     np.testing.assert_allclose(model(built.images), built.ema_all_probabilities, rtol=0, atol=ATOL)
     summary = model.summary()
     assert "MobilenetV1/Conv2d_0/act_quant/min" in summary["skipped"]["fake_quant_range"]
     assert any(".tflite file is the deployable quantized form" in note for note in summary["notes"])
+    # by default the same checkpoint restores as its fake-quant network (tests/test_fake_quant.py)
+    default = restore_checkpoint(built.entry, built.checkpoint)
+    assert default.summary()["fake_quant"] and "MobilenetV1/Conv2d_0/act_quant/min" in default.used
 
 
 # ----------------------------------------------------------------------------- broken checkpoints

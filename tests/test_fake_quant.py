@@ -1,0 +1,242 @@
+"""`_quant` checkpoints restored as the fake-quant network they were trained as.
+
+The checkpoint is made here from the vendored real uint8 ``mobilenet_v1_0.25_128_quant.tflite``
+(``real_weights.write_quant_checkpoint``): its folded weights, unfolded again through random
+batch-norm statistics, and ranges from its scales and zero points, under contrib.quantize's
+names. Three independent judges:
+
+* the logits' grid: every logit of a fake-quant network is ``min + k * (max - min) / 255``;
+* a fake-quant network written below with plain TF ops from the TFLite file's own numbers
+  (nothing from ``zoo``);
+* the uint8 ``.tflite`` itself, in top-1 on the real photos.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ai_edge_litert")
+tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.tf
+
+import zoo  # noqa: E402
+from zoo.errors import RestoreError  # noqa: E402
+
+from . import real_weights  # noqa: E402
+from .conftest import console_script  # noqa: E402
+from .test_eval import photos, write_synset_folders  # noqa: E402,F401  (photos: a fixture)
+
+DATA = Path(__file__).resolve().parent / "data"
+ENTRY = real_weights.QUANT_CATALOG_ID
+LOGITS_LAYER = "Logits_Conv2d_1c_1x1_fake_quant"
+
+
+@pytest.fixture(scope="module")
+def quant_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("v1_quant")
+    real_weights.write_quant_checkpoint(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def prefix(quant_dir) -> Path:
+    return quant_dir / f"{real_weights.QUANT_STEM}.ckpt"
+
+
+@pytest.fixture(scope="module")
+def restored(prefix):
+    return zoo.restore(prefix, "ckpt", entry=ENTRY)
+
+
+@pytest.fixture(scope="module")
+def inputs() -> np.ndarray:
+    random = np.random.default_rng(0).uniform(-1, 1, (3, 128, 128, 3)).astype(np.float32)
+    return np.concatenate([random, _photo("cat.bmp"), _photo("bird.bmp")])
+
+
+def _photo(name: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(DATA / name) as img:
+        pixels = np.asarray(img.convert("RGB").resize((128, 128), Image.BILINEAR), np.float32)
+    return (pixels / 127.5 - 1.0)[None]
+
+
+def _logits(keras_model, layer: str, images: np.ndarray) -> np.ndarray:
+    import keras
+
+    head = keras.Model(keras_model.input, keras_model.get_layer(layer).output)
+    return np.asarray(head(images)).reshape(len(images), -1)
+
+
+def _on_grid(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    codes = (values - low) / ((high - low) / 255.0)
+    return np.abs(codes - np.round(codes)) < 1e-3
+
+
+def reference_fake_quant(images: np.ndarray) -> np.ndarray:
+    """The independent fake-quant network (plain TF ops), run eagerly."""
+    return real_weights.fake_quant_forward(tf, tf.constant(images)).numpy()
+
+
+# ----------------------------------------------------------------------------- faithful restore
+def test_logits_lie_on_the_grid_of_their_range(restored, prefix, inputs):
+    low, high = real_weights.quant_layers()[-1].act_range
+    assert _on_grid(_logits(restored.keras_model, LOGITS_LAYER, inputs), low, high).all()
+    # the float model of the same checkpoint lands there by chance only
+    float_model = zoo.restore(prefix, "ckpt", entry=ENTRY, fake_quant=False)
+    assert _on_grid(_logits(float_model.keras_model, "conv_preds", inputs), low, high).mean() < 0.05
+    assert not float_model.summary()["fake_quant"]
+    assert any("float model (fake-quant ranges skipped)" in n for n in float_model.summary()["notes"])
+
+
+def test_matches_an_independent_fake_quant_network(restored, inputs):
+    expected = reference_fake_quant(inputs)
+    got = restored(inputs)
+    # measured: identical (0.0); a one-step flip of an activation at a rounding edge would be
+    # the most float summation order could cause, a wrong fold, range or rounding moves far more
+    assert np.abs(got - expected).max() < 1e-6
+    assert (got.argmax(1) == expected.argmax(1)).all()
+
+
+def test_agrees_with_the_tarballs_frozen_fake_quant_graph(restored, quant_dir, inputs):
+    graph = zoo.restore(quant_dir / f"{real_weights.QUANT_STEM}_frozen.pb", "frozen", entry=ENTRY)
+    np.testing.assert_allclose(restored(inputs), graph(inputs), rtol=0, atol=1e-6)
+
+
+def test_top1_agrees_with_the_uint8_tflite_on_real_photos(restored, quant_dir):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(quant_dir / f"{real_weights.QUANT_STEM}.tflite"))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero = inp["quantization"]
+    for name in ("cat.bmp", "bird.bmp"):
+        x = _photo(name)
+        interpreter.set_tensor(inp["index"], np.clip(np.round(x / scale) + zero, 0, 255).astype(np.uint8))
+        interpreter.invoke()
+        assert int(restored(x).argmax()) == int(interpreter.get_tensor(out["index"]).argmax()), name
+
+
+def test_summary_names_the_quantization_points(restored):
+    summary = restored.summary()
+    assert summary["fake_quant"] is True
+    points = summary["quantization_points"]
+    assert len(points) == 28 and points[0] == "Conv2d_0" and points[-1] == "Logits/Conv2d_1c_1x1"
+    assert "MobilenetV1/MobilenetV1/Conv2d_0/act_quant/min" in summary["used"]
+    assert "MobilenetV1/Logits/Conv2d_1c_1x1/weights_quant/max" in summary["used"]
+    assert len(summary["skipped"]["moving_average_slot"]) == 28 * 4  # .../biased, .../local_step
+    assert any(n.startswith("fake-quant ranges applied at 28 points") for n in summary["notes"])
+
+
+def test_export_keeps_the_fake_quant_network(restored, inputs, tmp_path):
+    saved = restored.export(tmp_path / "saved")
+    loaded = tf.saved_model.load(str(saved))
+    signature = loaded.signatures["serving_default"]
+    got = next(iter(signature(tf.constant(inputs)).values())).numpy()
+    np.testing.assert_allclose(got, restored(inputs), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- the console script
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([console_script(), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_restore_says_the_ranges_were_applied(prefix):
+    done = _run("restore", str(prefix), "--format", "ckpt")
+    assert done.returncode == 0, done.stderr
+    assert "fake-quant ranges applied at 28 points" in done.stdout
+    assert "Conv2d_13_pointwise" in done.stdout
+    plain = _run("restore", str(prefix), "--format", "ckpt", "--no-fake-quant", "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["fake_quant"] is False
+
+
+def test_cli_eval_measures_the_fake_quant_network(prefix, quant_dir, photos, tmp_path):  # noqa: F811
+    data = write_synset_folders(tmp_path / "data", photos)
+    results = {}
+    for fmt, model in (("ckpt", prefix), ("tflite", quant_dir / f"{real_weights.QUANT_STEM}.tflite")):
+        done = _run("eval", str(model), "--format", fmt, "--data", str(data), "--json")
+        assert done.returncode == 0, done.stderr
+        results[fmt] = json.loads(done.stdout)
+    assert results["ckpt"]["top1"] == results["tflite"]["top1"]
+    assert results["ckpt"]["images"] == len(photos)
+
+
+# ----------------------------------------------------------------------------- bad checkpoints
+def _broken(tmp_path: Path, change) -> Path:
+    arrays = real_weights.quant_checkpoint_arrays()
+    change(arrays)
+    return real_weights.write_quant_checkpoint(tmp_path, arrays=arrays)
+
+
+def test_a_missing_range_is_named(tmp_path):
+    name = "MobilenetV1/MobilenetV1/Conv2d_5_pointwise/act_quant/max"
+    broken = _broken(tmp_path, lambda a: a.pop(name))
+    with pytest.raises(RestoreError, match="Conv2d_5_pointwise/act_quant/max") as info:
+        zoo.restore(broken, "ckpt", entry=ENTRY)
+    assert "--no-fake-quant" in info.value.hint
+    done = _run("restore", str(broken), "--format", "ckpt")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "no fake-quant range" in done.stderr and "Conv2d_5_pointwise" in done.stderr
+
+
+def test_a_range_with_min_above_max_is_refused(tmp_path):
+    def swap(arrays):
+        base = "MobilenetV1/MobilenetV1/Conv2d_3_depthwise/weights_quant"
+        arrays[f"{base}/min"], arrays[f"{base}/max"] = arrays[f"{base}/max"], arrays[f"{base}/min"]
+
+    broken = _broken(tmp_path, swap)
+    done = _run("restore", str(broken), "--format", "ckpt")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "Conv2d_3_depthwise/weights_quant has min" in done.stderr
+
+
+def test_a_non_finite_range_is_refused(tmp_path):
+    broken = _broken(tmp_path, lambda a: a.__setitem__(
+        "MobilenetV1/Logits/Conv2d_1c_1x1/act_quant/min", np.float32(np.nan)))
+    with pytest.raises(RestoreError, match="Conv2d_1c_1x1/act_quant/min' is nan"):
+        zoo.restore(broken, "ckpt", entry=ENTRY)
+
+
+def test_fake_quant_of_a_float_model_is_refused(tmp_path):
+    prefix = real_weights.write_checkpoint(tmp_path)
+    with pytest.raises(RestoreError, match="is a float model"):
+        zoo.restore(prefix, "ckpt", entry=real_weights.CATALOG_ID, fake_quant=True)
+
+
+# ----------------------------------------------------------------------------- int8 from its own ranges
+def test_export_int8_from_the_checkpoints_own_ranges(prefix, quant_dir, restored, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = tmp_path / "q.tflite"
+    done = _run("export", str(prefix), "--to", "tflite", "--quantize", "int8", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ranges"] == "checkpoint fake-quant ranges" and result["calibration_images"] == 0
+    interpreter = Interpreter(model_path=str(out))
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    assert inp["dtype"] == np.uint8 and inp["quantization"] == (0.0078125, 128)  # the published input
+    assert {t["dtype"] for t in interpreter.get_tensor_details()} <= {np.uint8, np.int32}  # nothing float
+    assert not any(op["op_name"] == "FAKE_QUANT" for op in interpreter._get_ops_details())
+    published = Interpreter(model_path=str(quant_dir / f"{real_weights.QUANT_STEM}.tflite"))
+    published.allocate_tensors()
+    for name in ("cat.bmp", "bird.bmp"):
+        codes = np.clip(np.round(_photo(name) / 0.0078125) + 128, 0, 255).astype(np.uint8)
+        tops = []
+        for model in (interpreter, published):
+            model.set_tensor(model.get_input_details()[0]["index"], codes)
+            model.invoke()
+            tops.append(int(model.get_tensor(model.get_output_details()[0]["index"]).argmax()))
+        assert tops[0] == tops[1] == int(restored(_photo(name)).argmax()), name
+    # the ranges really are the checkpoint's: the first conv's weights carry Conv2d_0's range
+    low, high = real_weights.quant_layers()[0].weights_range
+    scales = [t["quantization"][0] for t in interpreter.get_tensor_details()
+              if t["dtype"] == np.uint8 and len(t["shape"]) == 4 and t["shape"][-1] == 3]
+    assert any(abs(s - (high - low) / 254) < 1e-6 for s in scales)
