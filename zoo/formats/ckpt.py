@@ -41,9 +41,11 @@ names): ``"ema"`` reads ``ema/``, ``"raw"`` reads ``pristine/``.
 
 Always skipped (and listed in ``summary()["skipped"]`` by reason): ``global_step``,
 ``optimizer_slot`` / ``optimizer_state``, the set not chosen (``ema_shadow`` or
-``raw_value``), ``fake_quant_range`` of quantized checkpoints, and anything
-``outside_model_scope`` (e.g. loss averages). A quantized checkpoint therefore restores as a *float* model; its
-``.tflite`` file is the deployable quantized form. With ``strict=True`` (default) a
+``raw_value``), the ranges' ``moving_average_slot`` state, and anything
+``outside_model_scope`` (e.g. loss averages). A quantized (``_quant``) v1 checkpoint's ranges
+are read by ``fake_quant``, which rebuilds the fake-quant network around the restored weights;
+with ``fake_quant=False`` (and for v2/v3, whose range names are unverified) they are skipped as
+``fake_quant_range`` and the model is a *float* one, the ``.tflite`` being the quantized form. With ``strict=True`` (default) a
 variable inside the model's scope that fits no Keras weight is an error; with
 ``strict=False`` it is skipped as ``not_in_model``; likewise a weight without a moving
 average in a checkpoint that has them is an error, or (``strict=False``) loaded from its
