@@ -156,7 +156,7 @@ def quant_layers(tflite: Path = TFLITE) -> list[QuantLayer]:
             for name in order]
 
 
-def quant_checkpoint_arrays(tflite: Path = TFLITE, seed: int = 7) -> dict[str, np.ndarray]:
+def quant_checkpoint_arrays(tflite: Path = TFLITE, seed: int = 7, shadows: bool = False) -> dict[str, np.ndarray]:
     """The variables of a contrib.quantize v1 checkpoint holding the real file's network.
 
     Batch norm is *not* the identity here: random gamma / statistics, with the stored weights
@@ -166,6 +166,8 @@ def quant_checkpoint_arrays(tflite: Path = TFLITE, seed: int = 7) -> dict[str, n
     and the moving averages' ``.../act_quant/<scope>/act_quant/{min,max}/{biased,local_step}``);
     the classifier's sit under ``MobilenetV1/Logits/Conv2d_1c_1x1`` (TFLite tensor names of the
     real file: ``MobilenetV1/Logits/Conv2d_1c_1x1/weights_quant/FakeQuant...``).
+    ``shadows``: also ``<var>/ExponentialMovingAverage`` for every weight and batch-norm
+    variable, 5% off the plain values (the frozen graph and the .tflite carry the plain ones).
     """
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {"global_step": np.array(12345, np.float32)}
@@ -196,6 +198,12 @@ def quant_checkpoint_arrays(tflite: Path = TFLITE, seed: int = 7) -> dict[str, n
             out[f"{slot}/biased"] = np.float32(q.act_range[0 if end == "min" else 1])
             out[f"{slot}/local_step"] = np.float32(12345)
     out["fake_quantization_step"] = np.array(12345, np.float32)
+    if shadows:
+        for name in [n for n in out if n.endswith(("weights", "biases")) or "/BatchNorm/" in n]:
+            if "_quant/" not in name:
+                value = out[name]
+                out[name + "/ExponentialMovingAverage"] = (
+                    value * (1 + 0.05 * rng.standard_normal(value.shape))).astype(np.float32)
     return out
 
 

@@ -109,6 +109,20 @@ def test_agrees_with_the_tarballs_frozen_fake_quant_graph(restored, quant_dir, i
     np.testing.assert_allclose(restored(inputs), graph(inputs), rtol=0, atol=1e-6)
 
 
+def test_the_frozen_graph_picks_the_weight_set(tmp_path, inputs):
+    """A checkpoint with moving averages: the set reproducing the frozen fake-quant graph wins."""
+    directory = tmp_path / "with_shadows"
+    prefix = real_weights.write_quant_checkpoint(
+        directory, arrays=real_weights.quant_checkpoint_arrays(shadows=True))
+    graph = zoo.restore(directory / f"{real_weights.QUANT_STEM}_frozen.pb", "frozen", entry=ENTRY)(inputs)
+    chosen = zoo.restore(prefix, "ckpt", entry=ENTRY)
+    assert chosen.weights == "raw" and chosen.summary()["fake_quant"]
+    assert any(f"reproduces {real_weights.QUANT_STEM}_frozen.pb" in n for n in chosen.notes)
+    np.testing.assert_allclose(chosen(inputs), graph, rtol=0, atol=1e-6)
+    averages = zoo.restore(prefix, "ckpt", entry=ENTRY, weights="ema")
+    assert np.abs(averages(inputs) - graph).max() > 1e-3
+
+
 def test_top1_agrees_with_the_uint8_tflite_on_real_photos(restored, quant_dir):
     from ai_edge_litert.interpreter import Interpreter
 

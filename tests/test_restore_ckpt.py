@@ -22,7 +22,7 @@ pytestmark = pytest.mark.tf
 from zoo.catalog.registry import default_catalog_path, load_catalog
 from zoo.errors import RestoreError, UsageError
 from zoo.formats import restore, restore_file
-from zoo.formats.ckpt import CheckpointModel, restore_checkpoint
+from zoo.formats.ckpt import CheckpointModel, RestoreWarning, restore_checkpoint
 from zoo.formats.keras_models import build_keras_model
 
 from . import slim_builders  # noqa: E402
@@ -160,8 +160,10 @@ def test_quantized_checkpoint_restores_as_float_when_asked(tmp_path):
     summary = model.summary()
     assert "MobilenetV1/Conv2d_0/act_quant/min" in summary["skipped"]["fake_quant_range"]
     assert any(".tflite file is the deployable quantized form" in note for note in summary["notes"])
-    # by default the same checkpoint restores as its fake-quant network (tests/test_fake_quant.py)
-    default = restore_checkpoint(built.entry, built.checkpoint)
+    # by default the same checkpoint restores as its fake-quant network (tests/test_fake_quant.py),
+    # which this builder's float frozen graph cannot confirm: a warning says so
+    with pytest.warns(RestoreWarning, match="no weight set of the checkpoint reproduces"):
+        default = restore_checkpoint(built.entry, built.checkpoint)
     assert default.summary()["fake_quant"] and "MobilenetV1/Conv2d_0/act_quant/min" in default.used
 
 

@@ -172,26 +172,27 @@ def restore_checkpoint(entry: Entry, checkpoint_prefix: Path, *, weights: str | 
         raise RestoreError(f"{entry.id}: unknown weights {weights!r}",
                            hint="use weights='ema' (all moving averages), 'ema-trainable' (averages of "
                                 "trainable weights, plain batch-norm statistics) or 'raw'")
+    if fake_quant is True and not entry.quantized:
+        raise RestoreError(f"{entry.id} is a float model: it has no fake-quant ranges",
+                           hint=f"use its quantized sibling ({entry.id}_quant) or leave fake_quant unset")
+    quantize = fake_quant is not False and carries_fake_quant(entry)
     tf = import_tensorflow()
     model = build_keras_model(entry)
     bindings = bindings_for(entry, model)
     chosen = _read_set(tf, entry, Path(checkpoint_prefix), bindings, weights, explicit, strict)
     notes = list(chosen.notes)
     if not explicit and reference is not False:
-        frozen = reference if isinstance(reference, Path) else find_reference_graph(entry, chosen.prefix)
+        frozen = reference if isinstance(reference, Path) else find_reference_graph(entry, chosen.prefix, quantize)
         if frozen is not None:
             chosen, verdict = _match_reference(tf, entry, model, Path(checkpoint_prefix), bindings, strict,
-                                               chosen, Path(frozen))
+                                               chosen, Path(frozen), quantize)
             notes = list(chosen.notes) + [verdict]
     for binding, array in zip(bindings, chosen.arrays):  # only once every weight has passed its check
         binding.variable.assign(array)
 
     used = list(chosen.sources)
     points: tuple[str, ...] = ()
-    if fake_quant is True and not entry.quantized:
-        raise RestoreError(f"{entry.id} is a float model: it has no fake-quant ranges",
-                           hint=f"use its quantized sibling ({entry.id}_quant) or leave fake_quant unset")
-    if fake_quant is not False and carries_fake_quant(entry):
+    if quantize:
         model, points, range_names = _with_fake_quant(tf, entry, chosen, model, bindings)
         used += range_names
         notes.append(f"fake-quant ranges applied at {len(points)} points (weights after the batch-norm fold, "
@@ -256,14 +257,14 @@ def _read_set(tf: Any, entry: Entry, path: Path, bindings: list[Binding], weight
 
 
 # ----------------------------------------------------------------------------- the frozen graph decides
-def find_reference_graph(entry: Entry, prefix: Path) -> Path | None:
+def find_reference_graph(entry: Entry, prefix: Path, fake_quant: bool = False) -> Path | None:
     """The tarball's frozen graph next to a checkpoint (same training run), if it is there.
 
-    Quantized tarballs are left out: their graphs carry fake-quant ops, so no float
-    restore reproduces them exactly.
+    A quantized tarball's graph carries fake-quant ops: only a fake-quant restore
+    (``fake_quant``) can reproduce it, so for a float restore it is left out.
     """
     pattern = entry.files.get("frozen_graph")
-    if not pattern or entry.quantized:
+    if not pattern or (entry.quantized and not fake_quant):
         return None
     name = Path(pattern).name
     for folder in (prefix.parent, prefix.parent.parent):  # v1/v2/EdgeTPU: beside it; v3: above ema/
@@ -274,8 +275,10 @@ def find_reference_graph(entry: Entry, prefix: Path) -> Path | None:
 
 
 def _match_reference(tf: Any, entry: Entry, model: Any, path: Path, bindings: list[Binding], strict: bool,
-                     default: _WeightSet, frozen: Path) -> tuple[_WeightSet, str]:
-    """Run each weight set and the frozen graph on the same random inputs; keep the set that agrees."""
+                     default: _WeightSet, frozen: Path, fake_quant: bool = False) -> tuple[_WeightSet, str]:
+    """Run each weight set and the frozen graph on the same random inputs; keep the set that agrees.
+
+    ``fake_quant``: each set runs as its fake-quant network (its own ranges), as the graph does."""
     from .frozen import load_frozen_graph
 
     try:
@@ -300,7 +303,8 @@ def _match_reference(tf: Any, entry: Entry, model: Any, path: Path, bindings: li
     for candidate in candidates:
         for binding, array in zip(bindings, candidate.arrays):
             binding.variable.assign(array)
-        got = np.asarray(model.predict_on_batch(images), dtype=np.float32).reshape(len(images), -1)
+        runner = _with_fake_quant(tf, entry, candidate, model, bindings)[0] if fake_quant else model
+        got = np.asarray(runner.predict_on_batch(images), dtype=np.float32).reshape(len(images), -1)
         distances[candidate.weights] = float(np.abs(got - expected).max()) if got.shape == expected.shape \
             else float("inf")
     best = min(candidates, key=lambda c: distances[c.weights])
