@@ -220,7 +220,7 @@ def _with_fake_quant(tf: Any, entry: Entry, chosen: _WeightSet, model: Any,
                      bindings: list[Binding]) -> tuple[Any, tuple[str, ...], list[str]]:
     """The fake-quant network over the restored float weights; the ranges follow the weight set
     (a range's moving-average shadow when the set reads shadows and the checkpoint has one)."""
-    from .fake_quant import fake_quant_network, quantized_layers, read_ranges
+    from .fake_quant import fake_quant_network, quant_plan, quantization_points, read_ranges
 
     reader = tf.train.load_checkpoint(str(chosen.prefix))
     use_shadows = any(src != b.slim_name for b, src in zip(bindings, chosen.sources))
@@ -231,9 +231,9 @@ def _with_fake_quant(tf: Any, entry: Entry, chosen: _WeightSet, model: Any,
         read_names.append(source)
         return reader.get_tensor(source)
 
-    points = read_ranges(entry, chosen.prefix, quantized_layers(entry, bindings), chosen.shapes, read)
-    network = fake_quant_network(entry, model, bindings, points)
-    return network, tuple(p.layer for p in points), read_names
+    uses = quant_plan(entry, model, bindings)
+    ranges = read_ranges(entry, chosen.prefix, uses, chosen.shapes, read)
+    return fake_quant_network(model, uses, ranges), quantization_points(uses), read_names
 
 
 def _read_set(tf: Any, entry: Entry, path: Path, bindings: list[Binding], weights: str, explicit: bool,

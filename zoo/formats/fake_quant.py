@@ -40,60 +40,71 @@ from ..catalog.registry import Entry
 from ..errors import RestoreError
 from .slim_names import SCOPE, Binding
 
-SUPPORTED_FAMILIES = ("v1",)
-WEIGHT_BITS = 8
+SUPPORTED_FAMILIES = ("v1", "v2")
+BITS = 8  # contrib.quantize's default for weights and activations
 
 
 @dataclass(frozen=True)
-class QuantPoint:
-    """One quantized layer: its slim scope and the checkpoint's ranges (None: no such range)."""
+class RangeUse:
+    """One fake-quant op: the Keras layer it follows, and the checkpoint range it reads."""
 
-    layer: str                       # slim layer, e.g. "Conv2d_1_depthwise" or "Logits/Conv2d_1c_1x1"
-    weights_range: tuple[float, float]
-    act_range: tuple[float, float]
-    names: tuple[str, ...]           # the checkpoint variables read
-
-
-def range_scopes(entry: Entry, layer: str) -> tuple[str, ...]:
-    """Where contrib.quantize put a layer's ranges, most likely first."""
-    scope = SCOPE[entry.family]
-    if layer.startswith("Logits/"):
-        return (f"{scope}/{layer}", f"{scope}/{scope}/{layer}")
-    return (f"{scope}/{scope}/{layer}", f"{scope}/{layer}")
+    keras_layer: str                 # the float model's layer whose output (or weights) it quantizes
+    scope: str                       # slim scope without the model prefix, e.g. "expanded_conv_2/project"
+    kind: str                        # weights_quant | act_quant | conv_quant | add_quant
+    relu: bool = False               # the output of a ReLU6 (always act_quant)
 
 
-def read_ranges(entry: Entry, prefix: Any, layers: list[str], shapes: dict[str, tuple],
-                read: Any) -> list[QuantPoint]:
-    """Every layer's weight and activation range, or a RestoreError naming what is wrong.
+# quantize.py puts ``conv_quant`` on a conv output feeding a bypass Add, ``act_quant`` on one that
+# does not; a project output that is also the *next* block's bypass input matches both patterns,
+# so either name is accepted for conv outputs without activation.
+_OTHER_OUTPUT_KIND = {"conv_quant": ("act_quant",), "act_quant": ("conv_quant",)}
+
+
+def range_scopes(entry: Entry, scope: str) -> tuple[str, ...]:
+    """Where contrib.quantize put a scope's ranges, most likely first.
+
+    v1 builds its layers inside a second ``MobilenetV1`` name scope (tensorflow/models#7774),
+    its classifier outside it; v2's TFLite tensor names carry one ``MobilenetV2`` prefix.
+    """
+    model = SCOPE[entry.family]
+    if entry.family == "v1" and not scope.startswith("Logits/"):
+        return (f"{model}/{model}/{scope}", f"{model}/{scope}")
+    return (f"{model}/{scope}", f"{model}/{model}/{scope}")
+
+
+def read_ranges(entry: Entry, prefix: Any, uses: list[RangeUse], shapes: dict[str, tuple],
+                read: Any) -> dict[tuple[str, str], tuple[float, float]]:
+    """(scope, kind) -> (min, max) for every use, or a RestoreError naming what is wrong.
 
     ``read(name)`` returns the checkpoint array (the moving-average shadow when the restore
     uses them). Checks: each range exists, is a scalar, finite, and has min <= max.
     """
-    points = []
-    for layer in layers:
-        found: dict[str, tuple[float, float]] = {}
-        names: list[str] = []
-        for kind in ("weights_quant", "act_quant"):
-            candidates = [f"{s}/{kind}" for s in range_scopes(entry, layer)]
-            base = next((c for c in candidates if f"{c}/min" in shapes and f"{c}/max" in shapes), None)
-            if base is None:
-                missing = next((f"{c}/{end}" for c in candidates[:1] for end in ("min", "max")
-                                if f"{c}/{end}" not in shapes), candidates[0] + "/min")
-                raise RestoreError(
-                    f"{entry.id}: checkpoint {prefix.name} has no fake-quant range {missing!r} "
-                    f"(layer {layer}); a contrib.quantize checkpoint has one per quantized layer",
-                    hint="the checkpoint may be incomplete or a float one: re-fetch it "
-                         f"(`mobilenet-zoo verify --repair {entry.id}`), or restore it as a float "
-                         "model with fake_quant=False (CLI: --no-fake-quant)")
-            low, high = (_scalar(entry, prefix, f"{base}/{end}", shapes, read) for end in ("min", "max"))
-            if not low <= high:
-                raise RestoreError(
-                    f"{entry.id}: fake-quant range {base} has min {low:g} > max {high:g} in {prefix.name}",
-                    hint="the checkpoint is corrupt: re-fetch it, or restore with fake_quant=False (--no-fake-quant)")
-            found[kind] = (low, high)
-            names += [f"{base}/min", f"{base}/max"]
-        points.append(QuantPoint(layer, found["weights_quant"], found["act_quant"], tuple(names)))
-    return points
+    ranges: dict[tuple[str, str], tuple[float, float]] = {}
+    after_relu = {u.keras_layer for u in uses if u.relu}
+    for use in uses:
+        key = (use.scope, use.kind)
+        if key in ranges:
+            continue
+        # a conv output without activation that feeds a bypass: conv_quant or act_quant (see quant_plan)
+        kinds = (use.kind, *_OTHER_OUTPUT_KIND.get(use.kind, ())) if use.keras_layer not in after_relu else (use.kind,)
+        candidates = [f"{s}/{kind}" for kind in kinds for s in range_scopes(entry, use.scope)]
+        base = next((c for c in candidates if f"{c}/min" in shapes and f"{c}/max" in shapes), None)
+        if base is None:
+            missing = next((f"{candidates[0]}/{end}" for end in ("min", "max")
+                            if f"{candidates[0]}/{end}" not in shapes), candidates[0] + "/min")
+            raise RestoreError(
+                f"{entry.id}: checkpoint {prefix.name} has no fake-quant range {missing!r} "
+                f"(layer {use.scope}); a contrib.quantize checkpoint has one per quantized tensor",
+                hint="the checkpoint may be incomplete or a float one: re-fetch it "
+                     f"(`mobilenet-zoo verify --repair {entry.id}`), or restore it as a float "
+                     "model with fake_quant=False (CLI: --no-fake-quant)")
+        low, high = (_scalar(entry, prefix, f"{base}/{end}", shapes, read) for end in ("min", "max"))
+        if not low <= high:
+            raise RestoreError(
+                f"{entry.id}: fake-quant range {base} has min {low:g} > max {high:g} in {prefix.name}",
+                hint="the checkpoint is corrupt: re-fetch it, or restore with fake_quant=False (--no-fake-quant)")
+        ranges[key] = (low, high)
+    return ranges
 
 
 def _scalar(entry: Entry, prefix: Any, name: str, shapes: dict[str, tuple], read: Any) -> float:
@@ -109,55 +120,105 @@ def _scalar(entry: Entry, prefix: Any, name: str, shapes: dict[str, tuple], read
     return value
 
 
-def quantized_layers(entry: Entry, bindings: list[Binding]) -> list[str]:
-    """The slim layers with weights, in network order (each gets a weight and an act range)."""
-    layers: list[str] = []
-    scope = SCOPE[entry.family] + "/"
-    for binding in bindings:
-        name = binding.slim_name[len(scope):] if binding.slim_name.startswith(scope) else binding.slim_name
-        layer = name.split("/BatchNorm/")[0].rsplit("/", 1)[0]
-        if layer not in layers:
-            layers.append(layer)
-    return layers
+# ----------------------------------------------------------------------------- where the ops go
+def quant_plan(entry: Entry, float_model: Any, bindings: list[Binding]) -> list[RangeUse]:
+    """Every fake-quant op of the network, in layer order (``quantize.py``'s placement rules).
+
+    Each conv / depthwise / dense layer: ``weights_quant`` on its folded weights. Its output:
+    ``act_quant`` after the ReLU6 that follows its batch norm; without one, ``conv_quant`` when
+    it feeds a bypass Add, else ``act_quant`` (the logits, v2's project layers). Each bypass
+    Add: ``add_quant`` in the block's scope (the project layer's parent).
+    """
+    model_scope = SCOPE[entry.family] + "/"
+    slim_of = {b.layer: b.slim_name[len(model_scope):].rsplit("/", 1)[0] for b in bindings
+               if b.slim_name.endswith(("weights", "depthwise_weights"))}
+    consumers = _consumers(float_model)
+    uses: list[RangeUse] = []
+    feeding: dict[str, str] = {}  # a BN / ReLU / conv layer -> the slim scope of the conv it follows
+    for layer in float_model.layers:
+        name = layer.name
+        if name in slim_of:
+            scope = slim_of[name]
+            uses.append(RangeUse(name, scope, "weights_quant"))
+            after = consumers.get(name, [])
+            end = name
+            if len(after) == 1 and _is(after[0], "BatchNormalization"):
+                end = after[0].name
+                feeding[end] = scope
+                after = consumers.get(end, [])
+            feeding[name] = scope
+            if len(after) == 1 and _is(after[0], "ReLU"):
+                feeding[after[0].name] = scope
+                uses.append(RangeUse(after[0].name, scope, "act_quant", relu=True))
+            else:
+                kind = "conv_quant" if any(_is(c, "Add") for c in after) else "act_quant"
+                uses.append(RangeUse(end, scope, kind))
+        elif _is(layer, "Add"):
+            # the block's own branch is the input made last (the other is the block's input)
+            order = {l.name: i for i, l in enumerate(float_model.layers)}
+            branch = [p for p in _producers(layer) if p in feeding]
+            if not branch:
+                raise RestoreError(f"{entry.id}: cannot place the fake-quant op of {name}: no conv layer feeds it")
+            scope = feeding[max(branch, key=order.__getitem__)]
+            uses.append(RangeUse(name, scope.rsplit("/", 1)[0], "add_quant"))
+    return uses
+
+
+def quantization_points(uses: list[RangeUse]) -> tuple[str, ...]:
+    """The slim scopes that have ranges, in network order (for ``restore``'s summary)."""
+    return tuple(dict.fromkeys(u.scope + ("/add" if u.kind == "add_quant" else "") for u in uses))
+
+
+def _consumers(model: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for layer in model.layers:
+        for producer in _producers(layer):
+            out.setdefault(producer, []).append(layer)
+    return out
+
+
+def _producers(layer: Any) -> list[str]:
+    names = []
+    for node in layer._inbound_nodes:
+        for tensor in node.input_tensors:
+            names.append(tensor._keras_history.operation.name)
+    return names
 
 
 # ----------------------------------------------------------------------------- the Keras network
-def fake_quant_network(entry: Entry, float_model: Any, bindings: list[Binding],
-                       points: list[QuantPoint]) -> Any:
+def fake_quant_network(float_model: Any, uses: list[RangeUse],
+                       ranges: dict[tuple[str, str], tuple[float, float]]) -> Any:
     """A new ``keras.Model`` computing the fake-quant graph from a restored float model.
 
-    Each conv (+ batch norm) (+ ReLU6) group of ``float_model`` becomes one
-    ``FakeQuantConv``; layers without weights (padding, pooling, reshape, softmax) are copied.
+    The float model's graph is cloned layer for layer: each conv / dense layer becomes a
+    ``FakeQuantConv`` holding its batch norm's fold (the batch norm itself becomes an identity),
+    and a layer whose output is quantized gets the fake-quant op after it. The rest (padding,
+    pooling, reshape, softmax) is copied.
     """
     from .keras_models import import_keras
 
     keras = import_keras()
-    by_layer = {p.layer: p for p in points}
-    slim_of = {}  # keras conv layer -> slim layer
-    scope = SCOPE[entry.family] + "/"
-    for binding in bindings:
-        if binding.slim_name.endswith(("weights", "depthwise_weights")):
-            slim_of[binding.layer] = binding.slim_name[len(scope):].rsplit("/", 1)[0]
-    layers = float_model.layers
-    x = inputs = keras.Input(shape=float_model.input_shape[1:], name="images")
-    i = 1
-    while i < len(layers):
-        layer = layers[i]
-        if layer.name in slim_of:
-            conv = layer
-            bn = layers[i + 1] if i + 1 < len(layers) and _is(layers[i + 1], "BatchNormalization") else None
-            after = i + 1 + (bn is not None)
-            relu = layers[after] if after < len(layers) and _is(layers[after], "ReLU") else None
-            point = by_layer[slim_of[conv.name]]
-            x = _fake_quant_layer_class().from_layers(conv, bn, relu, point)(x)
-            i = after + (relu is not None)
-            continue
-        if _is(layer, "Dropout"):
-            i += 1
-            continue
-        x = layer.__class__.from_config(layer.get_config())(x)
-        i += 1
-    model = keras.Model(inputs, x, name=f"{float_model.name}_fake_quant")
+    classes = _layer_classes()
+    weights = {u.keras_layer: ranges[(u.scope, u.kind)] for u in uses if u.kind == "weights_quant"}
+    outputs = {u.keras_layer: ranges[(u.scope, u.kind)] for u in uses if u.kind != "weights_quant"}
+    consumers = _consumers(float_model)
+    batch_norm_of = {name: c for name in weights for c in consumers.get(name, []) if _is(c, "BatchNormalization")}
+    folded = {bn.name for bn in batch_norm_of.values()}
+
+    def clone(layer: Any) -> Any:
+        name = layer.name
+        if name in weights:
+            bn = batch_norm_of.get(name)
+            out_range = None if bn is not None else outputs.get(name)  # else: after the folded batch norm
+            return classes["conv"].from_layers(layer, bn, weights[name], out_range)
+        if name in folded:
+            return classes["output"](outputs.get(name), name=name)
+        if name in outputs:
+            return classes["output"](outputs[name], relu6=_is(layer, "ReLU"), add=_is(layer, "Add"), name=name)
+        return layer.__class__.from_config(layer.get_config())
+
+    model = keras.models.clone_model(float_model, clone_function=clone)
+    model.name = f"{float_model.name}_fake_quant"
     return model
 
 
@@ -166,62 +227,66 @@ def _is(layer: Any, kind: str) -> bool:
 
 
 @functools.cache
-def _fake_quant_layer_class() -> Any:
-    """The Keras layer class, made on first use: importing this module must not import Keras."""
+def _layer_classes() -> dict[str, Any]:
+    """The Keras layer classes, made on first use: importing this module must not import Keras."""
     from .keras_models import import_keras, import_tensorflow
 
     keras = import_keras()
     tf = import_tensorflow()
 
-    class _FakeQuantConv(keras.layers.Layer):
-        """Conv or depthwise conv with batch norm folded, fake-quant weights and output.
+    def fake_quant(x: Any, low: Any, high: Any, narrow_range: bool) -> Any:
+        return tf.quantization.fake_quant_with_min_max_vars(x, low, high, num_bits=BITS, narrow_range=narrow_range)
+
+    class FakeQuantConv(keras.layers.Layer):
+        """A conv, depthwise conv or dense layer with its batch norm folded and fake-quant weights
+        (and, without a batch norm after it, fake-quant output).
 
         Holds the float (unfolded) kernel and the batch-norm multiplier separately so the fold
         happens in the graph, before the weights are quantized, as ``fold_batch_norms.py`` does.
         """
 
-        def __init__(self, *, depthwise: bool, strides: tuple, padding: str, relu6: bool,
-                     kernel_shape: tuple, channels: int, **kwargs: Any):
+        def __init__(self, *, kind: str, strides: tuple = (1, 1), padding: str = "valid", activation: str = "linear",
+                     kernel_shape: tuple = (), channels: int = 0, quantize_output: bool = False, **kwargs: Any):
             super().__init__(**kwargs)
-            self.depthwise, self.strides, self.padding, self.relu6 = depthwise, tuple(strides), padding, relu6
-            self.kernel_shape, self.channels = tuple(kernel_shape), channels
+            self.kind, self.strides, self.padding, self.activation = kind, tuple(strides), padding, activation
+            self.kernel_shape, self.channels, self.quantize_output = tuple(kernel_shape), channels, quantize_output
 
         def build(self, input_shape: Any) -> None:
             fixed = dict(trainable=False, initializer="zeros")
             self.kernel = self.add_weight(name="kernel", shape=self.kernel_shape, **fixed)
             self.multiplier = self.add_weight(name="fold_multiplier", shape=(self.channels,), **fixed)
             self.bias = self.add_weight(name="bias", shape=(self.channels,), **fixed)
-            self.ranges = self.add_weight(name="ranges", shape=(4,), **fixed)  # w min, w max, a min, a max
+            self.ranges = self.add_weight(name="ranges", shape=(4,), **fixed)  # weights min, max; output min, max
 
-        def call(self, x: Any) -> Any:
-            if self.depthwise:  # kernel [kh, kw, C, 1]: the multiplier scales its C axis
+        def call(self, x: Any, mask: Any = None) -> Any:  # mask: clone_model passes one along
+            if self.kind == "depthwise":  # kernel [kh, kw, C, 1]: the multiplier scales its C axis
                 folded = self.kernel * tf.reshape(self.multiplier, (1, 1, -1, 1))
             else:
                 folded = self.kernel * self.multiplier
-            weights = tf.quantization.fake_quant_with_min_max_vars(
-                folded, self.ranges[0], self.ranges[1], num_bits=WEIGHT_BITS, narrow_range=True)
-            strides = (1, *self.strides, 1)
-            padding = self.padding.upper()
-            if self.depthwise:
+            weights = fake_quant(folded, self.ranges[0], self.ranges[1], narrow_range=True)
+            strides, padding = (1, *self.strides, 1), self.padding.upper()
+            if self.kind == "depthwise":
                 y = tf.nn.depthwise_conv2d(x, weights, strides, padding)
-            else:
+            elif self.kind == "conv":
                 y = tf.nn.conv2d(x, weights, strides, padding)
+            else:
+                y = tf.matmul(x, weights)
             y = y + self.bias
-            if self.relu6:
-                y = tf.nn.relu6(y)
-            return tf.quantization.fake_quant_with_min_max_vars(
-                y, self.ranges[2], self.ranges[3], num_bits=WEIGHT_BITS, narrow_range=False)
+            if self.quantize_output:
+                y = fake_quant(y, self.ranges[2], self.ranges[3], narrow_range=False)
+            return keras.activations.get(self.activation)(y)
 
         def get_config(self) -> dict:
-            return {**super().get_config(), "depthwise": self.depthwise, "strides": self.strides,
-                    "padding": self.padding, "relu6": self.relu6, "kernel_shape": self.kernel_shape,
-                    "channels": self.channels}
+            return {**super().get_config(), "kind": self.kind, "strides": self.strides, "padding": self.padding,
+                    "activation": self.activation, "kernel_shape": self.kernel_shape, "channels": self.channels,
+                    "quantize_output": self.quantize_output}
 
         @classmethod
-        def from_layers(cls, conv: Any, bn: Any, relu: Any, point: QuantPoint) -> Any:
-            depthwise = _is(conv, "DepthwiseConv2D")
-            kernel = np.asarray(conv.kernel, np.float32)  # Keras 3: depthwise [kh, kw, C, 1] too
-            channels = kernel.shape[2] * kernel.shape[3] if depthwise else kernel.shape[3]
+        def from_layers(cls, layer: Any, bn: Any, weights_range: tuple[float, float],
+                        out_range: tuple[float, float] | None) -> Any:
+            kind = {"DepthwiseConv2D": "depthwise", "Conv2D": "conv", "Dense": "dense"}[type(layer).__name__]
+            kernel = np.asarray(layer.kernel, np.float32)  # Keras 3: depthwise [kh, kw, C, 1] too
+            channels = kernel.shape[2] * kernel.shape[3] if kind == "depthwise" else kernel.shape[-1]
             if bn is not None:
                 gamma = np.asarray(bn.gamma, np.float32) if bn.scale else np.ones(channels, np.float32)
                 beta = np.asarray(bn.beta, np.float32) if bn.center else np.zeros(channels, np.float32)
@@ -229,17 +294,42 @@ def _fake_quant_layer_class() -> Any:
                 bias = beta - np.asarray(bn.moving_mean, np.float32) * multiplier
             else:
                 multiplier = np.ones(channels, np.float32)
-                bias = np.asarray(conv.bias, np.float32) if conv.use_bias else np.zeros(channels, np.float32)
-            if relu is not None and float(relu.max_value or 0) != 6.0:
-                raise RestoreError(f"layer {relu.name}: fake-quant restore expects ReLU6")
-            layer = cls(depthwise=depthwise, strides=conv.strides, padding=conv.padding, relu6=relu is not None,
-                        kernel_shape=kernel.shape, channels=int(channels),
-                        name=point.layer.replace("/", "_") + "_fake_quant")
-            layer.build(None)
-            layer.kernel.assign(kernel)
-            layer.multiplier.assign(multiplier.astype(np.float32))
-            layer.bias.assign(bias.astype(np.float32))
-            layer.ranges.assign(np.array([*point.weights_range, *point.act_range], np.float32))
-            return layer
+                bias = np.asarray(layer.bias, np.float32) if layer.use_bias else np.zeros(channels, np.float32)
+            activation = keras.activations.serialize(layer.activation) if hasattr(layer, "activation") else "linear"
+            activation = activation if isinstance(activation, str) else activation.get("config", "linear")
+            new = cls(kind=kind, strides=getattr(layer, "strides", (1, 1)), padding=getattr(layer, "padding", "valid"),
+                      activation=activation, kernel_shape=kernel.shape, channels=int(channels),
+                      quantize_output=out_range is not None, name=layer.name)
+            new.build(None)
+            new.kernel.assign(kernel)
+            new.multiplier.assign(multiplier.astype(np.float32))
+            new.bias.assign(bias.astype(np.float32))
+            new.ranges.assign(np.array([*weights_range, *(out_range or (0.0, 0.0))], np.float32))
+            return new
 
-    return _FakeQuantConv
+    class FakeQuantOutput(keras.layers.Layer):
+        """Identity (a folded batch norm), ReLU6 or Add, then the output's fake-quant op if it has one."""
+
+        def __init__(self, out_range: tuple[float, float] | None = None, *, relu6: bool = False, add: bool = False,
+                     **kwargs: Any):
+            super().__init__(**kwargs)
+            self.out_range = None if out_range is None else tuple(float(v) for v in out_range)
+            self.relu6, self.add = relu6, add
+
+        def call(self, x: Any, mask: Any = None) -> Any:  # mask: clone_model passes one along
+            if self.add:  # pairwise tf.add: the converter quantizes ADD, not ADD_N
+                y = x[0]
+                for other in x[1:]:
+                    y = tf.add(y, other)
+            else:
+                y = x
+            if self.relu6:
+                y = tf.nn.relu6(y)
+            if self.out_range is not None:
+                y = fake_quant(y, self.out_range[0], self.out_range[1], narrow_range=False)
+            return y
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "out_range": self.out_range, "relu6": self.relu6, "add": self.add}
+
+    return {"conv": FakeQuantConv, "output": FakeQuantOutput}
