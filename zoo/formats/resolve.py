@@ -283,12 +283,19 @@ def entry_for_file(path: Path, catalog: Catalog, fmt: str) -> Entry:
     Lets `classify path/to/mobilenet_v1_0.25_128_quant.tflite cat.jpg` work on files
     that never went through the cache (only upstream file names can be recognised).
     """
-    name = _checkpoint_prefix(Path(path)).name
+    prefix = _checkpoint_prefix(Path(path))
+    name = prefix.name
     role = ROLE_OF_FORMAT.get(fmt)  # converted formats have no tarball file: only the id as a name
+    in_folder = []  # patterns such as v2_224_100/model.ckpt-*: the folder names the model
     for candidate in catalog if role else ():
         pattern = candidate.files.get(role)
         if pattern and "*" not in Path(pattern).name and fnmatch.fnmatch(name, Path(pattern).name):
             return candidate
+        depth = len(Path(pattern).parts) if pattern else 0
+        if depth > 1 and fnmatch.fnmatch("/".join(prefix.absolute().parts[-depth:]), pattern):
+            in_folder.append(candidate)
+    if len(in_folder) == 1:
+        return in_folder[0]
     stem = name.rsplit(".", 1)[0].removesuffix("_frozen").removesuffix(".ckpt")
     if stem in catalog:  # upstream names are catalog aliases: mobilenet_v2_1.0_224_quant
         return catalog.get(stem)
