@@ -33,7 +33,7 @@ from .test_eval import photos, write_synset_folders  # noqa: E402,F401  (photos:
 
 DATA = Path(__file__).resolve().parent / "data"
 ENTRY = real_weights.QUANT_CATALOG_ID
-LOGITS_LAYER = "Logits_Conv2d_1c_1x1_fake_quant"
+LOGITS_LAYER = "conv_preds"  # its output: the logits, after their fake-quant op
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +254,85 @@ def test_export_int8_from_the_checkpoints_own_ranges(prefix, quant_dir, restored
     scales = [t["quantization"][0] for t in interpreter.get_tensor_details()
               if t["dtype"] == np.uint8 and len(t["shape"]) == 4 and t["shape"][-1] == 3]
     assert any(abs(s - (high - low) / 254) < 1e-6 for s in scales)
+
+
+# ----------------------------------------------------------------------------- v2: bypass quantization
+@pytest.fixture(scope="module")
+def v2_prefix(tmp_path_factory) -> Path:
+    from . import real_weights_v2
+
+    if not real_weights_v2.TFLITE.exists():
+        pytest.skip(f"needs the real uint8 v2 file {real_weights_v2.TFLITE} (../shared, this workplace only)")
+    return real_weights_v2.write_checkpoint(tmp_path_factory.mktemp("v2_quant"))
+
+
+@pytest.fixture(scope="module")
+def v2_restored(v2_prefix):
+    from . import real_weights_v2
+
+    return zoo.restore(v2_prefix, "ckpt", entry=real_weights_v2.CATALOG_ID)
+
+
+def _photo_224(name: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(DATA / name) as img:
+        pixels = np.asarray(img.convert("RGB").resize((224, 224), Image.BILINEAR), np.float32)
+    return (pixels / 127.5 - 1.0)[None]
+
+
+def test_v2_logits_and_bypass_adds_lie_on_their_grids(v2_restored):
+    from . import real_weights_v2
+
+    layers, adds = real_weights_v2.read_layers()
+    images = np.concatenate([_photo_224("cat.bmp"), _photo_224("bird.bmp")])
+    summary = v2_restored.summary()
+    assert summary["fake_quant"] and len(summary["quantization_points"]) == len(layers) + len(adds) == 63
+    # Keras' v2 classifier is one Dense layer with its softmax: differences of log-probabilities
+    # are differences of logits, which lie on the grid's step
+    low, high = layers[-1].output_range
+    log_p = np.log(v2_restored(images).astype(np.float64))
+    steps = (log_p - log_p.max(axis=1, keepdims=True)) / ((high - low) / 255.0)
+    assert (np.abs(steps - np.round(steps)) < 1e-2).all()
+    for block, keras_name in (("expanded_conv_2", "block_2_add"), ("expanded_conv_15", "block_15_add")):
+        assert _on_grid(_logits(v2_restored.keras_model, keras_name, images), *adds[block]).all(), block
+
+
+def test_v2_top1_agrees_with_the_uint8_tflite(v2_restored):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from . import real_weights_v2
+
+    interpreter = Interpreter(model_path=str(real_weights_v2.TFLITE))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    for name in ("cat.bmp", "bird.bmp"):
+        x = _photo_224(name)
+        interpreter.set_tensor(inp["index"], np.clip(np.round(x * 128) + 128, 0, 255).astype(np.uint8))
+        interpreter.invoke()
+        assert int(v2_restored(x).argmax()) == int(interpreter.get_tensor(out["index"]).argmax()), name
+
+
+def test_v2_int8_export_has_the_published_files_scales(v2_prefix, tmp_path):
+    """The uint8 file made from the checkpoint's ranges quantizes every conv's weights and output
+    exactly as the published file does (same scales, same zero points)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from . import real_weights_v2
+
+    out = tmp_path / "v2.tflite"
+    done = _run("export", str(v2_prefix), "--to", "tflite", "--quantize", "int8", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+
+    def conv_quantization(path: Path) -> list:
+        interpreter = Interpreter(model_path=str(path))
+        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+        found = []
+        for op in interpreter._get_ops_details():
+            if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "FULLY_CONNECTED"):  # FC: Keras' classifier
+                ids = [op["inputs"][1], op["outputs"][0]] if op["op_name"] != "ADD" else [op["outputs"][0]]
+                found.append([(round(tensors[i]["quantization"][0], 7), tensors[i]["quantization"][1]) for i in ids])
+        return found
+
+    ours = conv_quantization(out)
+    assert len(ours) == 36 + 17 + 10 and ours == conv_quantization(real_weights_v2.TFLITE)
