@@ -42,9 +42,9 @@ names): ``"ema"`` reads ``ema/``, ``"raw"`` reads ``pristine/``.
 Always skipped (and listed in ``summary()["skipped"]`` by reason): ``global_step``,
 ``optimizer_slot`` / ``optimizer_state``, the set not chosen (``ema_shadow`` or
 ``raw_value``), the ranges' ``moving_average_slot`` state, and anything
-``outside_model_scope`` (e.g. loss averages). A quantized (``_quant``) v1 checkpoint's ranges
+``outside_model_scope`` (e.g. loss averages). A quantized (``_quant``) v1 or v2 checkpoint's ranges
 are read by ``fake_quant``, which rebuilds the fake-quant network around the restored weights;
-with ``fake_quant=False`` (and for v2/v3, whose range names are unverified) they are skipped as
+with ``fake_quant=False`` (and for v3 / EdgeTPU, whose fake-quant points are unknown) they are skipped as
 ``fake_quant_range`` and the model is a *float* one, the ``.tflite`` being the quantized form. With ``strict=True`` (default) a
 variable inside the model's scope that fits no Keras weight is an error; with
 ``strict=False`` it is skipped as ``not_in_model``; likewise a weight without a moving
@@ -82,8 +82,9 @@ MATCH_ATOL = 1e-4  # max |probability difference| for "the same weights" (float3
 MATCH_INPUTS = 2
 _QUANTIZED_NOTE = ("quantized checkpoint restored as a float model (fake-quant ranges skipped); "
                    "the .tflite file is the deployable quantized form")
-_UNSUPPORTED_NOTE = ("fake-quant restore is implemented for v1 only ({family}'s bypass-quantization range names "
-                     "are unverified): restored as a float model; the .tflite file is the deployable quantized form")
+_UNSUPPORTED_NOTE = ("fake-quant restore is implemented for v1 and v2 ({family}'s fake-quant points are not known "
+                     "from any public source): restored as a float model; the .tflite file is the deployable "
+                     "quantized form")
 
 
 class CheckpointModel(RestoredModel):

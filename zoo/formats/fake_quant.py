@@ -22,10 +22,15 @@ Facts (tensorflow/tensorflow ``tensorflow/contrib/quantize/python/``):
   ``MobilenetV1/Logits/Conv2d_1c_1x1``. Both prefixes are accepted for every layer.
   ``narrow_range`` of the weights is also visible in the real uint8 ``.tflite`` files: every
   weight tensor of ``mobilenet_v1_0.25_128_quant.tflite`` has its codes in [1, 255].
+* v2 (bypass quantization, ``quantize.py``): a conv output without activation gets
+  ``conv_quant`` when it feeds a bypass Add, else ``act_quant``; the Add gets ``add_quant`` in
+  the block's scope (``MobilenetV2/expanded_conv_2/add_quant``). The *places* are verified from
+  the real ``mobilenet_v2_1.0_224_quant.tflite`` (its project and Add outputs carry their own
+  scales); the variable *names* are inferred (no public listing of a v2 ``_quant`` checkpoint),
+  so either ``conv_quant`` or ``act_quant`` is accepted on a project output.
 
-Supported: v1 (a chain of conv / depthwise layers). v2 and v3 add bypass (Add) quantization
-whose range names are not verified from any public listing; their ``_quant`` checkpoints
-still restore as float models (``fake_quant=False`` behaviour) with a note saying so.
+Supported: v1 and v2. v3 (hard-swish, squeeze-excite) and EdgeTPU quantized checkpoints restore
+as float models with a note: where their fake-quant ops sit is not known from a public source.
 """
 
 from __future__ import annotations
