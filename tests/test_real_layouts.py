@@ -25,6 +25,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
@@ -71,14 +72,25 @@ def tiny_v3(tmp_path_factory):
     return slim_builders.write_v3_model(tmp_path_factory.mktemp("tiny_v3"), seed=6)
 
 
+def _with_v2_ranges(tensors: dict) -> dict:
+    """Ranges [-8, 8] under contrib.quantize's names (``zoo.formats.fake_quant`` says which)."""
+    out = dict(tensors)
+    for name in tensors:
+        if name.endswith(("/weights", "/depthwise_weights")) and "ExponentialMovingAverage" not in name:
+            scope = name.rsplit("/", 1)[0]
+            block = scope.rsplit("/", 1)[0]
+            for kind_scope in (f"{scope}/weights_quant", f"{scope}/act_quant", f"{block}/add_quant"):
+                out[f"{kind_scope}/min"], out[f"{kind_scope}/max"] = np.float32(-8.0), np.float32(8.0)
+    return out
+
+
 def test_v2_uint8_layout_fetches_and_every_command_finds_its_file(cli, fault_server, tiny_v2, tmp_path):
     root = "v2_32_35"
     layout = tmp_path / "layout" / root
     layout.mkdir(parents=True)
     step = "model.ckpt-2685865"
-    for part in tiny_v2.checkpoint.parent.glob(tiny_v2.checkpoint.name + ".*"):
-        if part.name.endswith((".index", ".meta")) or ".data-" in part.name:
-            shutil.copy(part, layout / (step + part.name[len(tiny_v2.checkpoint.name):]))
+    # a uint8 tarball's checkpoint carries fake-quant ranges: one per weight and output, one per block's Add
+    slim_builders.rewrite_checkpoint(tiny_v2.checkpoint, layout / step, _with_v2_ranges)
     shutil.copy(tiny_v2.tflite, layout / "model.tflite")
     shutil.copy(tiny_v2.frozen_graph, layout / "graph_frozen.pb")
     entry = _from_shipped(tiny_v2.entry, "v2_0.35_96_quant", root)
