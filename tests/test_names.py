@@ -67,3 +67,34 @@ def test_normalize_is_idempotent():
     for entry in CATALOG:
         assert normalize(normalize(entry.id)) == normalize(entry.id)
     assert split_release("a@b") == ("a", "b") and split_release("a") == ("a", None)
+
+
+def test_a_checkpoint_in_its_tarball_folder_names_its_model(tmp_path):
+    """Patterns such as ``v2_224_100/model.ckpt-*``: the folder, not the file, says the model."""
+    from zoo.errors import UsageError
+    from zoo.formats.resolve import locate
+
+    checked = 0
+    for entry in CATALOG:
+        pattern = entry.files.get("checkpoint", "")
+        parts = pattern.split("/")
+        if len(parts) < 2 or "*" not in parts[-1]:
+            continue
+        prefix = tmp_path / entry.id / "/".join(parts).replace("*", "1234")
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in (".index", ".data-00000-of-00001"):
+            prefix.with_name(prefix.name + suffix).write_bytes(b"")
+        index = prefix.with_name(prefix.name + ".index")  # what a user tab-completes to
+        same = [e.id for e in CATALOG if e.files.get("checkpoint") == pattern]
+        if len(same) == 1:
+            assert locate(index, "ckpt", catalog=CATALOG).entry.id == entry.id
+        else:  # the folder does not tell them apart: say so, never guess
+            with pytest.raises(UsageError, match="cannot tell which catalog model"):
+                locate(index, "ckpt", catalog=CATALOG)
+        checked += 1
+    assert checked >= 5
+    stray = tmp_path / "elsewhere" / "model.ckpt-1234"
+    stray.parent.mkdir()
+    stray.with_name("model.ckpt-1234.index").write_bytes(b"")
+    with pytest.raises(UsageError, match="cannot tell which catalog model"):
+        locate(stray.with_name("model.ckpt-1234.index"), "ckpt", catalog=CATALOG)
