@@ -232,7 +232,7 @@ def test_export_int8_from_the_checkpoints_own_ranges(prefix, quant_dir, restored
     done = _run("export", str(prefix), "--to", "tflite", "--quantize", "int8", "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["ranges"] == "checkpoint fake-quant ranges" and result["calibration_images"] == 0
+    assert result["ranges"] == "the model's fake-quant ranges" and result["calibration_images"] == 0
     interpreter = Interpreter(model_path=str(out))
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]

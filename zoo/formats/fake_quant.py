@@ -192,20 +192,30 @@ def _producers(layer: Any) -> list[str]:
 
 # ----------------------------------------------------------------------------- the Keras network
 def fake_quant_network(float_model: Any, uses: list[RangeUse],
-                       ranges: dict[tuple[str, str], tuple[float, float]]) -> Any:
+                       ranges: dict[tuple[str, str], tuple[float, float]] | None, *, learn: bool = False) -> Any:
     """A new ``keras.Model`` computing the fake-quant graph from a restored float model.
 
     The float model's graph is cloned layer for layer: each conv / dense layer becomes a
     ``FakeQuantConv`` holding its batch norm's fold (the batch norm itself becomes an identity),
     and a layer whose output is quantized gets the fake-quant op after it. The rest (padding,
     pooling, reshape, softmax) is copied.
+
+    ``ranges`` None: no range is known yet (quantization-aware training of a float model); the
+    network must see data in training mode (``learn``) before its outputs mean anything.
+    ``learn``: the ranges follow the data in training mode (see ``_layer_classes``) and the
+    kernels are trainable; otherwise the whole network is frozen, a restored checkpoint.
     """
     from .keras_models import import_keras
 
     keras = import_keras()
     classes = _layer_classes()
-    weights = {u.keras_layer: ranges[(u.scope, u.kind)] for u in uses if u.kind == "weights_quant"}
-    outputs = {u.keras_layer: ranges[(u.scope, u.kind)] for u in uses if u.kind != "weights_quant"}
+    known = ranges is not None
+
+    def range_of(use: RangeUse) -> tuple[float, float] | None:
+        return ranges[(use.scope, use.kind)] if known else None
+
+    weights = {u.keras_layer: range_of(u) for u in uses if u.kind == "weights_quant"}
+    outputs = {u.keras_layer: range_of(u) for u in uses if u.kind != "weights_quant"}
     consumers = _consumers(float_model)
     batch_norm_of = {name: c for name in weights for c in consumers.get(name, []) if _is(c, "BatchNormalization")}
     folded = {bn.name for bn in batch_norm_of.values()}
@@ -214,21 +224,71 @@ def fake_quant_network(float_model: Any, uses: list[RangeUse],
         name = layer.name
         if name in weights:
             bn = batch_norm_of.get(name)
-            out_range = None if bn is not None else outputs.get(name)  # else: after the folded batch norm
-            return classes["conv"].from_layers(layer, bn, weights[name], out_range)
-        if name in folded:
-            return classes["output"](outputs.get(name), name=name)
-        if name in outputs:
-            return classes["output"](outputs[name], relu6=_is(layer, "ReLU"), add=_is(layer, "Add"), name=name)
+            quantize_output = bn is None and name in outputs  # else: after the folded batch norm
+            return classes["conv"].from_layers(layer, bn, weights[name], quantize_output,
+                                               outputs.get(name) if quantize_output else None, learn=learn)
+        if name in folded or name in outputs:
+            return classes["output"](name in outputs, outputs.get(name), relu6=_is(layer, "ReLU"),
+                                     add=_is(layer, "Add"), learn_ranges=learn, name=name)
         return layer.__class__.from_config(layer.get_config())
 
     model = keras.models.clone_model(float_model, clone_function=clone)
     model.name = f"{float_model.name}_fake_quant"
+    if not learn:
+        model.trainable = False
     return model
+
+
+def fake_quant_layers(model: Any) -> list[Any]:
+    """The fake-quant layers of a model, nested models included (empty for a float model)."""
+    kinds = tuple(_layer_classes().values())
+    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, kinds)]
+
+
+def start_learning(model: Any) -> None:
+    """Let a restored fake-quant network's ranges follow the data from now on (fine-tuning it):
+    they continue from the checkpoint's, as moving averages."""
+    for layer in fake_quant_layers(model):
+        layer.learn_ranges = True
+    model.trainable = True
+
+
+def fake_quant_dense(units: int, inputs: int, *, name: str, activation: str = "softmax", seed: int = 0) -> Any:
+    """A new classifier for quantization-aware training: weights and logits fake-quantized, as
+    contrib.quantize treats slim's ``Logits`` layer; its ranges are learned (none yet)."""
+    from .keras_models import import_keras
+
+    keras = import_keras()
+    dense = keras.layers.Dense(units, activation=activation, name=name,
+                               kernel_initializer=keras.initializers.GlorotUniform(seed=seed))
+    dense.build((None, inputs))
+    return _layer_classes()["conv"].from_layers(dense, None, None, True, None, learn=True)
+
+
+def calibrate(model: Any, batches: Any) -> int:
+    """Set a learning network's ranges from data before training: each range becomes the mean of
+    the batches' extremes. Returns the number of batches seen."""
+    seen = 0
+    for batch in batches:
+        model(batch, training=True)
+        seen += 1
+    return seen
+
+
+def register_layers() -> None:
+    """Make the fake-quant layers known to ``keras.saving`` (before loading a file that has them)."""
+    _layer_classes()
 
 
 def _is(layer: Any, kind: str) -> bool:
     return type(layer).__name__ == kind
+
+
+# Activation ranges while training: the running mean of each batch's min / max for the first
+# 1000 batches, then contrib.quantize's exponential moving average (decay 0.999, quant_ops.py).
+# A range read from a checkpoint counts as settled: it moves at the 0.999 rate from the start.
+EMA_DECAY = 0.999
+SETTLED_UPDATES = 1e6
 
 
 @functools.cache
@@ -239,36 +299,71 @@ def _layer_classes() -> dict[str, Any]:
     keras = import_keras()
     tf = import_tensorflow()
 
-    def fake_quant(x: Any, low: Any, high: Any, narrow_range: bool) -> Any:
-        return tf.quantization.fake_quant_with_min_max_vars(x, low, high, num_bits=BITS, narrow_range=narrow_range)
+    def fake_quant(x: Any, bounds: Any, narrow_range: bool) -> Any:
+        return tf.quantization.fake_quant_with_min_max_vars(x, bounds[0], bounds[1], num_bits=BITS,
+                                                            narrow_range=narrow_range)
 
+    def extremes(x: Any) -> Any:
+        """A tensor's (min, max), widened to hold 0 (a quantized range always represents zero)."""
+        x = tf.stop_gradient(x)
+        return tf.stack([tf.minimum(tf.reduce_min(x), 0.0), tf.maximum(tf.reduce_max(x), 0.0)])
+
+    def follow(bounds: Any, updates: Any, x: Any) -> Any:
+        """Move an activation range towards this batch's extremes; the range to use now."""
+        decay = tf.minimum(EMA_DECAY, updates / (updates + 1.0))
+        bounds.assign(decay * bounds + (1.0 - decay) * extremes(x))
+        updates.assign_add(1.0)
+        return bounds
+
+    def range_weights(layer: Any, name: str, initial: tuple[float, float] | None) -> tuple[Any, Any]:
+        bounds = layer.add_weight(name=name, shape=(2,), trainable=False, initializer="zeros", aggregation="mean")
+        updates = layer.add_weight(name=name + "_updates", shape=(), trainable=False, initializer="zeros",
+                                   aggregation="only_first_replica")
+        if initial is not None:
+            bounds.assign(np.asarray(initial, np.float32))
+            updates.assign(SETTLED_UPDATES)
+        return bounds, updates
+
+    @keras.saving.register_keras_serializable(package="mobilenet_zoo")
     class FakeQuantConv(keras.layers.Layer):
         """A conv, depthwise conv or dense layer with its batch norm folded and fake-quant weights
         (and, without a batch norm after it, fake-quant output).
 
         Holds the float (unfolded) kernel and the batch-norm multiplier separately so the fold
         happens in the graph, before the weights are quantized, as ``fold_batch_norms.py`` does.
+        With ``learn_ranges``, a training call sets the weights' range to the folded weights'
+        extremes (contrib.quantize's ``LastValueQuantize``) and moves the output's range.
         """
 
         def __init__(self, *, kind: str, strides: tuple = (1, 1), padding: str = "valid", activation: str = "linear",
-                     kernel_shape: tuple = (), channels: int = 0, quantize_output: bool = False, **kwargs: Any):
+                     kernel_shape: tuple = (), channels: int = 0, quantize_output: bool = False,
+                     learn_ranges: bool = False, bias_trainable: bool = False, **kwargs: Any):
             super().__init__(**kwargs)
             self.kind, self.strides, self.padding, self.activation = kind, tuple(strides), padding, activation
             self.kernel_shape, self.channels, self.quantize_output = tuple(kernel_shape), channels, quantize_output
+            self.learn_ranges, self.bias_trainable = learn_ranges, bias_trainable
 
         def build(self, input_shape: Any) -> None:
-            fixed = dict(trainable=False, initializer="zeros")
-            self.kernel = self.add_weight(name="kernel", shape=self.kernel_shape, **fixed)
-            self.multiplier = self.add_weight(name="fold_multiplier", shape=(self.channels,), **fixed)
-            self.bias = self.add_weight(name="bias", shape=(self.channels,), **fixed)
-            self.ranges = self.add_weight(name="ranges", shape=(4,), **fixed)  # weights min, max; output min, max
+            self.kernel = self.add_weight(name="kernel", shape=self.kernel_shape, initializer="zeros")
+            # the batch norm's fold stays fixed (batch norm is frozen when fine-tuning, as for float models)
+            self.multiplier = self.add_weight(name="fold_multiplier", shape=(self.channels,), trainable=False,
+                                              initializer="ones")
+            self.bias = self.add_weight(name="bias", shape=(self.channels,), trainable=self.bias_trainable,
+                                        initializer="zeros")
+            self.weights_range, self.weights_updates = range_weights(self, "weights_range", None)
+            if self.quantize_output:
+                self.output_range, self.output_updates = range_weights(self, "output_range", None)
 
-        def call(self, x: Any, mask: Any = None) -> Any:  # mask: clone_model passes one along
+        def call(self, x: Any, training: Any = None, mask: Any = None) -> Any:  # mask: clone_model passes one
             if self.kind == "depthwise":  # kernel [kh, kw, C, 1]: the multiplier scales its C axis
                 folded = self.kernel * tf.reshape(self.multiplier, (1, 1, -1, 1))
             else:
                 folded = self.kernel * self.multiplier
-            weights = fake_quant(folded, self.ranges[0], self.ranges[1], narrow_range=True)
+            bounds = self.weights_range
+            if self.learn_ranges and training:
+                bounds.assign(extremes(folded))
+                self.weights_updates.assign_add(1.0)
+            weights = fake_quant(folded, bounds, narrow_range=True)
             strides, padding = (1, *self.strides, 1), self.padding.upper()
             if self.kind == "depthwise":
                 y = tf.nn.depthwise_conv2d(x, weights, strides, padding)
@@ -278,17 +373,22 @@ def _layer_classes() -> dict[str, Any]:
                 y = tf.matmul(x, weights)
             y = y + self.bias
             if self.quantize_output:
-                y = fake_quant(y, self.ranges[2], self.ranges[3], narrow_range=False)
+                out = self.output_range
+                if self.learn_ranges and training:
+                    out = follow(out, self.output_updates, y)
+                y = fake_quant(y, out, narrow_range=False)
             return keras.activations.get(self.activation)(y)
 
         def get_config(self) -> dict:
             return {**super().get_config(), "kind": self.kind, "strides": self.strides, "padding": self.padding,
                     "activation": self.activation, "kernel_shape": self.kernel_shape, "channels": self.channels,
-                    "quantize_output": self.quantize_output}
+                    "quantize_output": self.quantize_output, "learn_ranges": self.learn_ranges,
+                    "bias_trainable": self.bias_trainable}
 
         @classmethod
-        def from_layers(cls, layer: Any, bn: Any, weights_range: tuple[float, float],
-                        out_range: tuple[float, float] | None) -> Any:
+        def from_layers(cls, layer: Any, bn: Any, weights_range: tuple[float, float] | None, quantize_output: bool,
+                        out_range: tuple[float, float] | None, *, learn: bool = False) -> Any:
+            """From a built float layer and its batch norm; a range None is unknown yet (learned)."""
             kind = {"DepthwiseConv2D": "depthwise", "Conv2D": "conv", "Dense": "dense"}[type(layer).__name__]
             kernel = np.asarray(layer.kernel, np.float32)  # Keras 3: depthwise [kh, kw, C, 1] too
             channels = kernel.shape[2] * kernel.shape[3] if kind == "depthwise" else kernel.shape[-1]
@@ -304,24 +404,37 @@ def _layer_classes() -> dict[str, Any]:
             activation = activation if isinstance(activation, str) else activation.get("config", "linear")
             new = cls(kind=kind, strides=getattr(layer, "strides", (1, 1)), padding=getattr(layer, "padding", "valid"),
                       activation=activation, kernel_shape=kernel.shape, channels=int(channels),
-                      quantize_output=out_range is not None, name=layer.name)
+                      quantize_output=quantize_output, learn_ranges=learn, bias_trainable=learn and bn is None,
+                      name=layer.name)
             new.build(None)
             new.kernel.assign(kernel)
             new.multiplier.assign(multiplier.astype(np.float32))
             new.bias.assign(bias.astype(np.float32))
-            new.ranges.assign(np.array([*weights_range, *(out_range or (0.0, 0.0))], np.float32))
+            if weights_range is None:  # the folded weights' own extremes until training moves them
+                weights_range = tuple(np.asarray(extremes(kernel * _fold_shape(multiplier, kind))))
+            new.weights_range.assign(np.asarray(weights_range, np.float32))
+            new.weights_updates.assign(SETTLED_UPDATES)
+            if out_range is not None:
+                new.output_range.assign(np.asarray(out_range, np.float32))
+                new.output_updates.assign(SETTLED_UPDATES)
             return new
 
+    def _fold_shape(multiplier: np.ndarray, kind: str) -> np.ndarray:
+        return multiplier.reshape(1, 1, -1, 1) if kind == "depthwise" else multiplier
+
+    @keras.saving.register_keras_serializable(package="mobilenet_zoo")
     class FakeQuantOutput(keras.layers.Layer):
         """Identity (a folded batch norm), ReLU6 or Add, then the output's fake-quant op if it has one."""
 
-        def __init__(self, out_range: tuple[float, float] | None = None, *, relu6: bool = False, add: bool = False,
-                     **kwargs: Any):
+        def __init__(self, quantized: bool = False, out_range: tuple[float, float] | None = None, *,
+                     relu6: bool = False, add: bool = False, learn_ranges: bool = False, **kwargs: Any):
             super().__init__(**kwargs)
-            self.out_range = None if out_range is None else tuple(float(v) for v in out_range)
-            self.relu6, self.add = relu6, add
+            self.quantized, self.relu6, self.add, self.learn_ranges = quantized, relu6, add, learn_ranges
+            self.initial = None if out_range is None else tuple(float(v) for v in out_range)
+            if quantized:
+                self.output_range, self.output_updates = range_weights(self, "output_range", self.initial)
 
-        def call(self, x: Any, mask: Any = None) -> Any:  # mask: clone_model passes one along
+        def call(self, x: Any, training: Any = None, mask: Any = None) -> Any:  # mask: clone_model passes one
             if self.add:  # pairwise tf.add: the converter quantizes ADD, not ADD_N
                 y = x[0]
                 for other in x[1:]:
@@ -330,11 +443,15 @@ def _layer_classes() -> dict[str, Any]:
                 y = x
             if self.relu6:
                 y = tf.nn.relu6(y)
-            if self.out_range is not None:
-                y = fake_quant(y, self.out_range[0], self.out_range[1], narrow_range=False)
+            if self.quantized:
+                out = self.output_range
+                if self.learn_ranges and training:
+                    out = follow(out, self.output_updates, y)
+                y = fake_quant(y, out, narrow_range=False)
             return y
 
         def get_config(self) -> dict:
-            return {**super().get_config(), "out_range": self.out_range, "relu6": self.relu6, "add": self.add}
+            return {**super().get_config(), "quantized": self.quantized, "out_range": self.initial,
+                    "relu6": self.relu6, "add": self.add, "learn_ranges": self.learn_ranges}
 
     return {"conv": FakeQuantConv, "output": FakeQuantOutput}

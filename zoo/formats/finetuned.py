@@ -172,7 +172,10 @@ class KerasFileModel(RestoredModel):
 def load_keras_file(entry: Entry, path: Path) -> KerasFileModel:
     from .keras_models import import_keras
 
+    from .fake_quant import register_layers
+
     keras = import_keras()
+    register_layers()  # a quantization-aware fine-tuned model holds them
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
