@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from zoo.training.distribute import STRATEGIES
-from zoo.training.options import DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, INT8_IO_TYPES, QUANTIZE_MODES
+from zoo.training.options import DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, INT8_IO_TYPES, OWN_RANGES, QUANTIZE_MODES
 
 from .common import app, cache_dir, choices, load_catalog
 from .output import print_json, terminal
@@ -89,6 +89,9 @@ def finetune_cmd(
     quantize: Optional[Quantize] = typer.Option(
         None, "--quantize", help="Also write model_int8.tflite: full-integer, uint8 I/O, calibrated on training "
                                  "images; the head also learns from the int8 backbone's features."),
+    qat: bool = typer.Option(
+        False, "--qat", help="With --quantize int8: quantization-aware training (fake-quant in the graph, v1 and v2); "
+                             "MODEL may then be a _quant model, continued from its published ranges."),
     strategy: Strategy = typer.Option(
         Strategy.auto, "--strategy", help="tf.distribute: mirrored (local GPUs/devices), multiworker (TF_CONFIG)."),
     checkpoint: Optional[Path] = typer.Option(
@@ -107,12 +110,14 @@ def finetune_cmd(
     epoch, or mid-way through the feature pass); --restart starts afresh.
 
     Example: mobilenet-zoo finetune v1_0.25_128 --data photos/ --out my_model --quantize int8
+
+    Example: mobilenet-zoo finetune v1_0.25_128_quant --data photos/ --out my_model --quantize int8 --qat
     """
     from zoo.training.finetuning import finetune
 
     result = finetune(model, data, out, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                       train_backbone=train_backbone, val_data=val_data, val_split=val_split,
-                      quantize=quantize.value if quantize else None, strategy=strategy.value,
+                      quantize=quantize.value if quantize else None, qat=qat, strategy=strategy.value,
                       overwrite=overwrite, checkpoint=checkpoint, catalog=load_catalog(), restart=restart,
                       cache_dir=cache_dir(), command=["mobilenet-zoo", *sys.argv[1:]], progress=epoch_progress())
     if as_json:
@@ -140,7 +145,7 @@ def export_cmd(
     to: Target = typer.Option(..., "--to", help="tflite (a file), saved_model (a directory), onnx (an .onnx file) "
                                                  "or openvino (an IR .xml with its .bin), both from the model's .tflite."),
     out: Path = typer.Option(..., "--out", "-o", metavar="PATH", help="Where to write it (must not exist)."),
-    quantize: Optional[Quantize] = typer.Option(None, "--quantize", help="int8: full-integer TFLite (needs --calibration; a _quant model is quantized with its checkpoint's own fake-quant ranges instead)."),
+    quantize: Optional[Quantize] = typer.Option(None, "--quantize", help="int8: full-integer TFLite (needs --calibration; a _quant model, or one fine-tuned with --qat, is quantized with its own fake-quant ranges instead)."),
     calibration: Optional[Path] = typer.Option(
         None, "--calibration", metavar="DIR", help="Representative images (any layout) to calibrate int8 with."),
     calibration_size: int = typer.Option(DEFAULT_CALIBRATION_IMAGES, "--calibration-size", min=1, help="How many of them to use at most."),
@@ -184,6 +189,6 @@ def export_cmd(
     elif result.top1_agreement is not None:
         text += (f"; top-1 agreement with the float model on {result.calibration_images} calibration images: "
                  f"{result.top1_agreement:.1f}%")
-    if result.ranges == "checkpoint fake-quant ranges":
-        text += "; quantized with the checkpoint's fake-quant ranges (no calibration)"
+    if result.ranges == OWN_RANGES:
+        text += "; quantized with the model's own fake-quant ranges (no calibration)"
     terminal().print(text, soft_wrap=True, highlight=False, markup=False)

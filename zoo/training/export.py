@@ -35,7 +35,7 @@ from ..formats.card import write_card
 from ..formats.saved_model import write_saved_model
 from .publish import check_target, publish, remove_dead_leftovers, staging_path
 from ..formats.kinds import CONVERTED_FORMATS
-from .options import DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, INT8_IO_TYPES, check_quantize
+from .options import DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, INT8_IO_TYPES, OWN_RANGES, check_quantize
 
 
 
@@ -198,11 +198,11 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
     ref = _weights_ref(model, catalog)
     from ..formats.ckpt import carries_fake_quant
 
-    own_ranges = carries_fake_quant(ref.entry)  # a _quant checkpoint: its ranges quantize it
-    if quantize and calibration is None and not own_ranges:
-        raise UsageError("quantize='int8' needs calibration (a folder of images)",
-                         hint="a folder of a few hundred images like those the model will see",
-                         params=("quantize", "calibration"))
+    # a _quant checkpoint, or a model fine-tuned with qat: its fake-quant ranges quantize it
+    own_ranges = carries_fake_quant(ref.entry)
+    finetuned = ref.kind == "finetuned"  # whether it carries ranges shows once it is loaded
+    if quantize and calibration is None and not own_ranges and not finetuned:
+        _needs_calibration()
     if calibration_size < 1:
         raise UsageError(f"calibration_size must be at least 1, got {calibration_size}",
                          params=("calibration_size",))
@@ -212,6 +212,12 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
     files = calibration_files(calibration, calibration_size) if quantize and calibration is not None else []
     restored = ref.load(cache_dir=cache_dir)
     keras_model, entry, base_entry = restored.keras_model, restored.entry, ref.base_entry
+    if finetuned:
+        from ..formats.fake_quant import fake_quant_layers
+
+        own_ranges = bool(fake_quant_layers(keras_model))
+        if quantize and calibration is None and not own_ranges:
+            _needs_calibration()
     staging = staging_path(out)
     agreement = None
     try:
@@ -243,7 +249,14 @@ def export_model(model: str | Path, to: str, out: Path, *, quantize: str | None 
         raise
     return ExportResult(entry.id, to, str(out), quantize, len(files), agreement,
                         round(time.perf_counter() - start, 2),
-                        ranges=("checkpoint fake-quant ranges" if own_ranges else "calibration") if quantize else None)
+                        ranges=(OWN_RANGES if own_ranges else "calibration") if quantize else None)
+
+
+def _needs_calibration() -> None:
+    raise UsageError("quantize='int8' needs calibration (a folder of images)",
+                     hint="a folder of a few hundred images like those the model will see (a _quant model, or one "
+                          "fine-tuned with --qat, is quantized with its own ranges instead)",
+                     params=("quantize", "calibration"))
 
 
 def _weights_ref(model: str | Path, catalog: Any) -> Any:

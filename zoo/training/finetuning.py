@@ -19,7 +19,10 @@ transfer-learning guide:
 * ``quantize='int8'``: the head also learns from the features of the backbone as the int8
   file will run it (``zoo.training.quantized_features``), in the head phase and, after backbone
   training, in a last "int8 head" phase; the best epoch is the best mean of float and int8
-  validation top-1, so one set of weights serves the float and the int8 file.
+  validation top-1, so one set of weights serves the float and the int8 file;
+* ``qat=True`` as well: quantization-aware training (``zoo.training.qat``): backbone and head
+  train as their fake-quant network, whose own ranges make ``model_int8.tflite``; the int8
+  backbone the head also learns from is that network converted, so it is the file's backbone.
 
 Best model: after every epoch the validation top-1 is checked and the best weights are
 kept; they are what is exported. Ctrl-C stops training cleanly and exports the best
@@ -53,6 +56,7 @@ from .features import extract_features, feature_dataset, steps_for
 from .inputs import ImageFolder, files_digest, image_dataset, scan_image_folder, split
 from .loop import History, train_epochs
 from .options import DEFAULT_CALIBRATION_IMAGES, check_quantize
+from .qat import RANGES_CALIBRATED, calibrate_backbone, check_family, check_qat
 
 HEAD_LEARNING_RATE = 1e-3
 BACKBONE_LR_FACTOR = 0.1
@@ -109,7 +113,7 @@ class _Base:
 
 
 def _resolve_base(model: str | Path | Entry, checkpoint: Path | None, catalog: Catalog | None,
-                  cache_dir: Path | None) -> _Base:
+                  cache_dir: Path | None, qat: bool = False) -> _Base:
     """Find the trainable weights for ``model`` without loading them (fetching if needed).
 
     ``checkpoint``: a local slim checkpoint that ``model`` (a catalog name) names the architecture of.
@@ -120,14 +124,16 @@ def _resolve_base(model: str | Path | Entry, checkpoint: Path | None, catalog: C
     if checkpoint is not None:
         ref = locate_weights(checkpoint, catalog=catalog, entry=ref.entry)
     entry = ref.entry
-    if entry.quantized:
+    check_family(entry, qat)
+    if entry.quantized and not qat:
         float_id = entry.id.removesuffix("_quant")
         known = float_id in (catalog if catalog is not None else ref.catalog or ())
         raise UsageError(
             f"{entry.id} is a quantized model: its checkpoint was trained with fake-quantization and its "
             ".tflite is integer-only; neither can be fine-tuned as a float model here",
-            hint=(f"fine-tune the float model {float_id} with quantize='int8' for an integer TFLite"
-                  if known else "fine-tune a float model with quantize='int8'"), params=("quantize",))
+            hint=(f"fine-tune the float model {float_id} with quantize='int8' for an integer TFLite, or "
+                  f"{entry.id} itself quantization-aware (quantize='int8', qat=True)"
+                  if known else "fine-tune a float model with quantize='int8'"), params=("quantize", "qat"))
     try:
         path = ref.file(cache_dir)
     except RestoreError as exc:
@@ -136,12 +142,22 @@ def _resolve_base(model: str | Path | Entry, checkpoint: Path | None, catalog: C
     return _Base(entry, ref.base_entry or entry, path, "keras" if ref.kind == "finetuned" else "slim")
 
 
-def _backbone_and_head(base: _Base, classes: Sequence[str]) -> tuple[Any, Any, Any]:
-    """(backbone: image -> feature vector, new head, full model). Call inside the strategy scope."""
+def _backbone_and_head(base: _Base, classes: Sequence[str], qat: bool = False,
+                       seed: int = 0) -> tuple[Any, Any, Any, str | None]:
+    """(backbone: image -> feature vector, new head, full model, where the fake-quant ranges come
+    from). Call inside the strategy scope. ``qat``: the fake-quant networks (``zoo.training.qat``);
+    without it, or when the ranges are not known yet (to calibrate), the last is None."""
     from ..formats.keras_models import import_keras
 
     keras = import_keras()
-    if base.kind == "keras":
+    ranges_from = None
+    if qat:
+        from .qat import qat_network
+
+        network, ranges_from = qat_network(base.entry, base.path, kind=base.kind)
+        backbone = (network.get_layer(BACKBONE_NAME) if base.kind == "keras"
+                    else _cut_before_classifier(keras, network, base.entry))
+    elif base.kind == "keras":
         from ..formats.finetuned import load_keras_file
 
         backbone = load_keras_file(base.entry, base.path).keras_model.get_layer(BACKBONE_NAME)
@@ -152,13 +168,18 @@ def _backbone_and_head(base: _Base, classes: Sequence[str]) -> tuple[Any, Any, A
         backbone = _cut_before_classifier(keras, restored, base.entry)
     backbone.trainable = False
     features = int(backbone.output.shape[-1])
-    head = keras.Sequential([keras.Input((features,)), keras.layers.Dropout(HEAD_DROPOUT),
-                             keras.layers.Dense(len(classes), activation="softmax", name="classes")],
+    if qat:
+        from .qat import qat_head
+
+        classifier = qat_head(features, len(classes), "classes", seed)
+    else:
+        classifier = keras.layers.Dense(len(classes), activation="softmax", name="classes")
+    head = keras.Sequential([keras.Input((features,)), keras.layers.Dropout(HEAD_DROPOUT), classifier],
                             name=HEAD_NAME)
     inputs = keras.Input(tuple(base.entry.input_size), name="images")
     # training=False: batch norm stays in inference mode even when the backbone is unfrozen
     outputs = head(backbone(inputs, training=False))
-    return backbone, head, keras.Model(inputs, outputs, name="finetuned_" + _safe(base.base_entry.id))
+    return backbone, head, keras.Model(inputs, outputs, name="finetuned_" + _safe(base.base_entry.id)), ranges_from
 
 
 def _safe(text: str) -> str:
@@ -199,7 +220,8 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
              strategy: str = "auto", overwrite: bool = False, checkpoint: str | Path | None = None,
              catalog: Catalog | None = None, cache_dir: Path | None = None, seed: int = 0,
              progress: object = None, command: Sequence[str] | None = None,
-             calibration_size: int = DEFAULT_CALIBRATION_IMAGES, restart: bool = False) -> FinetuneResult:
+             calibration_size: int = DEFAULT_CALIBRATION_IMAGES, restart: bool = False,
+             qat: bool = False) -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` (``DIR/<class>/*.jpg``) and write OUT (see the module docstring).
 
     ``model``: anything ``zoo.formats.resolve.locate_weights`` accepts: a catalog id or Entry (its
@@ -207,7 +229,8 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     entry), a checkpoint, or a directory written by ``finetune``.
     ``learning_rate``: of the head (default 1e-3, Adam); the backbone phase uses a tenth.
     ``val_split``: fraction of each class held out when no ``val_data`` (default 0.2).
-    ``quantize='int8'``: also write the full-integer ``model_int8.tflite``.
+    ``quantize='int8'``: also write the full-integer ``model_int8.tflite``. ``qat``: train for it
+    quantization-aware (v1 / v2; ``model`` may then be a ``_quant`` model, continued from its ranges).
     ``progress``: the contract every long call shares (``zoo._util.progress``; each epoch is a
     task counted in steps, with its loss, accuracy and, when it ends, validation accuracy).
     ``command``: recorded in finetune.json (the CLI passes its argv).
@@ -219,6 +242,7 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     from .publish import check_target
 
     _check_options(epochs, batch_size, learning_rate, quantize, val_data, val_split)
+    check_qat(qat, quantize)
     plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"))  # checks TF_CONFIG; no TensorFlow yet
     out = Path(out)
     if plan.is_chief:
@@ -227,7 +251,7 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     if min(len(train), len(val)) < plan.workers:
         raise UsageError(f"{plan.workers} workers need at least {plan.workers} training and validation images "
                          f"each, got {len(train)} and {len(val)}", hint="add images or use fewer workers")
-    base = _resolve_base(model, Path(checkpoint) if checkpoint else None, catalog, cache_dir)
+    base = _resolve_base(model, Path(checkpoint) if checkpoint else None, catalog, cache_dir, qat)
     if strategy == "auto" and plan.kind == "default":  # only now: counting GPUs imports TensorFlow
         plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"), gpus=local_gpu_count())
     from ..formats.keras_models import import_tensorflow
@@ -243,11 +267,11 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     resumable = _open_progress(out, base, train, val, plan, restart, {
         "epochs": epochs, "batch_size": batch_size, "learning_rate": head_lr, "train_backbone": train_backbone,
         "quantize": quantize, "seed": seed, "calibration_images": len(calibration), "strategy": plan.kind,
-        "replicas": int(dist.num_replicas_in_sync), "augmented_views": AUGMENTED_VIEWS})
+        "replicas": int(dist.num_replicas_in_sync), "augmented_views": AUGMENTED_VIEWS, "qat": qat})
     try:
         run = _Run(base, train, val, plan, dist, batch_size=batch_size, epochs=epochs, seed=seed,
                    quantize=quantize, head_lr=head_lr, calibration=calibration, progress=resumable,
-                   cache_dir=cache_dir)
+                   cache_dir=cache_dir, qat=qat)
         with Reporter(progress) as report:
             interrupted = run.train(report, train_backbone)
         history = run.history
@@ -266,7 +290,7 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
             if interrupted:
                 log.info("interrupted: writing the best model so far (epoch %d)", history.best_epoch)
             _write_out(run.full, base, train, val, out, overwrite, quantize, result, run.calibration, command,
-                       run.training_record(strategy, train_backbone, interrupted))
+                       run.training_record(strategy, train_backbone, interrupted), run.quantization_record())
         if resumable is not None:
             resumable.remove()  # published: the progress has done its job
     finally:
@@ -334,7 +358,8 @@ class _LazyInt8:
 
             remove_tree(self.directory)  # an interrupted conversion's leftovers
 
-            self.model = int8_backbone(self.run.backbone, self.run.base.entry, self.run.calibration, self.directory)
+            self.model = int8_backbone(self.run.backbone, self.run.base.entry, self.run.calibration, self.directory,
+                                       own_ranges=self.run.qat)
         return self.model(images)
 
 
@@ -353,7 +378,7 @@ class _Run:
 
     def __init__(self, base: _Base, train: ImageFolder, val: ImageFolder, plan: Any, dist: Any, *, batch_size: int,
                  epochs: int, seed: int, quantize: str | None, head_lr: float, calibration: list[str],
-                 progress: Any = None, cache_dir: Path | None = None):
+                 progress: Any = None, cache_dir: Path | None = None, qat: bool = False):
         from ..config import cache_dir as default_cache_dir
         from ..formats.keras_models import import_keras, import_tensorflow
 
@@ -361,6 +386,9 @@ class _Run:
         self.keras.utils.set_random_seed(seed)
         self.base, self.train_set, self.val_set, self.plan, self.dist = base, train, val, plan, dist
         self.batch, self.epochs, self.seed, self.quantize, self.head_lr = batch_size, epochs, seed, quantize, head_lr
+        # quantize: the head also learns from the backbone as the int8 file runs it (with qat, that is the
+        # backbone converted from its own fake-quant ranges; the fake-quant network models the rest)
+        self.qat, self.int8_features = qat, bool(quantize)
         self.progress = progress
         self.feature_store = FeatureStore(cache_dir or default_cache_dir())
         # the images that calibrate model_int8.tflite; with quantize, also those that calibrate the int8
@@ -370,7 +398,9 @@ class _Run:
         self.my_train = train.shard(plan.worker_index, plan.workers)
         self.my_val = val.shard(plan.worker_index, plan.workers)
         with dist.scope():
-            self.backbone, self.head, self.full = _backbone_and_head(base, train.classes)
+            self.backbone, self.head, self.full, self.ranges_from = _backbone_and_head(base, train.classes, qat, seed)
+        if qat and self.ranges_from is None:  # a float model: its fake-quant ranges start from the calibration images
+            self.ranges_from = RANGES_CALIBRATED.format(n=calibrate_backbone(self.backbone, calibration, self.size))
         self.history = History(self.full)
         self.feature_passes: list[dict[str, Any]] = []
         self.resumed: dict[str, Any] | None = None               # from the progress folder
@@ -387,7 +417,7 @@ class _Run:
         phases = [("head", lambda start, state: self.head_phase("head", report, start, state))]
         if train_backbone:
             phases.append(("backbone", lambda start, state: self.backbone_phase(report, start, state)))
-            if self.quantize:
+            if self.int8_features:
                 phases.append(("int8 head", lambda start, state: self.head_phase("int8 head", report, start, state)))
         first_phase, first_epoch, optimizer = self._resume([name for name, _ in phases])
         with tempfile.TemporaryDirectory(prefix="mobilenet-zoo-int8-") as workdir:
@@ -466,15 +496,15 @@ class _Run:
         if phase != "head" and not start_epoch:  # after backbone training: the best backbone, scored anew
             self.history.restore_best()
             self.history.restart_scoring()
-        copies = 2 if self.quantize else 1
+        copies = 2 if self.int8_features else 1
         images = (len(self.my_train) * (1 + AUGMENTED_VIEWS) + len(self.my_val)) * copies
         log.info("%s: %d training and %d validation images, %d classes; %s: running the %s backbone once over "
                  "%d images%s", self.base.entry.id, len(self.train_set), len(self.val_set),
                  len(self.train_set.classes), phase, "frozen" if phase == "head" else "trained", images,
-                 " (float and int8)" if self.quantize else "")
+                 " (float and int8)" if self.int8_features else "")
         tick = time.perf_counter()
         tag = phase.replace(" ", "_")
-        int8 = _LazyInt8(self, self.workdir / tag) if self.quantize else None
+        int8 = _LazyInt8(self, self.workdir / tag) if self.int8_features else None
         digest = backbone_digest(self.backbone)
         train = self._features(self.my_train, AUGMENTED_VIEWS, "train", phase, digest, int8)
         val = self._features(self.my_val, 0, "validation", phase, digest, int8)
@@ -489,7 +519,7 @@ class _Run:
             self.features_from_cache.append({"phase": phase, "images": images, "from_cache": images - computed})
         if computed:
             self.feature_passes.append({"phase": phase, "images": images, "computed": computed,
-                                        "int8": bool(self.quantize), "seconds": round(time.perf_counter() - tick, 3)})
+                                        "int8": self.int8_features, "seconds": round(time.perf_counter() - tick, 3)})
         self._fit(self.head,
                   lambda seed: feature_dataset(self.tf, train.feats, train.labels, self.batch, True, seed),
                   feature_dataset(self.tf, val.feats, val.labels, self.batch, False, self.seed, repeat=self.several),
@@ -535,21 +565,39 @@ class _Run:
                 "train_backbone": train_backbone, "strategy": strategy, "strategy_used": self.plan.kind,
                 "replicas": int(self.dist.num_replicas_in_sync), "workers": self.plan.workers,
                 "augmented_views": AUGMENTED_VIEWS, "best_epoch": self.history.best_epoch,
-                "int8_aware_head": bool(self.quantize), "feature_extraction": self.feature_passes,
+                "int8_aware_head": self.int8_features, "qat": self.qat, "feature_extraction": self.feature_passes,
                 "features_from_cache": self.features_from_cache,
                 "epochs_done": len(self.history.records), "interrupted": interrupted, "seed": self.seed,
                 "resumed": self.resumed, "run_key": self.progress.key if self.progress is not None else None,
                 "history": self.history.records}
 
 
+    def quantization_record(self) -> dict[str, Any] | None:
+        """What finetune.json says about how ``model_int8.tflite`` was quantized."""
+        if not self.quantize:
+            return None
+        if self.qat:
+            return {"mode": "quantization-aware training", "io_type": "uint8",
+                    "ranges": self.ranges_from, "calibration_images": len(self.calibration)
+                    if self.ranges_from.startswith("calibrated") else 0,
+                    "fake_quant": "weights after the batch-norm fold (last value, 8 bits, narrow range); outputs "
+                                  "after ReLU6, v2's project layers and bypass Adds, and the logits (moving "
+                                  "averages, 8 bits)",
+                    "converted_from": "the network's own fake-quant ranges (no calibration of the file)"}
+        return {"mode": "full-integer post-training", "io_type": "uint8",
+                "calibration_images": len(self.calibration),
+                "head_trained_on": "float and int8 backbone features"}
+
+
 # ----------------------------------------------------------------------------- writing OUT
 def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out: Path, overwrite: bool,
                quantize: str | None, result: FinetuneResult, calibration: Sequence[str],
-               command: Sequence[str] | None, training: dict[str, Any]) -> None:
+               command: Sequence[str] | None, training: dict[str, Any],
+               quantization: dict[str, Any] | None) -> None:
     from ..formats import finetuned as names
     from ..data.images import preprocessed_batches
     from ..formats.saved_model import write_saved_model
-    from .export import write_int8_tflite, write_tflite
+    from .export import write_fake_quant_tflite, write_int8_tflite, write_tflite
     from .publish import publish, staging_path
     from ..formats.finetuned import derived_entry
     from ..formats.tflite import load_tflite
@@ -568,7 +616,11 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
         write_tflite(saved, staging / names.TFLITE_FILE)
         timings["tflite"] = round(time.perf_counter() - tick, 3)
         (staging / names.LABELS_FILE).write_text("".join(c + "\n" for c in train.classes), encoding="utf-8")
-        if quantize:
+        if quantize and training.get("qat"):  # its own ranges
+            tick = time.perf_counter()
+            write_fake_quant_tflite(saved, staging / names.INT8_TFLITE_FILE)
+            timings["int8_tflite_convert"] = round(time.perf_counter() - tick, 3)
+        elif quantize:
             tick = time.perf_counter()
             write_int8_tflite(saved, staging / names.INT8_TFLITE_FILE,
                               lambda: preprocessed_batches(calibration, size), "uint8")
@@ -597,9 +649,7 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
             "files": {"keras": names.KERAS_FILE, "saved_model": names.SAVED_MODEL_DIR,
                       "tflite": names.TFLITE_FILE, "labels": names.LABELS_FILE,
                       **({"int8_tflite": names.INT8_TFLITE_FILE} if quantize else {})},
-            "quantization": ({"mode": "full-integer post-training", "io_type": "uint8",
-                              "calibration_images": len(calibration),
-                              "head_trained_on": "float and int8 backbone features"} if quantize else None),
+            "quantization": quantization,
             "data": {"train": str(train.root), "val": str(val.root), "train_images": len(train),
                      "val_images": len(val), "per_class_train": train.counts()},
             "metrics": metrics, "training": training, "export_seconds": timings,

@@ -15,6 +15,8 @@ MAX_ABS_DP = 0.05
 # Images the check uses when no --calibration folder is given: fixed pseudo-random ones.
 SYNTHETIC_CHECK_IMAGES = 16
 QUANTIZE_MODES = ("int8",)
+# ExportResult.ranges of a model that carries fake-quant ranges (a _quant checkpoint, a --qat fine-tune)
+OWN_RANGES = "the model's fake-quant ranges"
 INT8_IO_TYPES = ("uint8", "int8")
 # Images that calibrate a full-integer file, spread over the classes (TFLite's guide suggests ~100-500).
 DEFAULT_CALIBRATION_IMAGES = 200
