@@ -159,7 +159,7 @@ def test_head_only_runs_the_frozen_backbone_once_per_image_not_per_epoch(few_dig
         return np.int64(0)
 
     def counting_build(*args, **kwargs):
-        backbone, head, full = build(*args, **kwargs)
+        backbone, head, full, ranges_from = build(*args, **kwargs)
         real_call = backbone.call
 
         def call(inputs, *a, **k):  # runs inside tf.functions too: the py_function executes per batch
@@ -170,7 +170,7 @@ def test_head_only_runs_the_frozen_backbone_once_per_image_not_per_epoch(few_dig
 
         object.__setattr__(backbone, "call", call)
         hooked.append((backbone, real_call))
-        return backbone, head, full
+        return backbone, head, full, ranges_from
 
     def uncounted_write_out(full, *args, **kwargs):  # the export must not carry the counter
         for backbone, real_call in hooked:
@@ -273,6 +273,16 @@ def test_export_of_a_finetuned_model_reports_int8_agreement(cli, small_out, few_
     assert (tmp_path / "sm" / "saved_model.pb").is_file()
 
 
+
+def test_int8_export_of_a_float_finetuned_model_needs_calibration(cli, small_out, tmp_path):
+    """Only a model that carries fake-quant ranges (a _quant one, or trained with --qat) exports without."""
+    target = tmp_path / "no_calibration.tflite"
+    code, _, stderr = cli("export", str(small_out[0]), "--to", "tflite", "--quantize", "int8", "--out", str(target))
+    assert code == 2 and "needs --calibration" in stderr and "--qat" in stderr, stderr
+    assert "Traceback" not in stderr and not target.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name != "state"]  # no staging leftovers either
+
+
 def test_a_finetuned_model_can_be_finetuned_again(small_out, few_digits, tmp_path):
     result = finetune(small_out[0], few_digits, tmp_path / "again", epochs=1, progress=False)
     manifest = json.loads((tmp_path / "again" / "finetune.json").read_text())
@@ -297,7 +307,8 @@ def test_cli_json_and_refusing_an_existing_out(cli, few_digits, checkpoint, tmp_
     assert "held-out top-1" in stdout and manifest["classes"] == ["0", "1", "7"]
 
 
-@pytest.mark.parametrize("case", ["quantized", "tflite_file", "one_class", "tf_config", "bad_val_split"])
+@pytest.mark.parametrize("case", ["quantized", "tflite_file", "one_class", "tf_config", "bad_val_split",
+                                  "qat_without_int8", "qat_v3"])
 def test_cli_bad_input_is_one_clear_message_and_writes_nothing(cli, few_digits, checkpoint, tmp_path, case):
     data, model, env, extra = few_digits, BASE, None, []
     if case == "quantized":
@@ -311,11 +322,17 @@ def test_cli_bad_input_is_one_clear_message_and_writes_nothing(cli, few_digits, 
         extra = ["--strategy", "multiworker"]
     elif case == "bad_val_split":
         extra = ["--val-split", "1.5"]
+    elif case == "qat_without_int8":
+        extra = ["--qat"]
+    elif case == "qat_v3":
+        model, extra = "v3_large_1.0_224", ["--quantize", "int8", "--qat"]
     out = tmp_path / "never"
     code, stdout, stderr = cli("finetune", model, "--checkpoint", str(checkpoint), "--data", str(data),
                                "--out", str(out), *extra, env=env)
     expected = {"quantized": "is a quantized model", "tflite_file": "cannot be trained", "one_class": "at least two",
-                "tf_config": "TF_CONFIG is malformed", "bad_val_split": "--val-split"}[case]
+                "tf_config": "TF_CONFIG is malformed", "bad_val_split": "--val-split",
+                "qat_without_int8": "--qat trains for an int8 file: it needs --quantize int8",
+                "qat_v3": "quantization-aware training is implemented for MobileNet v1 and v2"}[case]
     assert code == 2 and expected in stderr, stderr
     assert "Traceback" not in stderr and not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]

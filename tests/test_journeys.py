@@ -173,3 +173,24 @@ def test_finetune_then_eval_export_and_bench_what_it_wrote(checkpoint, digits, t
             assert abs(scored["top1"] - scores["model.tflite"]) <= 100.0 / held + 1e-9, (to, runtime)
     rows = as_json("bench", str(out), "--runtime", "all", "--runs", "2", "--warmup", "0")
     assert [r["runtime"] for r in rows] == ["litert", "onnxruntime", "openvino"]
+
+
+def test_quantization_aware_finetune_then_eval_export_and_classify(checkpoint, digits, tmp_path):
+    """`finetune --qat`: its int8 file scores as the network it trained, and `export` remakes that
+    file from the model's own ranges (no calibration), so eval gives the same figure for both."""
+    train, held_out = digits
+    out = tmp_path / "qat_model"
+    result = as_json("finetune", BASE, "--checkpoint", str(checkpoint), "--data", str(train), "--out", str(out),
+                     "--epochs", "3", "--learning-rate", "0.01", "--quantize", "int8", "--qat")
+    assert Path(result["int8_tflite"]).resolve() == (out / "model_int8.tflite").resolve() and result["int8_top1"] is not None
+    assert json.loads((out / "finetune.json").read_text())["quantization"]["mode"] == "quantization-aware training"
+    scores = {form.name: as_json("eval", str(form), "--data", str(held_out))["top1"]
+              for form in (out, out / "model_int8.tflite")}
+    assert scores[out.name] > 60.0 and abs(scores["model_int8.tflite"] - scores[out.name]) <= 10.0, scores
+
+    exported = tmp_path / "qat_int8.tflite"
+    done = zoo_cli("export", str(out), "--to", "tflite", "--quantize", "int8", "--out", str(exported))
+    assert "own fake-quant ranges (no calibration)" in " ".join(done.stdout.split())
+    assert as_json("eval", str(exported), "--data", str(held_out))["top1"] == scores["model_int8.tflite"]  # same file
+    (top,) = as_json("classify", str(out), str(sorted((held_out / "7").iterdir())[0]), "--top", "1")
+    assert top["predictions"][0]["label"] in ("0", "1", "7")

@@ -374,6 +374,35 @@ def test_killed_during_a_backbone_epoch_resumes_at_the_next_one(tmp_path, checkp
 
 
 @pytest.mark.slow
+def test_a_killed_quantization_aware_run_resumes_with_its_learned_ranges(tmp_path, checkpoint, few):
+    """The fake-quant ranges are training state: the saved epoch holds them as they were after it
+    (each activation range counts its updates: the calibration batches, then one per step), and
+    the resumed run goes on from there."""
+    import zoo
+    from zoo.formats.fake_quant import fake_quant_layers
+
+    out = tmp_path / "model"
+    args = _args(checkpoint, few, out, "--epochs", "2", "--train-backbone", "--batch-size", "8",
+                 "--quantize", "int8", "--qat")
+    _kill_when(args, lambda seen: "backbone epoch 1/2:" in seen)
+    state = json.loads((progress_dir(out) / "state.json").read_text())
+    assert (state["phase"], state["epoch"]) == (1, 1)
+    with np.load(progress_dir(out) / state["files"]["weights"]) as saved:
+        counters = {float(saved[name]) for name in saved.files if saved[name].shape == ()}
+    stderr = _run(args)
+    assert "resuming at backbone epoch 2/2" in stderr and "backbone epoch 1/2" not in stderr
+    manifest = _manifest(out)
+    assert manifest["quantization"]["mode"] == "quantization-aware training"
+    train = manifest["data"]["train_images"]
+    calibration_batches, steps = -(-min(train, 200) // 32), -(-train // 8)
+    assert calibration_batches + steps in counters  # after backbone epoch 1, before the kill
+    model = zoo.restore(out, "ckpt").keras_model
+    relu = {layer.name: layer for layer in fake_quant_layers(model)}["conv_pw_13_relu"]
+    # the published weights are the best epoch's: the head's (calibration only) or a backbone epoch's
+    assert float(relu.output_updates.numpy()) in {calibration_batches + n * steps for n in (0, 1, 2)}
+
+
+@pytest.mark.slow
 def test_killed_while_writing_out_never_publishes_half_and_the_rerun_only_writes(tmp_path, checkpoint, few):
     out = tmp_path / "model"
     args = _args(checkpoint, few, out, "--epochs", "1", "--quantize", "int8")
