@@ -1,4 +1,4 @@
-"""Float vs int8 TFLite top-1 after fine-tuning on real data, with and without the int8-aware head.
+"""Float vs int8 TFLite top-1 after fine-tuning on real data: the three ways to an int8 file.
 
     python benchmarks/bench_int8_accuracy.py [--seeds 0 1 2] [--head-epochs 5] [--backbone-epochs 8]
 
@@ -8,6 +8,8 @@ model: the real-weight v1 0.25_128 checkpoint built from the vendored uint8 TFLi
 
 * ``finetune --quantize int8``: the head also learns from the int8 backbone's features
   (zoo.training.quantized_features); its float, float TFLite and int8 TFLite top-1;
+* ``finetune --quantize int8 --qat``: quantization-aware training (zoo.training.qat), the int8
+  file converted from the network's own ranges; its float TFLite and int8 TFLite top-1;
 * baseline, in the same run: ``finetune`` without ``--quantize`` (a head trained on float
   features only, what ``--quantize int8`` did before) and that model's saved_model converted
   by the same ``write_int8_tflite`` on the same 200 calibration images: plain post-training
@@ -74,21 +76,23 @@ def main() -> None:
                 common = dict(checkpoint=prefix, epochs=epochs, train_backbone=backbone, seed=seed,
                               catalog=load_catalog(), progress=False)
                 aware = finetune(real_weights.CATALOG_ID, data, tmp / f"{mode}{seed}", quantize="int8", **common)
+                qat = finetune(real_weights.CATALOG_ID, data, tmp / f"{mode}{seed}_qat", quantize="int8", qat=True,
+                               **common)
                 plain = finetune(real_weights.CATALOG_ID, data, tmp / f"{mode}{seed}_plain", **common)
                 ptq = post_training_int8_top1(tmp / f"{mode}{seed}_plain", data)
-                rows.append((mode, epochs, seed, aware.tflite_top1, aware.int8_top1, plain.tflite_top1, ptq))
+                rows.append((mode, epochs, seed, aware.tflite_top1, aware.int8_top1, plain.tflite_top1, ptq,
+                             qat.tflite_top1, qat.int8_top1))
                 print(f"{mode} --epochs {epochs} seed {seed}: int8-aware head: float {aware.tflite_top1}%, "
-                      f"int8 {aware.int8_top1}% | float-only head + post-training int8: float "
-                      f"{plain.tflite_top1}%, int8 {ptq}%", flush=True)
-    print("\nmode | epochs | float | int8 | gap (points) | baseline float | baseline int8 | baseline gap")
+                      f"int8 {aware.int8_top1}% | qat: float {qat.tflite_top1}%, int8 {qat.int8_top1}% | "
+                      f"float-only head + post-training int8: float {plain.tflite_top1}%, int8 {ptq}%", flush=True)
+    print("\nmode | epochs | way | float | int8 | gap (points)")
+    span = lambda values: f"{min(values):.1f}-{max(values):.1f}"  # noqa: E731
     for mode in ("head-only", "--train-backbone"):
         mine = [r for r in rows if r[0] == mode]
-        gaps = [r[3] - r[4] for r in mine]
-        base_gaps = [r[5] - r[6] for r in mine]
-        span = lambda values: f"{min(values):.1f}-{max(values):.1f}"  # noqa: E731
-        print(f"{mode} | {mine[0][1]} | {span([r[3] for r in mine])} | {span([r[4] for r in mine])} | "
-              f"{span(gaps)} (median {statistics.median(gaps):.1f}) | {span([r[5] for r in mine])} | "
-              f"{span([r[6] for r in mine])} | {span(base_gaps)} (median {statistics.median(base_gaps):.1f})")
+        for way, f, i in (("int8-aware head", 3, 4), ("qat", 7, 8), ("post-training", 5, 6)):
+            gaps = [r[f] - r[i] for r in mine]
+            print(f"{mode} | {mine[0][1]} | {way} | {span([r[f] for r in mine])} | {span([r[i] for r in mine])} | "
+                  f"{span(gaps)} (median {statistics.median(gaps):.1f})")
 
 
 if __name__ == "__main__":
