@@ -156,6 +156,23 @@ def quant_layers(tflite: Path = TFLITE) -> list[QuantLayer]:
             for name in order]
 
 
+def unfolded_batch_norm(scope: str, kernel: np.ndarray, bias: np.ndarray, depthwise: bool,
+                        rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A slim layer's kernel and a random batch norm that fold back into a TFLite layer's (kernel, bias):
+    a checkpoint to restore must carry an unfolded batch norm, as a real training checkpoint does."""
+    depth = bias.shape[0]
+    gamma = rng.uniform(0.5, 1.5, depth).astype(np.float32)
+    mean = rng.normal(0.0, 0.2, depth).astype(np.float32)
+    variance = rng.uniform(0.5, 1.5, depth).astype(np.float32)
+    multiplier = gamma / np.sqrt(variance + np.float32(EPSILON))
+    shaped = multiplier.reshape(1, 1, -1, 1) if depthwise else multiplier
+    return {f"{scope}/{'depthwise_weights' if depthwise else 'weights'}": (kernel / shaped).astype(np.float32),
+            f"{scope}/BatchNorm/gamma": gamma,
+            f"{scope}/BatchNorm/beta": (bias + mean * multiplier).astype(np.float32),
+            f"{scope}/BatchNorm/moving_mean": mean,
+            f"{scope}/BatchNorm/moving_variance": variance}
+
+
 def quant_checkpoint_arrays(tflite: Path = TFLITE, seed: int = 7, shadows: bool = False) -> dict[str, np.ndarray]:
     """The variables of a contrib.quantize v1 checkpoint holding the real file's network.
 
@@ -178,18 +195,7 @@ def quant_checkpoint_arrays(tflite: Path = TFLITE, seed: int = 7, shadows: bool 
         if logits:
             out[f"{scope}/weights"], out[f"{scope}/biases"] = q.kernel, q.bias
         else:
-            depth = q.bias.shape[0]
-            gamma = rng.uniform(0.5, 1.5, depth).astype(np.float32)
-            mean = rng.normal(0.0, 0.2, depth).astype(np.float32)
-            variance = rng.uniform(0.5, 1.5, depth).astype(np.float32)
-            multiplier = gamma / np.sqrt(variance + np.float32(EPSILON))
-            shaped = multiplier.reshape(1, 1, -1, 1) if q.layer.endswith("depthwise") else multiplier
-            name = "depthwise_weights" if q.layer.endswith("depthwise") else "weights"
-            out[f"{scope}/{name}"] = (q.kernel / shaped).astype(np.float32)
-            out[f"{scope}/BatchNorm/gamma"] = gamma
-            out[f"{scope}/BatchNorm/beta"] = (q.bias + mean * multiplier).astype(np.float32)
-            out[f"{scope}/BatchNorm/moving_mean"] = mean
-            out[f"{scope}/BatchNorm/moving_variance"] = variance
+            out.update(unfolded_batch_norm(scope, q.kernel, q.bias, q.layer.endswith("depthwise"), rng))
         for kind, (low, high) in (("weights_quant", q.weights_range), ("act_quant", q.act_range)):
             out[f"{ranges}/{kind}/min"] = np.float32(low)
             out[f"{ranges}/{kind}/max"] = np.float32(high)

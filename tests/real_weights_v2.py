@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .real_weights import EPSILON, save_arrays
+from .real_weights import save_arrays, unfolded_batch_norm
 
 TFLITE = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "mobilenet_v2_1.0_224_quant.tflite"
 CATALOG_ID = "v2_1.0_224_quant"
@@ -82,18 +82,7 @@ def checkpoint_arrays(tflite: Path = TFLITE, seed: int = 11) -> dict[str, np.nda
         if q.scope.startswith("Logits"):
             out[f"{scope}/weights"], out[f"{scope}/biases"] = q.kernel, q.bias
         else:
-            depth = q.bias.shape[0]
-            gamma = rng.uniform(0.5, 1.5, depth).astype(np.float32)
-            mean = rng.normal(0.0, 0.2, depth).astype(np.float32)
-            variance = rng.uniform(0.5, 1.5, depth).astype(np.float32)
-            multiplier = gamma / np.sqrt(variance + np.float32(EPSILON))
-            depthwise = q.scope.endswith("depthwise")
-            shaped = multiplier.reshape(1, 1, -1, 1) if depthwise else multiplier
-            out[f"{scope}/{'depthwise_weights' if depthwise else 'weights'}"] = (q.kernel / shaped).astype(np.float32)
-            out[f"{scope}/BatchNorm/gamma"] = gamma
-            out[f"{scope}/BatchNorm/beta"] = (q.bias + mean * multiplier).astype(np.float32)
-            out[f"{scope}/BatchNorm/moving_mean"] = mean
-            out[f"{scope}/BatchNorm/moving_variance"] = variance
+            out.update(unfolded_batch_norm(scope, q.kernel, q.bias, q.scope.endswith("depthwise"), rng))
         for kind, (low, high) in (("weights_quant", q.weights_range), (q.output_kind, q.output_range)):
             out[f"{scope}/{kind}/min"], out[f"{scope}/{kind}/max"] = np.float32(low), np.float32(high)
     for block, (low, high) in adds.items():
