@@ -31,6 +31,11 @@ def eval_cmd(
         help="ILSVRC synset folders (n01440764/*.JPEG), TF-slim TFRecord shards, a CSV/TSV of "
              "path,label rows, or class-name folders for a model with its own classes."),
     fmt: Optional[Format] = model_format_option(),
+    compare: Optional[Format] = typer.Option(
+        None, "--compare", metavar="FORMAT", show_default=False,
+        help="Also run the model's FORMAT file (tflite, frozen or ckpt) on the same images, on its own default "
+             "runtime, and show both with how often their top-1 agree: say the ckpt of a _quant model against "
+             "its uint8 .tflite."),
     no_fake_quant: bool = no_fake_quant_option(),
     runtime: Optional[Runtime] = runtime_option(),
     precision: Optional[Precision] = precision_option(),
@@ -55,6 +60,8 @@ def eval_cmd(
     Preprocessing is TF-slim's eval preprocessing (central crop 87.5%, bilinear resize without antialiasing, scale to [-1, 1]), so a full ImageNet validation run is comparable with the catalog's figures.
 
     Example: mobilenet-zoo eval v1_0.25_128_quant --data imagenet/val --limit 1000
+
+    Example: mobilenet-zoo eval v1_0.25_128_quant --format ckpt --compare tflite --data imagenet/val
     """
     from zoo.run.evaluation import evaluate
     from zoo.data.images import check_crop
@@ -66,6 +73,7 @@ def eval_cmd(
                           crop=crop, split=split.value, skip_errors=skip_errors,
                           catalog=load_catalog(), cache_dir=cache_dir(),
                           progress=bar.update if bar else False, fake_quant=fake_quant_value(no_fake_quant, fmt),
+                          compare=format_value(compare),
                           **runtime_options(runtime, precision, openvino_device))
     finally:
         if bar:
@@ -114,19 +122,29 @@ def _print_summary(result) -> None:
     console = terminal()
     console.print(f"[bold]{escape(result.id)}[/] ({result.format} on {result.runtime}) on {escape(result.data)}",
                   soft_wrap=True)
+    other = result.compared
     table = Table(title_justify="left")
     table.add_column("")
-    table.add_column("measured", justify="right")
+    table.add_column("measured" if other is None else result.format, justify="right")
+    if other is not None:
+        table.add_column(other.format, justify="right")
     table.add_column("catalog", justify="right")
     table.add_column("diff", justify="right")
     for name in ("top1", "top5"):
         measured, claimed = getattr(result, name), getattr(result, "claimed_" + name)
         diff = "-" if claimed is None else f"{measured - claimed:+.1f}"
-        table.add_row(f"top-{name[-1]}", f"{measured:.1f}% ±{result.margin(name):.1f}", _pct(claimed), diff)
+        cells = [f"{measured:.1f}% ±{result.margin(name):.1f}"]
+        if other is not None:
+            cells.append(f"{getattr(other, name):.1f}% ±{other.margin(name):.1f}")
+        table.add_row(f"top-{name[-1]}", *cells, _pct(claimed), diff)
     console.print(table)
     copies = f", {result.copies} model copies side by side" if result.copies > 1 else ""
     console.print(f"{result.images} images in {result.seconds:.1f} s ({result.images_per_s:.1f} images/s{copies})"
                   + (f"; {result.skipped} unreadable, skipped" if result.skipped else ""))
+    if other is not None:
+        agreement = "-" if result.top1_agreement is None else f"{result.top1_agreement:.1f}%"
+        console.print(f"{other.format} on {other.runtime}: {other.images} images in {other.seconds:.1f} s; "
+                      f"the two agree on top-1 for {agreement} of the images")
     for source, reason in result.skipped_images[:5]:
         console.print(f"  skipped {escape(source)}: {escape(reason)}", style="yellow", soft_wrap=True)
     if result.skipped > 5:

@@ -187,3 +187,33 @@ def test_progress_true_draws_a_tqdm_auto_bar_and_callbacks_get_bytes(served_mode
     assert capsys.readouterr().err == ""                                     # the library printed nothing
     with pytest.raises(TypeError, match="progress must be"):
         zoo.fetch(MODEL_ID, catalog=catalog, cache_dir=tmp_path / "c", progress="yes")
+
+
+def test_evaluate_compare_finds_the_other_file_in_the_fetched_tarball_or_says_it_is_not_there(
+        served_model, fault_server, tmp_path):
+    """compare= on a catalog name: checked against the catalog before the fetch, and against the
+    unpacked tarball before the first image is run (this tarball holds the .tflite only)."""
+    pytest.importorskip("ai_edge_litert")
+    from zoo.errors import RestoreError
+
+    from .fetch_helpers import write_catalog
+
+    catalog, _ = served_model
+    data = tmp_path / "val" / "n02123045"
+    data.mkdir(parents=True)
+    (data / "cat.bmp").write_bytes((DATA / "cat.bmp").read_bytes())
+    with pytest.raises(RestoreError) as fetched:
+        zoo.evaluate(MODEL_ID, data.parent, compare="frozen", catalog=catalog, cache_dir=tmp_path / "cache")
+    assert "compare='frozen'" in fetched.value.message and "beside the model evaluated" in fetched.value.hint
+    assert fetched.value.params == ("compare",)
+
+    raw = catalog.get(MODEL_ID).to_dict()
+    for derived in ("model_size_mb", "url", "sha256", "size_bytes"):
+        raw.pop(derived)
+    raw["files"] = {role: name for role, name in raw["files"].items() if role != "frozen_graph"}
+    lean = zoo.load_catalog(write_catalog(tmp_path / "lean.yaml", [raw]), with_profile=False)
+    fault_server.reset_stats()
+    with pytest.raises(RestoreError) as listed:
+        zoo.evaluate(MODEL_ID, data.parent, compare="frozen", catalog=lean, cache_dir=tmp_path / "cache2")
+    assert "its tarball has no frozen file" in listed.value.message
+    assert fault_server.stats("/models/v1.tgz").requests == 0  # refused before any download

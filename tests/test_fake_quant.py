@@ -172,14 +172,43 @@ def test_cli_restore_says_the_ranges_were_applied(prefix):
 
 
 def test_cli_eval_measures_the_fake_quant_network(prefix, quant_dir, photos, tmp_path):  # noqa: F811
+    """eval --format ckpt is the seed's eval --quantize; --compare tflite runs the uint8 file
+    beside it on the same images (the .tflite found next to the checkpoint)."""
     data = write_synset_folders(tmp_path / "data", photos)
-    results = {}
-    for fmt, model in (("ckpt", prefix), ("tflite", quant_dir / f"{real_weights.QUANT_STEM}.tflite")):
-        done = _run("eval", str(model), "--format", fmt, "--data", str(data), "--json")
-        assert done.returncode == 0, done.stderr
-        results[fmt] = json.loads(done.stdout)
-    assert results["ckpt"]["top1"] == results["tflite"]["top1"]
-    assert results["ckpt"]["images"] == len(photos)
+    tflite = quant_dir / f"{real_weights.QUANT_STEM}.tflite"
+    alone = _run("eval", str(tflite), "--data", str(data), "--json")
+    assert alone.returncode == 0, alone.stderr
+    done = _run("eval", str(prefix), "--format", "ckpt", "--compare", "tflite", "--data", str(data), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["format"], result["compared"]["format"]) == ("ckpt", "tflite")
+    assert result["compared"]["runtime"] == "litert"
+    assert result["images"] == result["compared"]["images"] == len(photos)
+    assert result["compared"]["top1"] == json.loads(alone.stdout)["top1"]
+    assert result["top1"] == result["compared"]["top1"]
+    assert result["top1_agreement"] == 100.0
+    assert json.loads(alone.stdout)["compared"] is None
+
+    summary = _run("eval", str(prefix), "--format", "ckpt", "--compare", "tflite", "--data", str(data))
+    assert summary.returncode == 0, summary.stderr
+    assert "the two agree on top-1 for 100.0% of the images" in summary.stdout
+    header = next(line for line in summary.stdout.splitlines() if "catalog" in line)
+    assert header.index("ckpt") < header.index("tflite") < header.index("catalog")
+
+
+def test_cli_eval_compare_refuses_what_it_cannot_compare(prefix, photos, tmp_path):  # noqa: F811
+    data = write_synset_folders(tmp_path / "data", photos)
+    same = _run("eval", str(prefix), "--format", "ckpt", "--compare", "ckpt", "--data", str(data))
+    assert same.returncode != 0 and "Traceback" not in same.stderr
+    assert "the format being evaluated" in same.stderr
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for part in prefix.parent.glob(prefix.name + ".*"):
+        (alone / part.name).write_bytes(part.read_bytes())
+    missing = _run("eval", str(alone / prefix.name), "--format", "ckpt", "--compare", "tflite", "--data", str(data))
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "--compare tflite" in missing.stderr and str(alone) in missing.stderr, missing.stderr
+    assert "beside the model evaluated" in missing.stderr  # said before the checkpoint is run at all
 
 
 # ----------------------------------------------------------------------------- bad checkpoints

@@ -140,6 +140,12 @@ def test_finetune_then_eval_export_and_bench_what_it_wrote(checkpoint, digits, t
     assert scores[out.name] > 60.0
     assert abs(scores["model.tflite"] - scores[out.name]) <= 100.0 / held + 1e-9
     assert abs(scores["model_int8.tflite"] - scores["model.tflite"]) <= 10.0
+    # the int8 file beside the Keras model it was converted from, on the same images
+    side_by_side = as_json("eval", str(out / "model_int8.tflite"), "--compare", "ckpt", "--data", str(held_out))
+    assert side_by_side["top1"] == scores["model_int8.tflite"]
+    assert side_by_side["compared"]["format"] == "ckpt" and side_by_side["compared"]["images"] == held
+    assert abs(side_by_side["compared"]["top1"] - scores["model.tflite"]) <= 100.0 / held + 1e-9
+    assert side_by_side["top1_agreement"] >= 80.0
 
     # a folder of ImageNet synsets is the wrong data for this model: one clear error naming both
     imagenet = tmp_path / "imagenet"

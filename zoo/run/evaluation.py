@@ -33,7 +33,7 @@ import numpy as np
 from .._util.progress import Reporter, Task
 from ..catalog.registry import Catalog, Entry
 from ..data.datasets import Dataset, LabelSpace, Sample, open_dataset
-from ..errors import DataError, UsageError
+from ..errors import DataError, RestoreError, UsageError
 from ..data.images import DEFAULT_CROP, check_crop, decode_failure, decode_pixels, preprocess_array
 from .classification import top_k
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..formats.base import RestoredModel
 
 JSON_KEYS = ("id", "format", "runtime", "images", "top1", "top5", "claimed_top1", "claimed_top5", "images_per_s",
-             "skipped")
+             "skipped", "compared", "top1_agreement")
 # Batches that pay off per runtime: one graph/session call per batch for TensorFlow;
 # LiteRT's upstream files have a fixed batch of 1 and gain nothing from resizing (bench_eval.py).
 DEFAULT_BATCH = {"tflite": 1, "frozen": 32, "ckpt": 32}
@@ -68,10 +68,17 @@ class EvalResult:
     notes: tuple[str, ...] = field(default=())          # e.g. which checkpoint weights were used
     copies: int = 1                                     # one-thread LiteRT copies that ran side by side
     runtime: str = "litert"                             # the engine that answered (``kinds.RUNTIMES``)
+    compared: "EvalResult | None" = None                # the same images through another format (``compare``)
+    top1_agreement: float | None = None                 # % of images whose top-1 the two formats share
+    top1_by_image: tuple[tuple[str, int], ...] = field(default=(), repr=False)  # (image, top-1 class)
 
     def to_json(self) -> dict[str, Any]:
-        """The `--json` object: exactly the documented keys."""
-        return {key: getattr(self, key) for key in JSON_KEYS}
+        """The `--json` object: exactly the documented keys (``compared``: the same object for
+        the other format, or null)."""
+        out = {key: getattr(self, key) for key in JSON_KEYS}
+        if self.compared is not None:
+            out["compared"] = self.compared.to_json()
+        return out
 
     def margin(self, which: str = "top1") -> float:
         """Half-width (percentage points) of a 95% Wilson interval for a rate measured on ``images``
@@ -239,7 +246,7 @@ def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, for
              threads: int | None = None, batch_size: int | None = None, limit: int | None = None,
              crop: float = DEFAULT_CROP, split: str = "validation", skip_errors: bool = False,
              workers: int | None = None, catalog: Catalog | None = None, cache_dir: Path | None = None,
-             progress: object = None, **restore_options: Any) -> EvalResult:
+             progress: object = None, compare: str | None = None, **restore_options: Any) -> EvalResult:
     """Measure top-1/top-5 of ``model`` on the labelled images at ``data``.
 
     ``model``: an already restored model, or anything ``zoo.formats.resolve.locate`` accepts
@@ -255,6 +262,11 @@ def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, for
     many one-thread copies side by side, each decoding its own images, which gets through
     more images per second than one copy that splits every image over the threads.
     ``workers``: decoding threads for the TensorFlow formats (default: CPUs, at most 4).
+
+    ``compare``: another format of the same model (say ``tflite`` beside the ``ckpt`` of a
+    ``_quant`` model, as the seed's eval ``--quantize`` is compared with the uint8 file) run
+    on the same images with its own default runtime; the result's ``compared`` holds its
+    figures and ``top1_agreement`` how often the two top-1 answers agree.
     """
     from ..formats.base import RestoredModel
     from ..formats.kinds import DEFAULT_RUNTIME
@@ -266,6 +278,7 @@ def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, for
             raise UsageError(f"{name} must be at least 1, got {value}", params=(name,))
     ref = None if isinstance(model, RestoredModel) else locate(model, format, catalog=catalog)
     entry, fmt = (model.entry, model.format) if ref is None else (ref.entry, ref.format)
+    other = None if compare is None else compared_ref(model, ref, compare, catalog)
     labels = label_space(entry.labels, entry.num_classes)
     streams = 1
     runtime = restore_options.get("runtime") or DEFAULT_RUNTIME.get(fmt)
@@ -284,9 +297,71 @@ def evaluate(model: str | Path | Entry | RestoredModel, data: str | Path, *, for
         dataset = open_dataset(data, labels, split=split)  # before any download
         refuse_rejected(dataset, skip_errors)
         restored = ref.load(cache_dir=cache_dir, threads=threads, **restore_options)
-    return run_evaluation(restored, dataset, batch_size=batch_size or DEFAULT_BATCH.get(restored.format, 1),
-                          limit=limit, crop=crop, skip_errors=skip_errors, streams=streams,
-                          workers=workers or min(4, usable_cpus()), progress=progress)
+    if other is not None:
+        compared_file(other, cache_dir)  # fetched with the model evaluated
+    run = dict(limit=limit, crop=crop, skip_errors=skip_errors, workers=workers or min(4, usable_cpus()),
+               progress=progress)
+    result = run_evaluation(restored, dataset, batch_size=batch_size or DEFAULT_BATCH.get(restored.format, 1),
+                            streams=streams, **run)
+    if other is None:
+        return result
+    other_streams = 1 if DEFAULT_RUNTIME.get(other.format) == "tensorflow" else usable_cpus()
+    other_model = other.load(cache_dir=cache_dir, threads=1 if other_streams > 1 else None,
+                             **({"streams": other_streams} if other_streams > 1 else {}))
+    return with_comparison(result, run_evaluation(other_model, dataset, batch_size=DEFAULT_BATCH.get(other.format, 1),
+                                                  streams=other_streams, **run))
+
+
+def compared_ref(model: Any, ref: Any, fmt: str, catalog: Catalog | None) -> Any:
+    """Where ``evaluate(compare=fmt)`` finds the other format of the same model: the catalog
+    name or folder itself, the fine-tuned OUT, or for a single file the folder it sits in (an
+    unpacked tarball holds the checkpoint beside the .tflite)."""
+    from ..formats.kinds import ROLE_OF_FORMAT
+    from ..formats.resolve import locate, normalize_format
+
+    fmt = normalize_format(fmt)
+    if ref is None:
+        raise UsageError("compare needs a model name, folder or file, not an already restored model",
+                         params=("compare",))
+    if fmt == ref.format:
+        raise UsageError(f"{ref.entry.id}: compare={fmt!r} is the format being evaluated",
+                         hint="compare with another of its formats: "
+                              + ", ".join(f for f in ("tflite", "frozen", "ckpt") if f != fmt), params=("compare",))
+    if ref.kind == "file":
+        other = locate(Path(ref.path).parent, fmt, catalog=catalog, entry=ref.entry)
+    elif ref.kind == "finetuned":  # OUT or a file in it: OUT has the other file
+        other = locate(Path(ref.path).parent, fmt, catalog=catalog)
+    else:
+        other = locate(model, fmt, catalog=catalog)
+    if not other.is_local and ROLE_OF_FORMAT[fmt] not in other.entry.files:
+        raise RestoreError(f"{other.entry.id}: compare={fmt!r}, but its tarball has no {fmt} file",
+                           hint=f"it holds: {', '.join(other.entry.files) or 'nothing the catalog lists'}",
+                           params=("compare",))
+    if other.is_local:  # before anything is run
+        compared_file(other)
+    return other
+
+
+def compared_file(other: Any, cache_dir: Path | None = None) -> Path:
+    """The compared format's file, or an error saying where it was looked for (asked for
+    before the first run, so a missing file never costs a whole evaluation)."""
+    try:
+        return other.file(cache_dir)
+    except RestoreError as exc:
+        raise RestoreError(f"compare={other.format!r}: {exc.message}",
+                           hint=f"the {other.format} file must sit beside the model evaluated (as in its "
+                                "tarball); or evaluate it on its own", params=("compare",)) from None
+
+
+def with_comparison(result: EvalResult, other: EvalResult) -> EvalResult:
+    """``result`` carrying ``other`` (the same images through another format) and how often
+    their top-1 answers agree, over the images both could read."""
+    import dataclasses
+
+    theirs = dict(other.top1_by_image)
+    shared = [(top1, theirs[source]) for source, top1 in result.top1_by_image if source in theirs]
+    agreement = round(100.0 * sum(a == b for a, b in shared) / len(shared), 4) if shared else None
+    return dataclasses.replace(result, compared=other, top1_agreement=agreement)
 
 
 def _report(report: Reporter, task: Task, done: int, total: int | None, correct1: int, skipped: int,
@@ -333,6 +408,7 @@ def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int 
     samples = iter(dataset) if limit is None else islice(dataset, limit)
     k = min(5, dataset.labels.num_classes)
     done = correct1 = correct5 = 0
+    top1s: list[tuple[str, int]] = []
     refuse_rejected(dataset, skip_errors)
     skipped: list[tuple[str, str]] = [(str(path), why) for path, why in dataset.rejected]
     start = last_report = time.perf_counter()
@@ -354,6 +430,7 @@ def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int 
                 skipped.append((outcome.source, outcome.reason))
                 continue
             done += 1
+            top1s.append((sample.source, int(outcome[0])))
             correct1 += int(outcome[0] == sample.label)
             correct5 += int(sample.label in outcome)
             if time.perf_counter() - last_report >= PROGRESS_EVERY_S:
@@ -371,4 +448,4 @@ def run_evaluation(model: Any, dataset: Dataset, *, batch_size: int, limit: int 
         images_per_s=round(done / seconds, 2) if seconds > 0 else 0.0, skipped=len(skipped),
         data=dataset.describe(), seconds=round(seconds, 3), skipped_images=tuple(skipped),
         notes=tuple(getattr(model, "notes", ()) or ()), copies=pool.made if pool else 1,
-        runtime=getattr(model, "runtime", "tensorflow"))
+        runtime=getattr(model, "runtime", "tensorflow"), top1_by_image=tuple(top1s))
