@@ -31,12 +31,16 @@ class FeaturePass:
 
 def extract_features(tf: Any, backbone: Any, folder: ImageFolder, size: Sequence[int], batch: int,
                      views: int, directory: Path, name: str, seed: int,
-                     int8: Callable[[np.ndarray], np.ndarray] | None = None) -> FeaturePass:
+                     int8: Callable[[np.ndarray], np.ndarray] | None = None,
+                     features: Callable[[Any], np.ndarray] | None = None) -> FeaturePass:
     """Backbone outputs for every image (plus ``views`` augmented copies), in a memory-mapped file.
 
     With ``int8`` (the backbone as the int8 file runs it, ``zoo.training.quantized_features``), the
     same images also go through it and its features fill the second half of the rows, with
     the same labels: the head then learns from what both the float and the int8 file see.
+
+    ``features``: what computes the float rows from a batch of images (``zoo.training.runtime_backbone``'s
+    checked LiteRT copy); default the Keras ``backbone`` itself.
 
     Resumable: ``<name>.rows.json`` records how many rows are on disk (batch-aligned, written
     after the rows themselves), so a pass killed half-way carries on from there. Image ``i`` of
@@ -70,12 +74,14 @@ def extract_features(tf: Any, backbone: Any, folder: ImageFolder, size: Sequence
         rows = 0
     resumed_at = row = rows
     labels = np.tile(np.asarray(folder.labels, np.int32), (1 + views) * copies)
-    run = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
+    if features is None:
+        keras_run = keras_features(tf, backbone)
+        features = lambda images: keras_run(images).numpy()  # noqa: E731
     computed, saved_at = 0, time.monotonic()
     while row < n:
         view, first = divmod(row, per_view)
         for images, _ in image_dataset(folder, size, batch=batch, augment=view > 0, seed=seed + view, first=first):
-            out = run(images).numpy()
+            out = features(images)
             feats[row:row + len(out)] = out
             if int8 is not None:
                 feats[n + row:n + row + len(out)] = int8(images.numpy())
@@ -88,6 +94,11 @@ def extract_features(tf: Any, backbone: Any, folder: ImageFolder, size: Sequence
     feats.flush()
     atomic_write_json(marker, {"rows": n, "shape": list(shape)}, mode=0o600)
     return FeaturePass(feats, labels, computed, resumed_at)
+
+
+def keras_features(tf: Any, backbone: Any) -> Callable[[Any], Any]:
+    """The Keras backbone as one traced function of a batch (inference mode)."""
+    return tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
 
 
 def feature_dataset(tf: Any, feats: np.ndarray, labels: np.ndarray, batch: int, shuffle: bool, seed: int,

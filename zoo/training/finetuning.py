@@ -52,11 +52,12 @@ from ..catalog.registry import Catalog, Entry
 from ..errors import RestoreError, UsageError, ZooError
 from .._util.progress import Reporter
 from .feature_cache import ROWS_NAME, FeatureStore, backbone_digest, feature_key
-from .features import extract_features, feature_dataset, steps_for
+from .features import extract_features, feature_dataset, keras_features, steps_for
 from .inputs import ImageFolder, files_digest, image_dataset, scan_image_folder, split
 from .loop import History, train_epochs
-from .options import DEFAULT_CALIBRATION_IMAGES, check_quantize
+from .options import DEFAULT_CALIBRATION_IMAGES, check_feature_runtime, check_quantize
 from .qat import RANGES_CALIBRATED, calibrate_backbone, check_family, check_qat
+from .runtime_backbone import CheckedBackbone, float_backbone, keras_reason
 
 HEAD_LEARNING_RATE = 1e-3
 BACKBONE_LR_FACTOR = 0.1
@@ -221,7 +222,7 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
              catalog: Catalog | None = None, cache_dir: Path | None = None, seed: int = 0,
              progress: object = None, command: Sequence[str] | None = None,
              calibration_size: int = DEFAULT_CALIBRATION_IMAGES, restart: bool = False,
-             qat: bool = False) -> FinetuneResult:
+             qat: bool = False, feature_runtime: str = "auto") -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` (``DIR/<class>/*.jpg``) and write OUT (see the module docstring).
 
     ``model``: anything ``zoo.formats.resolve.locate_weights`` accepts: a catalog id or Entry (its
@@ -236,6 +237,9 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     ``command``: recorded in finetune.json (the CLI passes its argv).
     ``restart``: discard the progress an interrupted run of the same OUT saved, instead of resuming
     from it (``zoo.training.resume``; multi-worker runs do not resume).
+    ``feature_runtime``: what runs the frozen backbone's feature passes: ``litert`` (a float TFLite
+    copy, checked against Keras on the first batch), ``keras``, or ``auto`` (LiteRT when the pass
+    is long enough to pay for the conversion; ``zoo.training.runtime_backbone``).
     """
     start = time.perf_counter()
     from .distribute import local_gpu_count, make_strategy, plan_strategy
@@ -243,6 +247,7 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
 
     _check_options(epochs, batch_size, learning_rate, quantize, val_data, val_split)
     check_qat(qat, quantize)
+    check_feature_runtime(feature_runtime)
     plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"))  # checks TF_CONFIG; no TensorFlow yet
     out = Path(out)
     if plan.is_chief:
@@ -267,11 +272,12 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     resumable = _open_progress(out, base, train, val, plan, restart, {
         "epochs": epochs, "batch_size": batch_size, "learning_rate": head_lr, "train_backbone": train_backbone,
         "quantize": quantize, "seed": seed, "calibration_images": len(calibration), "strategy": plan.kind,
-        "replicas": int(dist.num_replicas_in_sync), "augmented_views": AUGMENTED_VIEWS, "qat": qat})
+        "replicas": int(dist.num_replicas_in_sync), "augmented_views": AUGMENTED_VIEWS, "qat": qat,
+        "feature_runtime": feature_runtime})
     try:
         run = _Run(base, train, val, plan, dist, batch_size=batch_size, epochs=epochs, seed=seed,
                    quantize=quantize, head_lr=head_lr, calibration=calibration, progress=resumable,
-                   cache_dir=cache_dir, qat=qat)
+                   cache_dir=cache_dir, qat=qat, feature_runtime=feature_runtime)
         with Reporter(progress) as report:
             interrupted = run.train(report, train_backbone)
         history = run.history
@@ -378,7 +384,8 @@ class _Run:
 
     def __init__(self, base: _Base, train: ImageFolder, val: ImageFolder, plan: Any, dist: Any, *, batch_size: int,
                  epochs: int, seed: int, quantize: str | None, head_lr: float, calibration: list[str],
-                 progress: Any = None, cache_dir: Path | None = None, qat: bool = False):
+                 progress: Any = None, cache_dir: Path | None = None, qat: bool = False,
+                 feature_runtime: str = "auto"):
         from ..config import cache_dir as default_cache_dir
         from ..formats.keras_models import import_keras, import_tensorflow
 
@@ -389,6 +396,7 @@ class _Run:
         # quantize: the head also learns from the backbone as the int8 file runs it (with qat, that is the
         # backbone converted from its own fake-quant ranges; the fake-quant network models the rest)
         self.qat, self.int8_features = qat, bool(quantize)
+        self.feature_runtime = feature_runtime
         self.progress = progress
         self.feature_store = FeatureStore(cache_dir or default_cache_dir())
         # the images that calibrate model_int8.tflite; with quantize, also those that calibrate the int8
@@ -420,8 +428,8 @@ class _Run:
             if self.int8_features:
                 phases.append(("int8 head", lambda start, state: self.head_phase("int8 head", report, start, state)))
         first_phase, first_epoch, optimizer = self._resume([name for name, _ in phases])
-        with tempfile.TemporaryDirectory(prefix="mobilenet-zoo-int8-") as workdir:
-            self.workdir = Path(workdir)  # the int8 backbone's conversion
+        with tempfile.TemporaryDirectory(prefix="mobilenet-zoo-backbones-") as workdir:
+            self.workdir = Path(workdir)  # the float and int8 backbones' conversions (feature passes)
             try:
                 for index, (name, phase) in enumerate(phases):
                     if index < first_phase:
@@ -505,9 +513,10 @@ class _Run:
         tick = time.perf_counter()
         tag = phase.replace(" ", "_")
         int8 = _LazyInt8(self, self.workdir / tag) if self.int8_features else None
+        floats = self._float_features(self.workdir / f"{tag}_float", images // copies)
         digest = backbone_digest(self.backbone)
-        train = self._features(self.my_train, AUGMENTED_VIEWS, "train", phase, digest, int8)
-        val = self._features(self.my_val, 0, "validation", phase, digest, int8)
+        train = self._features(self.my_train, AUGMENTED_VIEWS, "train", phase, digest, int8, floats)
+        val = self._features(self.my_val, 0, "validation", phase, digest, int8, floats)
         computed = (train.computed + val.computed) * copies
         if not computed:
             log.info("%s: the features of all %d images were already in the cache (the same backbone, images "
@@ -519,15 +528,25 @@ class _Run:
             self.features_from_cache.append({"phase": phase, "images": images, "from_cache": images - computed})
         if computed:
             self.feature_passes.append({"phase": phase, "images": images, "computed": computed,
-                                        "int8": self.int8_features, "seconds": round(time.perf_counter() - tick, 3)})
+                                        "int8": self.int8_features, "seconds": round(time.perf_counter() - tick, 3),
+                                        **floats.record()})
         self._fit(self.head,
                   lambda seed: feature_dataset(self.tf, train.feats, train.labels, self.batch, True, seed),
                   feature_dataset(self.tf, val.feats, val.labels, self.batch, False, self.seed, repeat=self.several),
                   phase, steps_for(len(self.train_set) * (1 + AUGMENTED_VIEWS) * copies, self.batch),
                   self.head_lr, report, start_epoch, optimizer_state)
 
+    def _float_features(self, directory: Path, rows: int) -> CheckedBackbone:
+        """The float rows of a feature pass over ``rows`` images: LiteRT when ``feature_runtime``
+        allows it and its first batch matches Keras (``zoo.training.runtime_backbone``)."""
+        keras_run = keras_features(self.tf, self.backbone)
+        why = keras_reason(self.feature_runtime, self.base.entry.macs_m, rows, self.qat)
+        return CheckedBackbone(lambda images: keras_run(images).numpy(),
+                               lambda: float_backbone(self.backbone, self.base.entry, directory),
+                               keras_because=why)
+
     def _features(self, folder: ImageFolder, views: int, split: str, phase: str, digest: str,
-                  int8: Any) -> Any:
+                  int8: Any, floats: CheckedBackbone) -> Any:
         """One feature pass, through the cache (``zoo.training.feature_cache``): reused when an earlier
         run computed the same, carried on when one was killed half-way."""
         from ..catalog.registry import EVAL_CENTRAL_CROP
@@ -540,7 +559,7 @@ class _Run:
                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with self.feature_store.slot(key, about, on_wait=lambda text: log.info("%s", text)) as directory:
             return extract_features(self.tf, self.backbone, folder, self.size, self.batch, views, directory,
-                                    ROWS_NAME, self.seed, int8)
+                                    ROWS_NAME, self.seed, int8, features=floats)
 
     def backbone_phase(self, report: Reporter, start_epoch: int = 0,
                        optimizer_state: list[Any] | None = None) -> None:

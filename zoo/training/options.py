@@ -18,6 +18,9 @@ QUANTIZE_MODES = ("int8",)
 # ExportResult.ranges of a model that carries fake-quant ranges (a _quant checkpoint, a --qat fine-tune)
 OWN_RANGES = "the model's fake-quant ranges"
 INT8_IO_TYPES = ("uint8", "int8")
+# What runs the frozen backbone's feature pass (zoo.training.runtime_backbone): auto picks LiteRT
+# when the pass is long enough to pay for converting the backbone.
+FEATURE_RUNTIMES = ("auto", "litert", "keras")
 # Images that calibrate a full-integer file, spread over the classes (TFLite's guide suggests ~100-500).
 DEFAULT_CALIBRATION_IMAGES = 200
 
@@ -29,3 +32,12 @@ def check_quantize(quantize: str | None) -> None:
 
         raise UsageError(f"unknown quantize={quantize!r}",
                          hint="use " + " or ".join(f"quantize={m!r}" for m in QUANTIZE_MODES), params=("quantize",))
+
+
+def check_feature_runtime(feature_runtime: str) -> None:
+    """One of ``FEATURE_RUNTIMES`` (a UsageError naming the parameter otherwise)."""
+    if feature_runtime not in FEATURE_RUNTIMES:
+        from ..errors import UsageError
+
+        raise UsageError(f"unknown feature_runtime={feature_runtime!r}",
+                         hint="use one of: " + ", ".join(FEATURE_RUNTIMES), params=("feature_runtime",))
