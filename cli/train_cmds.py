@@ -12,7 +12,8 @@ from typing import Optional
 import typer
 
 from zoo.training.distribute import STRATEGIES
-from zoo.training.options import DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, INT8_IO_TYPES, OWN_RANGES, QUANTIZE_MODES
+from zoo.training.options import (DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, FEATURE_RUNTIMES, INT8_IO_TYPES, OWN_RANGES,
+                                  QUANTIZE_MODES)
 
 from .common import app, cache_dir, choices, load_catalog
 from .output import print_json, terminal
@@ -20,6 +21,7 @@ from .output import print_json, terminal
 
 Strategy = choices("Strategy", STRATEGIES)
 Quantize = choices("Quantize", QUANTIZE_MODES)
+FeatureRuntime = choices("FeatureRuntime", FEATURE_RUNTIMES)
 Target = choices("Target", EXPORT_TARGETS)
 IntegerIO = choices("IntegerIO", INT8_IO_TYPES)
 
@@ -100,6 +102,11 @@ def finetune_cmd(
     restart: bool = typer.Option(
         False, "--restart", help="Discard the progress an interrupted run of this OUT saved and start afresh "
                                  "(default: resume from its last finished epoch)."),
+    feature_runtime: FeatureRuntime = typer.Option(
+        FeatureRuntime.auto, "--feature-runtime",
+        help="What runs the frozen backbone over the images: litert (a float .tflite of it, checked against "
+             "Keras on the first batch), keras, or auto (LiteRT when the pass is long enough to pay for "
+             "converting the backbone)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Fine-tune a MobileNet to the classes in DIR; write Keras, SavedModel and TFLite files to OUT.
@@ -119,7 +126,8 @@ def finetune_cmd(
                       train_backbone=train_backbone, val_data=val_data, val_split=val_split,
                       quantize=quantize.value if quantize else None, qat=qat, strategy=strategy.value,
                       overwrite=overwrite, checkpoint=checkpoint, catalog=load_catalog(), restart=restart,
-                      cache_dir=cache_dir(), command=["mobilenet-zoo", *sys.argv[1:]], progress=epoch_progress())
+                      cache_dir=cache_dir(), command=["mobilenet-zoo", *sys.argv[1:]], progress=epoch_progress(),
+                      feature_runtime=feature_runtime.value)
     if as_json:
         print_json(result.to_json())
         return
