@@ -280,12 +280,12 @@ def _run(args, **env):
     return proc.stderr + proc.stdout
 
 
-def _kill_when(args, ready, timeout=600):
+def _kill_when(args, ready, timeout=600, **env):
     """Start the command and SIGKILL it as soon as ``ready(stderr so far)`` is true."""
     import threading
 
     proc = subprocess.Popen([console_script(), *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            text=True, env=_env())
+                            text=True, env=_env(**env))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
     reader.start()
@@ -360,6 +360,21 @@ def test_killed_during_the_feature_pass_carries_on_from_the_rows_on_disk(tmp_pat
     assert record["computed"] == 3235 - on_disk  # counted: fewer images through the backbone than a fresh run
     assert record["runtime"] == "litert" and record["max_abs_feature_diff"] <= 1e-3
     _same_as_uninterrupted(out, uninterrupted)
+
+
+@pytest.mark.slow
+def test_killed_while_converting_the_backbone_leaves_nothing_in_the_temporary_folder(
+        tmp_path, checkpoint, digits, uninterrupted):
+    out, scratch = tmp_path / "model", tmp_path / "tmp"
+    scratch.mkdir()
+    args = _args(checkpoint, digits, out, *HEAD_RUN)
+    converting = progress_dir(out) / "work" / "head_float"
+    _kill_when(args, lambda seen: converting.is_dir(), TMPDIR=str(scratch))
+    assert not [p for p in scratch.iterdir() if p.name.startswith("mobilenet-zoo")]  # it converts beside OUT
+    _run(args, TMPDIR=str(scratch))
+    (record,) = _manifest(out)["training"]["feature_extraction"]
+    assert record["runtime"] == "litert"
+    _same_as_uninterrupted(out, uninterrupted)  # the progress folder, and its work/, gone too
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ Distribution (``strategy``): see ``zoo.training.distribute``; only the chief wri
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -44,13 +45,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..catalog.registry import Catalog, Entry
 from ..errors import RestoreError, UsageError, ZooError
 from .._util.progress import Reporter
+from .._util.safepath import remove_tree
 from .feature_cache import ROWS_NAME, FeatureStore, backbone_digest, feature_key
 from .features import extract_features, feature_dataset, keras_features, steps_for
 from .inputs import ImageFolder, files_digest, image_dataset, scan_image_folder, split
@@ -359,7 +361,6 @@ class _LazyInt8:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         if self.model is None:
-            from .._util.safepath import remove_tree
             from .quantized_features import int8_backbone
 
             remove_tree(self.directory)  # an interrupted conversion's leftovers
@@ -428,8 +429,8 @@ class _Run:
             if self.int8_features:
                 phases.append(("int8 head", lambda start, state: self.head_phase("int8 head", report, start, state)))
         first_phase, first_epoch, optimizer = self._resume([name for name, _ in phases])
-        with tempfile.TemporaryDirectory(prefix="mobilenet-zoo-backbones-") as workdir:
-            self.workdir = Path(workdir)  # the float and int8 backbones' conversions (feature passes)
+        with self._work_folder() as workdir:
+            self.workdir = workdir  # the float and int8 backbones' conversions (feature passes)
             try:
                 for index, (name, phase) in enumerate(phases):
                     if index < first_phase:
@@ -440,6 +441,21 @@ class _Run:
             except KeyboardInterrupt:
                 return True
         return False
+
+    @contextlib.contextmanager
+    def _work_folder(self) -> Iterator[Path]:
+        """Scratch for the backbones' conversions: in the progress folder (emptied at the start, gone
+        with the folder, so a killed run leaves nothing behind), or, without one (multi-worker), a
+        temporary folder."""
+        if self.progress is None:
+            with tempfile.TemporaryDirectory(prefix="mobilenet-zoo-backbones-") as workdir:
+                yield Path(workdir)
+            return
+        work = self.progress.work_folder()
+        try:
+            yield work
+        finally:
+            remove_tree(work)
 
     def _resume(self, phases: list[str]) -> tuple[int, int, list[Any] | None]:
         """Load the saved epoch into the model and history: (phase index, epochs done in it, optimizer)."""

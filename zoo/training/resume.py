@@ -13,7 +13,9 @@ Where: ``.OUT.progress/`` beside OUT, private (0700, this user's, never a link):
   files hold it), replaced atomically and written *after* the files it names, so a kill at any
   moment leaves either the old epoch or the new one;
 * ``weights-<n>.npz``, ``best-<n>.npz``, ``optimizer-<n>.npz``: the model, the best weights so
-  far and the optimizer's slots at that epoch.
+  far and the optimizer's slots at that epoch;
+* ``work/``: the backbones converted for the feature passes (scratch: emptied when a run starts,
+  so a killed run's conversions never pile up in the system's temporary folder).
 
 The feature passes are not here but in the cache (``zoo.training.feature_cache``), keyed by what
 they are, so that they also serve later runs; they too resume batch by batch.
@@ -54,6 +56,7 @@ KIND = "mobilenet-zoo finetune progress"
 VERSION = 1
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
+WORK_FOLDER = "work"
 _WEIGHT_FILE = re.compile(r"(weights|best|optimizer)-\d{1,9}\.npz")
 _STATE_CAP = 16 << 20
 
@@ -208,6 +211,14 @@ class Progress:
             if child.name not in keep and _WEIGHT_FILE.fullmatch(child.name):
                 child.unlink(missing_ok=True)
         self.saved = saved
+
+    def work_folder(self) -> Path:
+        """``work/``, empty: what a dead run left there is scratch, never resumed from."""
+        work = self.folder / WORK_FOLDER
+        if os.path.lexists(work):
+            remove_tree(work)
+        work.mkdir(mode=0o700)
+        return work
 
     def remove(self) -> None:
         """The run is published: the folder has done its job."""
