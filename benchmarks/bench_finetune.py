@@ -15,6 +15,12 @@ its own finetune.json:
 4. with --memory: peak RSS of head-only --quantize int8 runs (float and int8 features) over 1x
    and 4x the images (hard links), each in its own process: streaming keeps it flat.
 
+--feature-runtimes instead: the frozen backbone's feature pass on Keras and on LiteRT (its
+float .tflite, converted in the run), head-only runs alternating, each with an empty feature
+cache; for the real-weight v1 0.25_128 and a random-weight slim v1 1.0_224 (tests/slim_builders.py;
+the speed of a pass does not depend on the weights' values). The ratio: LiteRT's pass time
+(conversion included) over Keras', and the whole run's.
+
 The ratio that matters: a head-only epoch vs a backbone epoch, measured in the same run.
 """
 
@@ -60,12 +66,51 @@ def peak_memory(data: Path, prefix: Path, tmp: Path, copies: int) -> tuple[int, 
     return images, int(proc.stdout.split()[-1]) / 1024
 
 
+def feature_runtimes(repeats: int) -> None:
+    """Keras against LiteRT for the feature pass, whole head-only runs alternating (see the docstring)."""
+    from tests import real_weights, slim_builders
+    from tests.digits import write_digits
+    from zoo.catalog import load_catalog
+    from zoo.training.finetuning import finetune
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = write_digits(tmp / "digits", size=32)
+        big = slim_builders.write_v1_model(tmp / "v1_1.0_224", width=1.0, resolution=224)
+        models = [(real_weights.CATALOG_ID, real_weights.write_checkpoint(tmp / "ckpt")), ("v1_1.0_224", big.checkpoint)]
+        for model, prefix in models:
+            seen: dict[str, list[tuple[float, float]]] = {"keras": [], "litert": []}
+            for repeat in range(repeats):
+                for runtime in ("keras", "litert") if repeat % 2 == 0 else ("litert", "keras"):
+                    out = tmp / f"{model}_{runtime}_{repeat}"
+                    result = finetune(model, data, out, checkpoint=prefix, epochs=1, catalog=load_catalog(),
+                                      progress=False, cache_dir=tmp / f"cache_{out.name}", feature_runtime=runtime)
+                    (feat,) = json.loads((out / "finetune.json").read_text())["training"]["feature_extraction"]
+                    assert feat["runtime"] == runtime, feat
+                    seen[runtime].append((feat["seconds"], result.seconds))
+                    if runtime == "litert":
+                        diff = feat["max_abs_feature_diff"]
+            keras, litert = (statistics.median(x[0] for x in seen[k]) for k in ("keras", "litert"))
+            keras_run, litert_run = (statistics.median(x[1] for x in seen[k]) for k in ("keras", "litert"))
+            print(f"{model}: feature pass over {feat['images']} images: Keras {keras:.1f} s "
+                  f"({feat['images'] / keras:.0f} images/s), LiteRT {litert:.1f} s ({feat['images'] / litert:.0f} "
+                  f"images/s, conversion included), ratio {litert / keras:.2f}x; whole head-only run (1 epoch) "
+                  f"{keras_run:.1f} s vs {litert_run:.1f} s ({litert_run / keras_run:.2f}x); max |d feature| {diff:.2g}; "
+                  f"medians of {repeats}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--memory", action="store_true",
                         help="also compare peak RSS of head-only runs over 1x and 4x the images")
+    parser.add_argument("--feature-runtimes", action="store_true",
+                        help="only compare the feature pass on Keras and on LiteRT")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per runtime with --feature-runtimes")
     args = parser.parse_args()
+    if args.feature_runtimes:
+        feature_runtimes(args.repeats)
+        return
     from tests import real_weights
     from tests.digits import write_digits
     from zoo.catalog import load_catalog
