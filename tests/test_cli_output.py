@@ -192,6 +192,30 @@ def test_help_has_plain_placeholders_and_text_for_every_option(cli):
     walk(group, [])
 
 
+@pytest.mark.parametrize("command", ["finetune", "export", "eval", "fetch"])
+def test_help_on_60_columns_shows_every_option_name_whole(command):
+    import typer.main
+
+    from mobilenet_zoo_cli.app import app
+
+    (sub,) = [c for name, c in typer.main.get_command(app).commands.items() if name == command]
+    code, out, _ = run_in_pty([console_script(), command, "--help"], columns=60)
+    text = plain(out)
+    assert code == 0 and "…" not in text, text
+    for param in sub.params:
+        for opt in param.opts if param.param_type_name == "option" else ():
+            assert opt in text, f"{command} --help on 60 columns lost {opt}"
+    assert max(len(line) for line in text.splitlines()) <= 60
+
+
+def test_help_on_a_wide_terminal_keeps_rich_and_the_user_can_choose():
+    wide = plain(run_in_pty([console_script(), "finetune", "--help"], columns=120)[1])
+    assert "╭" in wide and "--feature-runtime" in wide  # rich's panels
+    forced = plain(run_in_pty([console_script(), "finetune", "--help"], columns=60,
+                              env={**os.environ, "TYPER_USE_RICH": "1"})[1])
+    assert "╭" in forced
+
+
 def test_output_into_a_closed_pipe_is_quiet():
     proc = subprocess.run(f"'{console_script()}' list | head -1", shell=True, capture_output=True, text=True)
     assert proc.stdout.startswith("id ") and proc.stderr == ""
