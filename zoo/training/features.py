@@ -74,9 +74,7 @@ def extract_features(tf: Any, backbone: Any, folder: ImageFolder, size: Sequence
         rows = 0
     resumed_at = row = rows
     labels = np.tile(np.asarray(folder.labels, np.int32), (1 + views) * copies)
-    if features is None:
-        keras_run = keras_features(tf, backbone)
-        features = lambda images: keras_run(images).numpy()  # noqa: E731
+    features = features or keras_features(tf, backbone)
     computed, saved_at = 0, time.monotonic()
     while row < n:
         view, first = divmod(row, per_view)
@@ -96,9 +94,10 @@ def extract_features(tf: Any, backbone: Any, folder: ImageFolder, size: Sequence
     return FeaturePass(feats, labels, computed, resumed_at)
 
 
-def keras_features(tf: Any, backbone: Any) -> Callable[[Any], Any]:
-    """The Keras backbone as one traced function of a batch (inference mode)."""
-    return tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
+def keras_features(tf: Any, backbone: Any) -> Callable[[Any], np.ndarray]:
+    """The Keras backbone as one traced function of a batch (inference mode): images -> features."""
+    run = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
+    return lambda images: run(images).numpy()
 
 
 def feature_dataset(tf: Any, feats: np.ndarray, labels: np.ndarray, batch: int, shuffle: bool, seed: int,

@@ -555,9 +555,8 @@ class _Run:
     def _float_features(self, directory: Path, rows: int) -> CheckedBackbone:
         """The float rows of a feature pass over ``rows`` images: LiteRT when ``feature_runtime``
         allows it and its first batch matches Keras (``zoo.training.runtime_backbone``)."""
-        keras_run = keras_features(self.tf, self.backbone)
         why = keras_reason(self.feature_runtime, self.base.entry.macs_m, rows, self.qat)
-        return CheckedBackbone(lambda images: keras_run(images).numpy(),
+        return CheckedBackbone(keras_features(self.tf, self.backbone),
                                lambda: float_backbone(self.backbone, self.base.entry, directory),
                                keras_because=why)
 

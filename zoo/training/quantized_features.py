@@ -31,32 +31,24 @@ def int8_backbone(backbone: Any, entry: Any, calibration: Sequence[str],
                   directory: Path, own_ranges: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """Full-integer TFLite copy of ``backbone`` (calibrated on ``calibration``) as a float callable.
 
-    The copy is cloned outside any ``tf.distribute`` scope (its weights are plain arrays),
-    written as a SavedModel in ``directory`` and converted there. The returned function
-    takes float images [N, H, W, 3] in [-1, 1] and returns the dequantized int8 feature
-    vectors [N, features] (LiteRT, fed through the file's own input quantization).
+    Cloned, written and converted in ``directory`` as every feature-pass backbone is
+    (``zoo.training.runtime_backbone.converted_backbone``). The returned function takes float
+    images [N, H, W, 3] in [-1, 1] and returns the dequantized int8 feature vectors
+    [N, features] (LiteRT, fed through the file's own input quantization).
     ``own_ranges``: a fake-quant backbone (quantization-aware training) converts from its own
     ranges, as ``model_int8.tflite`` then is, and ``calibration`` is not used.
     """
     from ..data.images import preprocessed_batches
-    from ..formats.saved_model import write_saved_model
     from .export import write_fake_quant_tflite, write_int8_tflite
-    from ..formats.keras_models import import_keras
-    from ..formats.tflite import load_tflite
+    from .runtime_backbone import converted_backbone
 
-    keras = import_keras()
-    directory = Path(directory)
-    copy = keras.models.clone_model(backbone)
-    copy.set_weights(backbone.get_weights())
-    saved = write_saved_model(copy, directory / "int8_backbone_saved_model", output="features")
     size = entry.input_size[:2]
     if own_ranges:
-        path = write_fake_quant_tflite(saved, directory / "int8_backbone.tflite")
+        convert = write_fake_quant_tflite
     else:
-        path = write_int8_tflite(saved, directory / "int8_backbone.tflite",
-                                 lambda: preprocessed_batches(calibration, size), "uint8")
-    model = load_tflite(entry, path)
-    return lambda images: model._predict(np.asarray(images, np.float32))  # raw outputs: features, not classes
+        def convert(saved: Path, path: Path) -> Path:
+            return write_int8_tflite(saved, path, lambda: preprocessed_batches(calibration, size), "uint8")
+    return converted_backbone(backbone, entry, directory, "int8_backbone", convert)
 
 
 def relative_error(features: np.ndarray, reference: np.ndarray) -> float:

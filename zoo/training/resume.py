@@ -215,8 +215,7 @@ class Progress:
     def work_folder(self) -> Path:
         """``work/``, empty: what a dead run left there is scratch, never resumed from."""
         work = self.folder / WORK_FOLDER
-        if os.path.lexists(work):
-            remove_tree(work)
+        remove_tree(work)
         work.mkdir(mode=0o700)
         return work
 

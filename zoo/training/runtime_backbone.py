@@ -53,28 +53,37 @@ def keras_reason(requested: str, macs_m: float | None, rows: int, fake_quant: bo
     return None
 
 
-def float_backbone(backbone: Any, entry: Any, directory: Path, threads: int | None = None
-                   ) -> Callable[[np.ndarray], np.ndarray]:
-    """A float TFLite copy of ``backbone`` on LiteRT: images [N, H, W, 3] -> features [N, F].
+def converted_backbone(backbone: Any, entry: Any, directory: Path, name: str,
+                       convert: Callable[[Path, Path], Path], threads: int | None = None
+                       ) -> Callable[[np.ndarray], np.ndarray]:
+    """A TFLite copy of ``backbone`` on LiteRT: float images [N, H, W, 3] -> features [N, F].
 
-    Cloned outside any ``tf.distribute`` scope (plain weight arrays), written as a SavedModel in
-    ``directory`` and converted there (``zoo.training.export.write_tflite``).
+    The one way a backbone becomes a file for a feature pass (float here, int8 in
+    ``zoo.training.quantized_features``): cloned outside any ``tf.distribute`` scope (plain
+    weight arrays), written as the SavedModel ``directory/<name>_saved_model``, and turned into
+    ``directory/<name>.tflite`` by ``convert(saved_model, tflite_path)``. A quantized file is fed
+    and read through its own quantization, so the features come back as float32.
     """
     from ..formats.keras_models import import_keras
     from ..formats.saved_model import write_saved_model
     from ..formats.tflite import load_tflite
-    from ..run.evaluation import usable_cpus
-    from .export import write_tflite
 
     keras = import_keras()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     copy = keras.models.clone_model(backbone)
     copy.set_weights(backbone.get_weights())
-    saved = write_saved_model(copy, directory / "float_backbone_saved_model", output="features")
-    path = write_tflite(saved, directory / "float_backbone.tflite")
-    model = load_tflite(entry, path, threads=threads or usable_cpus())
+    saved = write_saved_model(copy, directory / f"{name}_saved_model", output="features")
+    model = load_tflite(entry, convert(saved, directory / f"{name}.tflite"), threads=threads)
     return lambda images: model._predict(np.asarray(images, np.float32))  # raw outputs: features, not classes
+
+
+def float_backbone(backbone: Any, entry: Any, directory: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A float TFLite copy of ``backbone`` (``zoo.training.export.write_tflite``), on every usable CPU."""
+    from ..run.evaluation import usable_cpus
+    from .export import write_tflite
+
+    return converted_backbone(backbone, entry, directory, "float_backbone", write_tflite, threads=usable_cpus())
 
 
 class CheckedBackbone:
@@ -105,7 +114,8 @@ class CheckedBackbone:
             candidate = self.convert()
             answer = np.asarray(candidate(np.asarray(images)))
         except Exception as exc:  # noqa: BLE001 - no LiteRT, or a graph its converter refuses: Keras does it
-            self.why_keras = f"LiteRT could not run the backbone ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+            first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            self.why_keras = f"LiteRT could not run the backbone ({type(exc).__name__}: {first_line})"
             log.info("feature pass on Keras: %s", self.why_keras)
             return reference
         if answer.shape != reference.shape:
