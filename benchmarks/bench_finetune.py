@@ -21,6 +21,14 @@ cache; for the real-weight v1 0.25_128 and a random-weight slim v1 1.0_224 (test
 the speed of a pass does not depend on the weights' values). The ratio: LiteRT's pass time
 (conversion included) over Keras', and the whole run's.
 
+--hand-recipe instead: whole processes, alternating, on 600 digit scans (a disjoint 597 held
+out) with the real v1 0.5_160 backbone (../shared's uint8 file dequantized; the vendored 0.25_128
+when ../shared is absent): `mobilenet-zoo finetune --epochs 5` against the recipe of TF's transfer
+learning tutorial (tensorflow.org/tutorials/images/transfer_learning: image_dataset_from_directory,
+a frozen base called with training=False, global pooling, dropout 0.2, a Dense layer, fit) written
+by hand over the same Keras backbone, timed to its saved .keras file; and a second finetune with
+another learning rate that reuses the first one's features. Held-out top-1 of both models.
+
 The ratio that matters: a head-only epoch vs a backbone epoch, measured in the same run.
 """
 
@@ -99,18 +107,145 @@ def feature_runtimes(repeats: int) -> None:
                   f"medians of {repeats}")
 
 
+_HAND_RECIPE = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+train, heldout, prefix, model_id, epochs, out = sys.argv[2:8]
+import tensorflow as tf
+import keras
+import zoo
+
+size = zoo.load_catalog().get(model_id).input_size[:2]
+full = zoo.restore(prefix, format="ckpt", entry=model_id).keras_model
+base = keras.Model(full.input, full.get_layer("global_average_pooling2d").output)  # pooled, before slim's dropout
+base.trainable = False
+train_ds, val_ds = keras.utils.image_dataset_from_directory(train, image_size=size, batch_size=32, seed=0,
+                                                            validation_split=0.2, subset="both")
+classes = len(train_ds.class_names)
+inputs = keras.Input((*size, 3))
+x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)        # MobileNet's [-1, 1]
+x = base(x, training=False)
+x = keras.layers.Flatten()(x)
+x = keras.layers.Dropout(0.2)(x)
+outputs = keras.layers.Dense(classes)(x)
+model = keras.Model(inputs, outputs)
+model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(train_ds.prefetch(tf.data.AUTOTUNE), validation_data=val_ds.prefetch(tf.data.AUTOTUNE),
+          epochs=int(epochs), verbose=0)
+model.save(out)
+done = time.time()
+open(out[:-len(".keras")] + ".tflite", "wb").write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+converted = time.time()
+test_ds = keras.utils.image_dataset_from_directory(heldout, image_size=size, batch_size=64, shuffle=False)
+_, top1 = model.evaluate(test_ds, verbose=0)
+print(json.dumps({"done": done, "converted": converted, "top1": round(100 * top1, 2)}))
+"""
+
+
+def _split_digits(tmp: Path, train_images: int) -> tuple[Path, Path]:
+    """The digits as two disjoint class-folder sets: the first ``train_images`` and the last ones."""
+    from tests.digits import write_digits
+
+    every = write_digits(tmp / "every", size=32)
+    train, heldout = tmp / "train", tmp / "heldout"
+    total = sum(1 for _ in every.rglob("*.png"))
+    for image in sorted(every.rglob("*.png")):
+        index = int(image.stem)
+        target = train if index < train_images else heldout if index >= total - train_images else None
+        if target is not None:
+            (target / image.parent.name).mkdir(parents=True, exist_ok=True)
+            os.link(image, target / image.parent.name / image.name)
+    return train, heldout
+
+
+def hand_recipe(epochs: int, repeats: int) -> None:
+    """Whole finetune processes against the hand-written Keras recipe, and a reused-feature rerun."""
+    import subprocess
+    import time
+
+    from tests import real_weights
+
+    real_160 = REPO.parent / "shared" / "realdata" / "mobilenet_v1_0.5_160_quant.tflite"
+    model, tflite = ("v1_0.5_160", real_160) if real_160.is_file() else (real_weights.CATALOG_ID, real_weights.TFLITE)
+    cli = [sys.executable, "-c", "from cli.app import main; main()"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        train, heldout = _split_digits(tmp, 600)
+        prefix = real_weights.write_checkpoint(tmp / "ckpt", tflite=tflite)
+        runs: dict[str, list[float]] = {"finetune": [], "reuse": [], "hand": [], "hand_tflite": []}
+        top1: dict[str, list[float]] = {"finetune": [], "hand": []}
+        parts: list[dict] = []
+
+        def finetune(name: str, cache: Path, *extra: str) -> float:
+            out = tmp / name
+            began = time.perf_counter()
+            subprocess.run([*cli, "--cache-dir", str(cache), "finetune", model, "--data", str(train), "--out",
+                            str(out), "--checkpoint", str(prefix), "--epochs", str(epochs), *extra],
+                           check=True, env=env, capture_output=True)
+            return time.perf_counter() - began
+
+        for repeat in range(repeats):
+            cache, first = tmp / f"cache{repeat}", f"ft{repeat}"
+            order = ("finetune", "hand") if repeat % 2 == 0 else ("hand", "finetune")
+            for what in order:
+                if what == "finetune":
+                    runs["finetune"].append(finetune(first, cache))
+                    runs["reuse"].append(finetune(f"reuse{repeat}", cache, "--learning-rate", "3e-4"))
+                    manifest = json.loads((tmp / first / "finetune.json").read_text())
+                    reused = json.loads((tmp / f"reuse{repeat}" / "finetune.json").read_text())
+                    assert reused["training"]["features_from_cache"], "the rerun did not reuse the features"
+                    parts.append({"features": sum(p["seconds"] for p in manifest["training"]["feature_extraction"]),
+                                  **manifest["export_seconds"]})
+                    scored = subprocess.run([*cli, "eval", str(tmp / first), "--data", str(heldout), "--json"],
+                                            check=True, env=env, capture_output=True, text=True)
+                    top1["finetune"].append(json.loads(scored.stdout)["top1"])
+                else:
+                    launched = time.time()
+                    proc = subprocess.run([sys.executable, "-c", _HAND_RECIPE, str(REPO), str(train), str(heldout),
+                                           str(prefix), model, str(epochs), str(tmp / f"hand{repeat}.keras")],
+                                          check=True, env=env, capture_output=True, text=True)
+                    report = json.loads(proc.stdout.strip().splitlines()[-1])
+                    runs["hand"].append(report["done"] - launched)
+                    runs["hand_tflite"].append(report["converted"] - launched)
+                    top1["hand"].append(report["top1"])
+
+    med = {name: statistics.median(values) for name, values in runs.items()}
+    print(f"{model}, 600 digit scans (80% trained, 20% validation), {epochs} epochs, whole processes, "
+          f"medians of {repeats}; held-out top-1 on 597 other scans")
+    print(f"  mobilenet-zoo finetune: {med['finetune']:.1f} s (runs {', '.join(f'{s:.1f}' for s in runs['finetune'])}),"
+          f" top-1 {statistics.median(top1['finetune']):.1f}%")
+    print(f"  hand recipe (fit, then .keras saved): {med['hand']:.1f} s "
+          f"(runs {', '.join(f'{s:.1f}' for s in runs['hand'])}), top-1 {statistics.median(top1['hand']):.1f}%")
+    print(f"  hand recipe, then a float .tflite converted from it: {med['hand_tflite']:.1f} s")
+    print(f"  ratio finetune / hand recipe: {med['finetune'] / med['hand']:.2f}x "
+          f"({med['finetune'] / med['hand_tflite']:.2f}x against the recipe with its .tflite)")
+    print(f"  second finetune, another learning rate, features reused: {med['reuse']:.1f} s, "
+          f"{med['reuse'] / med['finetune']:.2f}x the first")
+    keys = parts[0].keys()
+    print("  inside finetune (median s): " + ", ".join(
+        f"{key} {statistics.median(p[key] for p in parts):.1f}" for key in keys))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, help="epochs (default 3; 5 with --hand-recipe)")
     parser.add_argument("--memory", action="store_true",
                         help="also compare peak RSS of head-only runs over 1x and 4x the images")
     parser.add_argument("--feature-runtimes", action="store_true",
                         help="only compare the feature pass on Keras and on LiteRT")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per runtime with --feature-runtimes")
+    parser.add_argument("--hand-recipe", action="store_true",
+                        help="only compare whole finetune processes with a hand-written Keras fit, and a rerun")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per variant with --feature-runtimes/--hand-recipe")
     args = parser.parse_args()
+    if args.hand_recipe:
+        hand_recipe(args.epochs or 5, args.repeats)
+        return
     if args.feature_runtimes:
         feature_runtimes(args.repeats)
         return
+    args.epochs = args.epochs or 3
     from tests import real_weights
     from tests.digits import write_digits
     from zoo.catalog import load_catalog
