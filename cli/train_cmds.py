@@ -12,8 +12,8 @@ from typing import Optional
 import typer
 
 from zoo.training.distribute import STRATEGIES
-from zoo.training.options import (DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, FEATURE_RUNTIMES, INT8_IO_TYPES, OWN_RANGES,
-                                  QUANTIZE_MODES)
+from zoo.training.options import (DEFAULT_CALIBRATION_IMAGES, EXPORT_TARGETS, FEATURE_RUNTIMES,
+                                  FROM_SCRATCH_ENOUGH_IMAGES, INT8_IO_TYPES, OWN_RANGES, QUANTIZE_MODES)
 
 from .common import app, cache_dir, choices, load_catalog
 from .output import print_json, terminal
@@ -107,6 +107,10 @@ def finetune_cmd(
         help="What runs the frozen backbone over the images: litert (a float .tflite of it, checked against "
              "Keras on the first batch), keras, or auto (LiteRT when the pass is long enough to pay for "
              "converting the backbone)."),
+    from_scratch: bool = typer.Option(
+        False, "--from-scratch", help="Train MODEL's architecture from random weights, every layer and batch norm "
+                                      "(nothing is fetched): for a large data set of your own; warns below "
+                                      f"{FROM_SCRATCH_ENOUGH_IMAGES:,} images."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Fine-tune a MobileNet to the classes in DIR; write Keras, SavedModel and TFLite files to OUT.
@@ -127,7 +131,7 @@ def finetune_cmd(
                       quantize=quantize.value if quantize else None, qat=qat, strategy=strategy.value,
                       overwrite=overwrite, checkpoint=checkpoint, catalog=load_catalog(), restart=restart,
                       cache_dir=cache_dir(), command=["mobilenet-zoo", *sys.argv[1:]], progress=epoch_progress(),
-                      feature_runtime=feature_runtime.value)
+                      feature_runtime=feature_runtime.value, from_scratch=from_scratch)
     if as_json:
         print_json(result.to_json())
         return

@@ -57,7 +57,7 @@ from .feature_cache import ROWS_NAME, FeatureStore, backbone_digest, feature_key
 from .features import extract_features, feature_dataset, keras_features, steps_for
 from .inputs import ImageFolder, files_digest, image_dataset, scan_image_folder, split
 from .loop import History, train_epochs
-from .options import DEFAULT_CALIBRATION_IMAGES, check_feature_runtime, check_quantize
+from .options import DEFAULT_CALIBRATION_IMAGES, FROM_SCRATCH_ENOUGH_IMAGES, check_feature_runtime, check_quantize
 from .qat import RANGES_CALIBRATED, calibrate_backbone, check_family, check_qat
 from .runtime_backbone import CheckedBackbone, float_backbone, keras_reason
 
@@ -111,18 +111,21 @@ class FinetuneResult:
 class _Base:
     entry: Entry                    # the model's catalog entry (derived entry for a fine-tuned one)
     base_entry: Entry               # the published model it all started from
-    path: Path                      # slim checkpoint prefix or model.keras
-    kind: str                       # "slim" or "keras"
+    path: Path | None               # slim checkpoint prefix or model.keras; None from scratch
+    kind: str                       # "slim", "keras" or "scratch" (random initialisation)
 
 
 def _resolve_base(model: str | Path | Entry, checkpoint: Path | None, catalog: Catalog | None,
-                  cache_dir: Path | None, qat: bool = False) -> _Base:
+                  cache_dir: Path | None, qat: bool = False, from_scratch: bool = False) -> _Base:
     """Find the trainable weights for ``model`` without loading them (fetching if needed).
 
     ``checkpoint``: a local slim checkpoint that ``model`` (a catalog name) names the architecture of.
+    ``from_scratch``: no weights at all, only the catalog model's architecture (nothing is fetched).
     """
-    from ..formats.resolve import locate_weights
+    from ..formats.resolve import locate, locate_weights
 
+    if from_scratch:
+        return _scratch_base(locate(model, catalog=catalog), checkpoint, qat)
     ref = locate_weights(model, catalog=catalog)  # a .tflite or .pb is refused here, with or without checkpoint
     if checkpoint is not None:
         ref = locate_weights(checkpoint, catalog=catalog, entry=ref.entry)
@@ -145,6 +148,35 @@ def _resolve_base(model: str | Path | Entry, checkpoint: Path | None, catalog: C
     return _Base(entry, ref.base_entry or entry, path, "keras" if ref.kind == "finetuned" else "slim")
 
 
+def _scratch_base(ref: Any, checkpoint: Path | None, qat: bool) -> _Base:
+    """The architecture of a published float model, to train from random weights."""
+    entry = ref.entry
+    if ref.kind != "catalog":
+        where = ref.path or ref.folder
+        raise UsageError(f"from_scratch trains a catalog architecture from random weights; {where} names trained "
+                         f"weights (of {entry.id})", params=("from_scratch",),
+                         hint=f"name the catalog id ({entry.id}) instead, or drop from_scratch to fine-tune these weights")
+    if checkpoint is not None or qat or entry.quantized:
+        what = ("checkpoint" if checkpoint is not None else "qat" if qat else f"the _quant model {entry.id}")
+        raise UsageError(f"from_scratch starts from random weights: it cannot be combined with {what}",
+                         hint=(f"name the float model {entry.id.removesuffix('_quant')}" if entry.quantized
+                               else f"drop {what} or from_scratch"),
+                         params=("from_scratch", "checkpoint" if checkpoint is not None else "qat"))
+    return _Base(entry, entry, None, "scratch")
+
+
+def warn_small_scratch_set(entry: Entry, images: int) -> None:
+    """From random weights, a MobileNet needs a large data set; say so before the hours go in."""
+    if images >= FROM_SCRATCH_ENOUGH_IMAGES:
+        return
+    from ..notices import warn
+
+    warn(f"{entry.id} from scratch on {images} training images: a MobileNet trained from random weights "
+         f"needs far more (the published ones saw ImageNet's 1.28 million; below about "
+         f"{FROM_SCRATCH_ENOUGH_IMAGES:,} it mostly memorises); fine-tuning the pretrained weights "
+         "instead is almost always better on a set this size")
+
+
 def _backbone_and_head(base: _Base, classes: Sequence[str], qat: bool = False,
                        seed: int = 0) -> tuple[Any, Any, Any, str | None]:
     """(backbone: image -> feature vector, new head, full model, where the fake-quant ranges come
@@ -160,6 +192,10 @@ def _backbone_and_head(base: _Base, classes: Sequence[str], qat: bool = False,
         network, ranges_from = qat_network(base.entry, base.path, kind=base.kind)
         backbone = (network.get_layer(BACKBONE_NAME) if base.kind == "keras"
                     else _cut_before_classifier(keras, network, base.entry))
+    elif base.kind == "scratch":
+        from ..formats.keras_models import build_keras_model
+
+        backbone = _cut_before_classifier(keras, build_keras_model(base.entry), base.entry)
     elif base.kind == "keras":
         from ..formats.finetuned import load_keras_file
 
@@ -224,7 +260,7 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
              catalog: Catalog | None = None, cache_dir: Path | None = None, seed: int = 0,
              progress: object = None, command: Sequence[str] | None = None,
              calibration_size: int = DEFAULT_CALIBRATION_IMAGES, restart: bool = False,
-             qat: bool = False, feature_runtime: str = "auto") -> FinetuneResult:
+             qat: bool = False, feature_runtime: str = "auto", from_scratch: bool = False) -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` (``DIR/<class>/*.jpg``) and write OUT (see the module docstring).
 
     ``model``: anything ``zoo.formats.resolve.locate_weights`` accepts: a catalog id or Entry (its
@@ -242,6 +278,10 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     ``feature_runtime``: what runs the frozen backbone's feature passes: ``litert`` (a float TFLite
     copy, checked against Keras on the first batch), ``keras``, or ``auto`` (LiteRT when the pass
     is long enough to pay for the conversion; ``zoo.training.runtime_backbone``).
+    ``from_scratch``: train every layer of ``model``'s architecture (a catalog id) from random
+    weights, batch norm included, for ``epochs`` epochs at ``learning_rate``: no checkpoint is read
+    or fetched. For large data sets of one's own; a warning says when the set looks too small.
+    With ``quantize='int8'`` the int8 file is calibrated after training (post-training).
     """
     start = time.perf_counter()
     from .distribute import local_gpu_count, make_strategy, plan_strategy
@@ -258,7 +298,9 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
     if min(len(train), len(val)) < plan.workers:
         raise UsageError(f"{plan.workers} workers need at least {plan.workers} training and validation images "
                          f"each, got {len(train)} and {len(val)}", hint="add images or use fewer workers")
-    base = _resolve_base(model, Path(checkpoint) if checkpoint else None, catalog, cache_dir, qat)
+    base = _resolve_base(model, Path(checkpoint) if checkpoint else None, catalog, cache_dir, qat, from_scratch)
+    if from_scratch:
+        warn_small_scratch_set(base.entry, len(train))
     if strategy == "auto" and plan.kind == "default":  # only now: counting GPUs imports TensorFlow
         plan = plan_strategy(strategy, os.environ.get("TF_CONFIG"), gpus=local_gpu_count())
     from ..formats.keras_models import import_tensorflow
@@ -275,13 +317,13 @@ def finetune(model: str | Path | Entry, data: str | Path, out: str | Path, *, ep
         "epochs": epochs, "batch_size": batch_size, "learning_rate": head_lr, "train_backbone": train_backbone,
         "quantize": quantize, "seed": seed, "calibration_images": len(calibration), "strategy": plan.kind,
         "replicas": int(dist.num_replicas_in_sync), "augmented_views": AUGMENTED_VIEWS, "qat": qat,
-        "feature_runtime": feature_runtime})
+        "feature_runtime": feature_runtime, "from_scratch": from_scratch})
     try:
         run = _Run(base, train, val, plan, dist, batch_size=batch_size, epochs=epochs, seed=seed,
                    quantize=quantize, head_lr=head_lr, calibration=calibration, progress=resumable,
                    cache_dir=cache_dir, qat=qat, feature_runtime=feature_runtime)
         with Reporter(progress) as report:
-            interrupted = run.train(report, train_backbone)
+            interrupted = run.train(report, train_backbone or from_scratch)
         history = run.history
         if history.best_weights is None:
             if resumable is not None:
@@ -396,7 +438,7 @@ class _Run:
         self.batch, self.epochs, self.seed, self.quantize, self.head_lr = batch_size, epochs, seed, quantize, head_lr
         # quantize: the head also learns from the backbone as the int8 file runs it (with qat, that is the
         # backbone converted from its own fake-quant ranges; the fake-quant network models the rest)
-        self.qat, self.int8_features = qat, bool(quantize)
+        self.qat, self.int8_features = qat, bool(quantize) and base.kind != "scratch"
         self.feature_runtime = feature_runtime
         self.progress = progress
         self.feature_store = FeatureStore(cache_dir or default_cache_dir())
@@ -424,7 +466,9 @@ class _Run:
     def train(self, report: Reporter, train_backbone: bool) -> bool:
         """Run the phases (from the saved epoch, if any); True when Ctrl-C ended the run early."""
         phases = [("head", lambda start, state: self.head_phase("head", report, start, state))]
-        if train_backbone:
+        if self.base.kind == "scratch":  # no features worth caching: every layer learns from the first step
+            phases = [("scratch", lambda start, state: self.backbone_phase(report, start, state, scratch=True))]
+        elif train_backbone:
             phases.append(("backbone", lambda start, state: self.backbone_phase(report, start, state)))
             if self.int8_features:
                 phases.append(("int8 head", lambda start, state: self.head_phase("int8 head", report, start, state)))
@@ -577,25 +621,34 @@ class _Run:
                                     ROWS_NAME, self.seed, int8, features=floats)
 
     def backbone_phase(self, report: Reporter, start_epoch: int = 0,
-                       optimizer_state: list[Any] | None = None) -> None:
-        """The whole network from the best head, at a lower learning rate, batch norm frozen."""
-        if not start_epoch:
-            self.history.restore_best()
-        _unfreeze_except_batch_norm(self.keras, self.backbone)
+                       optimizer_state: list[Any] | None = None, scratch: bool = False) -> None:
+        """The whole network from the best head, at a lower learning rate, batch norm frozen.
+
+        ``scratch``: from random weights, every layer learns, batch norm's statistics too, at the
+        head's learning rate."""
+        if scratch:
+            self.backbone.trainable = True
+        else:
+            if not start_epoch:
+                self.history.restore_best()
+            _unfreeze_except_batch_norm(self.keras, self.backbone)
         try:
             self._fit(self.full,
                       lambda seed: image_dataset(self.my_train, self.size, batch=self.batch, augment=True,
                                                  shuffle=True, repeat=True, seed=seed),
                       image_dataset(self.my_val, self.size, batch=self.batch, repeat=self.several),
-                      "backbone", steps_for(len(self.train_set), self.batch), self.head_lr * BACKBONE_LR_FACTOR,
+                      "scratch" if scratch else "backbone", steps_for(len(self.train_set), self.batch),
+                      self.head_lr * (1.0 if scratch else BACKBONE_LR_FACTOR),
                       report, start_epoch, optimizer_state)
         finally:
             self.backbone.trainable = False
 
     def training_record(self, strategy: str, train_backbone: bool, interrupted: bool) -> dict[str, Any]:
         """What finetune.json says about the training."""
+        scratch = self.base.kind == "scratch"
         return {"epochs": self.epochs, "batch_size": self.batch, "learning_rate": self.head_lr,
-                "backbone_learning_rate": self.head_lr * BACKBONE_LR_FACTOR if train_backbone else None,
+                "backbone_learning_rate": self.head_lr * BACKBONE_LR_FACTOR if train_backbone and not scratch
+                else None, "from_scratch": scratch,
                 "train_backbone": train_backbone, "strategy": strategy, "strategy_used": self.plan.kind,
                 "replicas": int(self.dist.num_replicas_in_sync), "workers": self.plan.workers,
                 "augmented_views": AUGMENTED_VIEWS, "best_epoch": self.history.best_epoch,
@@ -620,7 +673,8 @@ class _Run:
                     "converted_from": "the network's own fake-quant ranges (no calibration of the file)"}
         return {"mode": "full-integer post-training", "io_type": "uint8",
                 "calibration_images": len(self.calibration),
-                "head_trained_on": "float and int8 backbone features"}
+                "head_trained_on": "float and int8 backbone features" if self.int8_features
+                else "float images (trained from scratch; the int8 file is calibrated afterwards)"}
 
 
 # ----------------------------------------------------------------------------- writing OUT
@@ -675,7 +729,8 @@ def _write_out(full: Any, base: _Base, train: ImageFolder, val: ImageFolder, out
         manifest = {
             "kind": names.MANIFEST_KIND, "version": 1,
             "base": base.base_entry.to_dict(), "base_id": base.base_entry.id,
-            "started_from": str(base.path), "classes": list(train.classes),
+            "started_from": str(base.path) if base.path is not None else f"random weights (seed {training['seed']})",
+            "classes": list(train.classes),
             "preprocessing": {**base.base_entry.preprocessing, "augmentation (training only)":
                               "random crop 75-100% of each side, brightness +-0.08, contrast 0.9-1.1; no flip"},
             "input": {"shape": [None, *base.entry.input_size], "dtype": "float32", "range": [-1.0, 1.0]},

@@ -21,6 +21,9 @@ INT8_IO_TYPES = ("uint8", "int8")
 # What runs the frozen backbone's feature pass (zoo.training.runtime_backbone): auto picks LiteRT
 # when the pass is long enough to pay for converting the backbone.
 FEATURE_RUNTIMES = ("auto", "litert", "keras")
+# Below this many training images a from-scratch run is warned (our rule of thumb, not a published
+# figure: ImageNet, which the published weights learnt from, has 1.28 million images).
+FROM_SCRATCH_ENOUGH_IMAGES = 10_000
 # Images that calibrate a full-integer file, spread over the classes (TFLite's guide suggests ~100-500).
 DEFAULT_CALIBRATION_IMAGES = 200
 

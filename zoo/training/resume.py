@@ -67,14 +67,17 @@ def progress_dir(out: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- identity
-def weights_signature(path: Path) -> dict[str, Any]:
-    """The files a run starts from (a checkpoint's ``.index``/``.data-*``, or a ``.keras`` file)."""
+def weights_signature(path: Path | None) -> dict[str, Any]:
+    """The files a run starts from (a checkpoint's ``.index``/``.data-*``, or a ``.keras`` file);
+    None: random weights (from scratch), which the seed among the options identifies."""
+    if path is None:
+        return {"path": None, "files": []}
     path = Path(path)
     files = sorted(p for p in path.parent.glob(path.name + "*") if p.is_file()) if path.parent.is_dir() else []
     return {"path": str(path), "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
 
 
-def run_identity(*, model: str, weights: Path, train: ImageFolder, val: ImageFolder,
+def run_identity(*, model: str, weights: Path | None, train: ImageFolder, val: ImageFolder,
                  options: dict[str, Any]) -> dict[str, Any]:
     return {"model": model, "weights": weights_signature(weights), "train": train.fingerprint(),
             "val": val.fingerprint(), "options": dict(options)}
